@@ -102,8 +102,8 @@ def _need(cond: bool, field: str, why: str) -> None:
 def validate(body: Any) -> None:
     _need(isinstance(body, dict), "body", "must be a JSON object")
     allowed = {"event_id", "type", "hub_id", "home_id", "device", "counter", "occurred_at", "data"}
-    extra = set(body) - allowed
-    _need(not extra, ", ".join(sorted(extra)) if extra else "body", "unknown field")
+    extra = sorted(set(body) - allowed)
+    _need(not extra, "body", "unknown field %s" % ", ".join(repr(k)[:40] for k in extra[:3]))
     for field in ("event_id", "type", "hub_id", "home_id", "occurred_at"):
         _need(isinstance(body.get(field), str), field, "required string")
     _need(bool(_EVENT_ID.match(body["event_id"])), "event_id", "must be <source>-<number>")

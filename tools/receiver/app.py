@@ -1,0 +1,150 @@
+"""The reference platform receiver: verify, de-duplicate, store, answer (SPEC.md section 3).
+
+A development and pilot stand-in for the district platform, and the other end of the
+hub's uplink in tests. `GET /v1/events` shows every stored event to whoever can
+reach the port, so bind it to localhost unless the network is yours.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from safebox.protocol import events
+from safebox.protocol.signing import CONTENT_TYPE, Refusal, Verifier
+
+from .store import Outcome, Store, StoreError
+
+log = logging.getLogger("safebox.receiver")
+
+FAULT_STATUSES = frozenset({500, 503})
+RETRY_AFTER_S = 1          # what an injected 503 asks for: short, so tests stay fast
+STORE_TROUBLE_RETRY_S = 30
+MAX_PAGE = 1000
+
+
+def _answer(http_status: int, status: str, event_id: str | None, reason: str | None = None,
+            *, retry_after: int | None = None) -> web.Response:
+    """Every answer is the SPEC's JSON object; retry_later also carries Retry-After."""
+    body: dict[str, Any] = {"status": status, "event_id": event_id, "reason": reason}
+    headers = {}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+        headers["Retry-After"] = str(retry_after)
+    return web.json_response(body, status=http_status, headers=headers)
+
+
+def _one_line(text: str) -> str:
+    """Peer-supplied text can hold line breaks; a log record stays one line."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+class _Receiver:
+    def __init__(self, store: Store, verifier: Verifier, clock: Callable[[], float],
+                 fail_plan: deque[int]) -> None:
+        self._store = store
+        self._verifier = verifier
+        self._clock = clock
+        self._fail_plan = fail_plan
+
+    def _refuse(self, request: web.Request, http_status: int, reason: str, event_id: str | None,
+                key_id: str | None = None) -> web.Response:
+        log.warning("refused %d from %s keyid=%r event_id=%r: %s",
+                    http_status, request.remote, key_id, event_id, _one_line(reason))
+        return _answer(http_status, "rejected", event_id, reason)
+
+    async def post_event(self, request: web.Request) -> web.Response:
+        event_id = request.headers.get("Idempotency-Key")
+        if self._fail_plan:
+            return self._injected_fault(request, self._fail_plan.popleft(), event_id)
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse(request, 413, f"body exceeds {events.MAX_BODY} bytes", event_id)
+        if request.content_type != CONTENT_TYPE:
+            return self._refuse(request, 415, f"Content-Type must be {CONTENT_TYPE}, "
+                                              f"got {request.content_type!r}", event_id)
+        if request.headers.get("Content-Encoding", "identity") != "identity":
+            # aiohttp would decode it, and the digest covers the bytes as sent.
+            return self._refuse(request, 415, "Content-Encoding is not supported", event_id)
+        try:
+            return self._accept(request, raw, event_id)
+        except StoreError as exc:
+            log.error("cannot store event_id=%r: %s", event_id, exc)
+            return _answer(503, "retry_later", event_id, "platform storage unavailable",
+                           retry_after=STORE_TROUBLE_RETRY_S)
+
+    def _accept(self, request: web.Request, raw: bytes, event_id: str | None) -> web.Response:
+        # Synchronous from verification to storage: two copies of one event cannot interleave.
+        try:
+            key_id = self._verifier.verify(request.method, str(request.url), request.headers, raw)
+        except Refusal as refusal:
+            return self._refuse(request, refusal.status, refusal.reason, event_id, refusal.key_id)
+        try:
+            event = events.decode(raw)
+        except events.EventError as exc:
+            return self._refuse(request, 422, str(exc), event_id, key_id)
+        if event["hub_id"] != key_id:
+            return self._refuse(request, 401, f"body hub_id {event['hub_id']!r} is not the signing "
+                                              f"keyid {key_id!r}", event_id, key_id)
+        if event["event_id"] != event_id:
+            return self._refuse(request, 400, f"body event_id {event['event_id']!r} differs from "
+                                              f"Idempotency-Key {event_id!r}", event_id, key_id)
+        outcome = self._store.record_event(key_id, raw, event, now=self._clock())
+        if outcome is Outcome.CONFLICT:
+            return self._refuse(request, 409, "idempotency key reused with a different body", event_id, key_id)
+        log.info("%s event_id=%r type=%s from keyid=%r", outcome.value, event_id, event["type"], key_id)
+        return _answer(201 if outcome is Outcome.ACCEPTED else 200, outcome.value, event_id)
+
+    def _injected_fault(self, request: web.Request, http_status: int, event_id: str | None) -> web.Response:
+        log.warning("injected fault %d from %s event_id=%r (test fail plan)", http_status, request.remote, event_id)
+        if http_status == 503:
+            return _answer(503, "retry_later", event_id, "injected fault (test fail plan)", retry_after=RETRY_AFTER_S)
+        return _answer(http_status, "error", event_id, "injected fault (test fail plan)")
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        """Stored events for inspection, oldest first; page with ?since_id=<last id seen>&limit=N."""
+        try:
+            since_id = int(request.query.get("since_id", "0"))
+            limit = int(request.query.get("limit", str(MAX_PAGE)))
+        except ValueError:
+            return _answer(400, "rejected", None, "since_id and limit must be integers")
+        if since_id < 0 or not 1 <= limit <= MAX_PAGE:
+            return _answer(400, "rejected", None, f"since_id must be >= 0 and limit 1..{MAX_PAGE}")
+        stored = self._store.events(since_id=since_id, limit=limit)
+        return web.json_response({
+            "events": [event.to_json() for event in stored],
+            "next_since_id": stored[-1].id if stored else since_id,
+        })
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "events": self._store.count_events()})
+
+
+def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: float = 300,
+             max_future: float = 30, fail_plan: Iterable[int] | None = None) -> web.Application:
+    """The receiver as an aiohttp application over `store`.
+
+    `fail_plan` is test-only fault injection: HTTP statuses (500 or 503) that the
+    next POSTs answer, one each, before doing anything else, to prove that a
+    retrying client ends with exactly one stored event.
+    """
+    plan = deque(fail_plan or ())
+    unknown = set(plan) - FAULT_STATUSES
+    if unknown:
+        raise ValueError(f"fail_plan statuses must be in {sorted(FAULT_STATUSES)}, got {sorted(unknown)}")
+    verifier = Verifier(store.hub_key, store.nonce_store(clock), max_age=max_age,
+                        max_future=max_future, clock=clock)
+    receiver = _Receiver(store, verifier, clock, plan)
+    app = web.Application(client_max_size=events.MAX_BODY)
+    app.add_routes([
+        web.post("/v1/events", receiver.post_event),
+        web.get("/v1/events", receiver.list_events),
+        web.get("/v1/health", receiver.health),
+    ])
+    return app

@@ -1,0 +1,185 @@
+"""`safebox-receiver`: run the reference platform receiver and look into its database.
+
+User mistakes (missing TLS files, an unreadable database, a bad key) end with one
+line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from safebox.tools.tlsca import make_ca
+
+from .app import FAULT_STATUSES, make_app
+from .store import Store, StoreError
+
+_EXIT_USAGE = 2
+
+
+class _UserError(Exception):
+    """A mistake the user can fix; printed without a traceback."""
+
+
+def _open(db: Path, *, create: bool) -> Store:
+    try:
+        return Store(db, create=create)
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0..65535 (0 picks a free one)")
+    return port
+
+
+def _count(text: str) -> int:
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return count
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not args.cert or not args.key:
+        raise _UserError("serve needs --cert CHAIN and --key KEY: the receiver only speaks TLS "
+                         "(for a throwaway CA: safebox-receiver make-ca DIR)")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        tls.load_cert_chain(args.cert, args.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise _UserError(f"cannot load TLS certificate {args.cert} and key {args.key}: {exc}") from None
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = _open(args.db, create=True)
+    try:
+        app = make_app(store, fail_plan=[args.fail_status] * args.fail_first)
+        asyncio.run(_run(app, args.host, args.port, tls))
+    except OSError as exc:  # e.g. the port is taken
+        raise _UserError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        pass
+    finally:
+        store.close()
+    return 0
+
+
+async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext) -> None:
+    """Serve until SIGINT or SIGTERM; announce the real address once, for a waiting parent."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        real_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"listening on https://{shown}:{real_port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _add_hub(args: argparse.Namespace) -> int:
+    store = _open(args.db, create=True)
+    try:
+        replaced = store.add_hub(args.hub_id, args.public_key, now=time.time())
+    except ValueError as exc:
+        raise _UserError(f"hub {args.hub_id!r}: {exc}") from None
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"{'replaced the key of' if replaced else 'enrolled'} hub {args.hub_id}")
+    return 0
+
+
+_TABLE = ("type", "device_id", "counter", "occurred_at", "received_at", "signature_verified")
+
+
+def _events(args: argparse.Namespace) -> int:
+    store = _open(args.db, create=False)
+    try:
+        stored = [event.to_json() for event in store.events()]
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(stored, indent=2, ensure_ascii=False))
+        return 0
+    rows = [["-" if row[name] is None else str(row[name]) for name in _TABLE] for row in stored]
+    headings = ["type", "device", "counter", "occurred_at", "received_at", "verified"]
+    widths = [max(len(cell) for cell in column) for column in zip(headings, *rows)]
+    for line in [headings, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return 0
+
+
+def _make_ca(args: argparse.Namespace) -> int:
+    try:
+        files = make_ca(args.directory, tuple(args.hostname or ("localhost", "127.0.0.1")))
+    except OSError as exc:
+        raise _UserError(f"cannot write the CA files in {args.directory}: {exc}") from None
+    print(f"CA certificate (for clients): {files.ca_cert}")
+    print(f"server certificate chain:     {files.server_cert_chain}")
+    print(f"server key:                   {files.server_key}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="safebox-receiver",
+                                     description="Run the reference platform receiver and look into its database.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve POST /v1/events over TLS")
+    serve.add_argument("--db", type=Path, required=True, help="SQLite file (made if missing)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=8443, help="0 picks a free port")
+    serve.add_argument("--cert", type=Path, help="server certificate chain (PEM)")
+    serve.add_argument("--key", type=Path, help="server private key (PEM)")
+    serve.add_argument("--fail-first", type=_count, default=0, metavar="N",
+                       help="test only: answer the first N POSTs with --fail-status")
+    serve.add_argument("--fail-status", type=int, choices=sorted(FAULT_STATUSES), default=500)
+    serve.set_defaults(run=_serve)
+
+    add_hub = commands.add_parser("add-hub", help="enrol a hub's public key")
+    add_hub.add_argument("--db", type=Path, required=True)
+    add_hub.add_argument("hub_id")
+    add_hub.add_argument("public_key", metavar="PUBLIC_KEY_TEXT", help="base64 of the raw 32-byte Ed25519 key")
+    add_hub.set_defaults(run=_add_hub)
+
+    listing = commands.add_parser("events", help="list stored events")
+    listing.add_argument("--db", type=Path, required=True)
+    listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    listing.set_defaults(run=_events)
+
+    ca = commands.add_parser("make-ca", help="write a throwaway CA and server certificate (tests, demos)")
+    ca.add_argument("directory", type=Path, metavar="DIR")
+    ca.add_argument("--hostname", action="append", help="name or IP for the server (repeatable; "
+                                                        "default localhost and 127.0.0.1)")
+    ca.set_defaults(run=_make_ca)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except _UserError as exc:
+        print(f"safebox-receiver: error: {exc}", file=sys.stderr)
+        return _EXIT_USAGE

@@ -1,0 +1,190 @@
+"""The reference receiver's SQLite file: enrolled hubs, stored events, seen nonces.
+
+The platform is the last hop of "stored before acknowledged", so every write is a
+transaction with `synchronous=FULL` (an answered 201 survives a power cut), and
+WAL lets `safebox-receiver events` read while the server writes. Nonces live here
+too, so a request captured before a restart cannot be replayed after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from safebox.protocol import events
+from safebox.protocol.signing import public_key_from_text
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hubs (
+    hub_id     TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    added_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    hub_id               TEXT NOT NULL,
+    event_id             TEXT NOT NULL,
+    body                 BLOB NOT NULL,
+    body_sha256          TEXT NOT NULL,
+    type                 TEXT NOT NULL,
+    device_id            TEXT,
+    counter              INTEGER,
+    occurred_at          TEXT NOT NULL,
+    received_at          TEXT NOT NULL,
+    signature_verified   INTEGER NOT NULL DEFAULT 1,
+    acked_by_operator_at TEXT,
+    UNIQUE (hub_id, event_id)
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    key_id     TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);
+"""
+
+_EVENT_COLUMNS = ("id, hub_id, event_id, type, device_id, counter, occurred_at, received_at, "
+                  "signature_verified, acked_by_operator_at, body")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or written; the message names the file and the cause."""
+
+
+class Outcome(str, Enum):
+    """What storing an event came to (SPEC.md section 3, Answers)."""
+
+    ACCEPTED = "accepted"    # stored now
+    DUPLICATE = "duplicate"  # same hub, same event id, same body: stored before
+    CONFLICT = "conflict"    # same hub, same event id, different body: refused
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    hub_id: str
+    event_id: str
+    type: str
+    device_id: str | None
+    counter: int | None
+    occurred_at: str
+    received_at: str
+    signature_verified: bool
+    acked_by_operator_at: str | None
+    body: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view; the body is shown decoded (it was validated before it was stored)."""
+        view = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "body"}
+        view["body"] = json.loads(self.body)
+        return view
+
+
+class SqliteNonceStore:
+    """The `signing.NonceStore` over the receiver's file, judging expiry on the verifier's clock."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def check_and_add(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        return self._store.add_nonce(key_id, nonce, expires_at, now=self._clock())
+
+
+class Store:
+    """One SQLite connection, used from the thread that made it (the server's event loop)."""
+
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise StoreError(f"no database at {self.path}")
+        try:
+            self._db = sqlite3.connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._db:
+                self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._db:
+                yield self._db
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}") from None
+
+    def add_hub(self, hub_id: str, public_key_text: str, *, now: float) -> bool:
+        """Enrol a hub's public key (ValueError if it is not one); True if it replaced a key."""
+        public_key_from_text(public_key_text)
+        with self._transaction() as db:
+            replaced = db.execute("SELECT 1 FROM hubs WHERE hub_id = ?", (hub_id,)).fetchone() is not None
+            db.execute("INSERT INTO hubs (hub_id, public_key, added_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (hub_id) DO UPDATE SET public_key = excluded.public_key, "
+                       "added_at = excluded.added_at",
+                       (hub_id, public_key_text.strip(), events.timestamp(now)))
+        return replaced
+
+    def hub_key(self, hub_id: str) -> Ed25519PublicKey | None:
+        """The enrolled key of `hub_id`, or None (the `signing.Verifier` key lookup)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT public_key FROM hubs WHERE hub_id = ?", (hub_id,)).fetchone()
+        return None if row is None else public_key_from_text(row[0])
+
+    def nonce_store(self, clock: Callable[[], float]) -> SqliteNonceStore:
+        return SqliteNonceStore(self, clock)
+
+    def add_nonce(self, key_id: str, nonce: str, expires_at: float, *, now: float) -> bool:
+        """Record a nonce, forgetting those past their expiry; False if it was seen."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
+            cursor = db.execute("INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?, ?, ?) "
+                                "ON CONFLICT DO NOTHING", (key_id, nonce, expires_at))
+            return cursor.rowcount == 1
+
+    def record_event(self, hub_id: str, body: bytes, event: dict[str, Any], *, now: float) -> Outcome:
+        """Store a verified, validated event unless its (hub, event id) is already stored."""
+        digest = hashlib.sha256(body).hexdigest()
+        device = event.get("device") or {}
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO events (hub_id, event_id, body, body_sha256, type, device_id, counter, "
+                "occurred_at, received_at, signature_verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (hub_id, event_id) DO NOTHING",
+                (hub_id, event["event_id"], body, digest, event["type"], device.get("id"),
+                 event.get("counter"), event["occurred_at"], events.timestamp(now)))
+            if cursor.rowcount == 1:
+                return Outcome.ACCEPTED
+            (stored,) = db.execute("SELECT body_sha256 FROM events WHERE hub_id = ? AND event_id = ?",
+                                   (hub_id, event["event_id"])).fetchone()
+        return Outcome.DUPLICATE if stored == digest else Outcome.CONFLICT
+
+    def events(self, *, since_id: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Stored events with a row id above `since_id`, oldest first."""
+        with self._transaction() as db:
+            rows = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                              (since_id, -1 if limit is None else limit)).fetchall()
+        return [StoredEvent(*row[:8], bool(row[8]), row[9], bytes(row[10])) for row in rows]
+
+    def count_events(self) -> int:
+        with self._transaction() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
+        return count
