@@ -1,0 +1,231 @@
+"""The hub's configuration: one TOML file (usually /etc/safebox/hub.toml), read once at start.
+
+A hub runs unattended, so a mistake in this file must stop it at once with a message that
+names the field, rather than surface hours later as a lost event. Unknown keys are refused
+for the same reason (a misspelt key would otherwise be silently ignored), and there is no
+key that turns TLS verification off: the only knob is `platform.ca_file`, which names the
+CA to trust instead of the system store. See hub/hub.example.toml for every field.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from safebox.protocol import events
+
+BleBackend = Literal["bluez", "sim"]
+_BLE_BACKENDS = ("bluez", "sim")
+_SIM_HCI_TRANSPORTS = ("tcp-client:", "tcp-server:", "unix:", "serial:", "usb:", "file:")
+_TLS_OFF_HINT = " (TLS verification cannot be switched off; use platform.ca_file to trust a private CA)"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message starts with the field it is about."""
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Where events go. `url` is the platform's base URL; the uplink adds /v1/events."""
+
+    url: str
+    ca_file: Path | None = None
+    timeout_s: float = 10.0
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying TLS context: the system CAs, or only `ca_file` when it is set."""
+        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+
+
+@dataclass(frozen=True)
+class BleConfig:
+    """The radio: BlueZ on a real hub, or bumble's virtual HCI (`sim_hci`) in the simulator."""
+
+    backend: BleBackend = "bluez"
+    sim_hci: str | None = None
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Backoff bounds of the uplink for transport trouble (5xx, timeouts, no route)."""
+
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    hub_id: str
+    home_id: str
+    state_dir: Path
+    platform: PlatformConfig
+    ble: BleConfig = BleConfig()
+    relay: RelayConfig = RelayConfig()
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "hub.db"
+
+    @property
+    def key_path(self) -> Path:
+        return self.state_dir / "hub_key.pem"
+
+    @property
+    def devices_path(self) -> Path:
+        return self.state_dir / "devices.json"
+
+
+def load(path: str | Path) -> HubConfig:
+    """Read and check a TOML file; relative paths in it are taken from the file's folder."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, base_dir=path.parent)
+
+
+def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
+    """Check an already-decoded TOML document (the part of `load` tests drive directly)."""
+    top = _Table(data, "")
+    hub_id = top.string("hub_id")
+    home_id = top.string("home_id")
+    _check_ids(hub_id, home_id)
+    state_dir = _path(top.string("state_dir"), base_dir)
+
+    p = top.table("platform", required=True)
+    url = p.string("url")
+    try:
+        check_https_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"platform.url: {exc}") from None
+    ca_text = p.string("ca_file", required=False)
+    ca_file = _path(ca_text, base_dir) if ca_text is not None else None
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(f"platform.ca_file: no such file {ca_file}")
+    platform = PlatformConfig(url=url, ca_file=ca_file,
+                              timeout_s=p.number("timeout_s", 10.0, low=0.1, high=300.0))
+    p.done()
+
+    b = top.table("ble")
+    backend = b.string("backend", required=False) or "bluez"
+    if backend not in _BLE_BACKENDS:
+        raise ConfigError(f"ble.backend: must be one of {', '.join(_BLE_BACKENDS)}, not {backend!r}")
+    sim_hci = b.string("sim_hci", required=False)
+    if backend == "sim" and sim_hci is None:
+        raise ConfigError('ble.sim_hci: required when ble.backend = "sim" (e.g. "tcp-client:127.0.0.1:9000")')
+    if backend != "sim" and sim_hci is not None:
+        raise ConfigError('ble.sim_hci: only used with ble.backend = "sim"; remove it')
+    if sim_hci is not None and not sim_hci.startswith(_SIM_HCI_TRANSPORTS):
+        raise ConfigError(f"ble.sim_hci: not a bumble transport like \"tcp-client:127.0.0.1:9000\": {sim_hci!r}")
+    b.done()
+
+    r = top.table("relay")
+    initial = r.number("backoff_initial_s", 1.0, low=0.01, high=3600.0)
+    maximum = r.number("backoff_max_s", 300.0, low=0.01, high=86400.0)
+    if maximum < initial:
+        raise ConfigError(f"relay.backoff_max_s: must be at least backoff_initial_s ({initial})")
+    r.done()
+    top.done()
+
+    return HubConfig(hub_id=hub_id, home_id=home_id, state_dir=state_dir, platform=platform,
+                     ble=BleConfig(backend=backend, sim_hci=sim_hci),  # type: ignore[arg-type]
+                     relay=RelayConfig(backoff_initial_s=initial, backoff_max_s=maximum))
+
+
+def check_https_url(url: str) -> str:
+    """`url` if it is an https URL with a host and nothing secret in it; ValueError says why not.
+
+    Shared by the config and the uplink so that neither can be handed a plain-http platform.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise ValueError(f"must be https://host[:port][/path], not {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"has no host: {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user name or password")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    return url
+
+
+def _check_ids(hub_id: str, home_id: str) -> None:
+    # The protocol owns the id rules, so let it judge: a device event names hub_id and
+    # home_id in its errors; a hub event then checks hub_id can also prefix hub event ids.
+    try:
+        events.make(event_id="000000000000-0", type=events.EMERGENCY, hub_id=hub_id, home_id=home_id,
+                    occurred_at=0, device={"id": "000000000000", "role": "pendant"}, counter=0)
+    except events.EventError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        events.make(event_id=events.hub_event_id(hub_id, 0), type=events.HUB_HEARTBEAT,
+                    hub_id=hub_id, home_id=home_id, occurred_at=0)
+    except events.EventError as exc:
+        raise ConfigError(f"hub_id: cannot prefix hub event ids ({exc})") from None
+
+
+def _path(text: str, base_dir: Path) -> Path:
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else (base_dir / p).resolve()
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the field, and `done()` to refuse leftovers."""
+
+    def __init__(self, data: Any, prefix: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{prefix.rstrip('.')}: must be a table")
+        self._data = dict(data)
+        self._prefix = prefix
+        self._seen: set[str] = set()
+
+    def _get(self, key: str) -> Any:
+        self._seen.add(key)
+        return self._data.get(key)
+
+    def string(self, key: str, required: bool = True) -> Any:
+        value = self._get(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self._prefix}{key}: required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{self._prefix}{key}: must be a non-empty string")
+        return value
+
+    def number(self, key: str, default: float, *, low: float, high: float) -> float:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{self._prefix}{key}: must be a number of seconds")
+        if not low <= value <= high:
+            raise ConfigError(f"{self._prefix}{key}: must be between {low} and {high}, not {value}")
+        return float(value)
+
+    def table(self, key: str, required: bool = False) -> _Table:
+        value = self._get(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self._prefix}{key}: required table [{self._prefix}{key}] is missing")
+            value = {}
+        return _Table(value, f"{self._prefix}{key}.")
+
+    def done(self) -> None:
+        for key in sorted(set(self._data) - self._seen):
+            hint = _TLS_OFF_HINT if any(w in key.lower() for w in ("verify", "insecure", "tls", "ssl")) else ""
+            raise ConfigError(f"{self._prefix}{key}: unknown key{hint}")

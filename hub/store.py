@@ -1,0 +1,409 @@
+"""The hub's durable state: one SQLite file (hub.db) in WAL mode with synchronous=FULL.
+
+Everything that must survive a power cut lives here, and every change is one transaction:
+  counters      per device, the highest counter accepted: the replay guard (SPEC 1.4)
+  outbox        events waiting for the platform, body stored as the exact bytes to send
+  dead_letter   events the platform refused for good, with its reason
+  hub_seq       the sequence behind the ids of events the hub makes itself
+  devices_seen  last heard time, battery and RSSI per device, for `status` and the rules
+
+The core is `accept`: the counter check, the counter update and the outbox insert happen
+in the same transaction, so an event is either stored with its counter or not at all;
+acknowledge a device only after `accept` has returned.
+
+Input is checked before any transaction begins, and any failure inside one rolls it back:
+bad input or a full disk never leaves half an event or a counter without its event.
+Calls block for a few milliseconds (an fsync per write); a lock makes them safe to call
+from `asyncio.to_thread` as well as from the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from safebox.protocol import events
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 5.0
+COUNTER_MAX = 0xFFFFFFFF
+_DEVICE_ID = re.compile(r"^[0-9a-f]{12}$")
+
+_SCHEMA_V1 = """
+CREATE TABLE counters (
+    device_id    TEXT PRIMARY KEY,
+    last_counter INTEGER NOT NULL CHECK (last_counter BETWEEN 0 AND 4294967295),
+    last_event   INTEGER NOT NULL CHECK (last_event IN (0, 1)),  -- did that frame carry an event
+    updated_at   REAL NOT NULL
+);
+CREATE TABLE outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order, never reused
+    event_id        TEXT NOT NULL UNIQUE,
+    source          TEXT NOT NULL,                      -- device id, or hub id for hub events
+    type            TEXT NOT NULL,
+    urgent          INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+    body            BLOB NOT NULL,
+    created_at      REAL NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    last_error      TEXT
+);
+CREATE INDEX outbox_by_source ON outbox (source, urgent, seq);
+CREATE INDEX outbox_by_time ON outbox (next_attempt_at);
+CREATE TABLE dead_letter (
+    event_id   TEXT PRIMARY KEY,
+    type       TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    attempts   INTEGER NOT NULL,
+    died_at    REAL NOT NULL,
+    reason     TEXT NOT NULL
+);
+CREATE TABLE hub_seq (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+CREATE TABLE devices_seen (
+    device_id     TEXT PRIMARY KEY,
+    last_heard_at REAL NOT NULL,
+    last_counter  INTEGER NOT NULL,
+    battery       INTEGER,
+    rssi          INTEGER
+);
+"""
+# Version n of the schema is reached by running _MIGRATIONS[n] on version n-1.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+_OUTBOX_COLUMNS = "event_id, type, urgent, body, source, created_at, attempts, next_attempt_at, last_error"
+# An item waits while an older item of the same source and urgency is still waiting, so
+# one source's events reach the platform in the order they happened (door opened, closed).
+_NO_OLDER_WAITING = """NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.source = o.source
+                       AND p.urgent = o.urgent AND p.seq < o.seq AND p.next_attempt_at > :now)"""
+
+
+class StoreError(Exception):
+    """The hub database cannot be used or a write failed (and was rolled back)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `accept` made of a counter.
+
+    kind: "new" (stored), "repeat" (equal to the last accepted: not stored again),
+    "replay" (below it: refused). last_counter: the highest counter accepted before
+    this call, None if the device was never heard. last_was_event: whether the frame
+    accepted with last_counter carried an event (a repeat may only be acknowledged if so).
+    """
+
+    kind: Literal["new", "repeat", "replay"]
+    last_counter: int | None
+    last_was_event: bool = False
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    event_id: str
+    type: str
+    urgent: bool
+    body: bytes
+    source: str
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    event_id: str
+    type: str
+    body: bytes
+    created_at: float
+    attempts: int
+    died_at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class SeenDevice:
+    device_id: str
+    last_heard_at: float
+    last_counter: int
+    battery: int | None
+    rssi: int | None
+
+
+class HubStore:
+    """The hub database. Open with `HubStore.open(path)`; usable as a context manager."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self.path = path
+        self._clock = clock
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: str | Path, *, clock: Callable[[], float] = time.time) -> HubStore:
+        """Open (or create) the database and bring its schema up to date."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open the hub database: {exc}") from None
+        store = cls(conn, path, clock)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"{path}: cannot switch to WAL journaling (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{path}: not a usable hub database ({exc}); move it aside to start afresh") from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> HubStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (IMMEDIATE) so the check and the write see the same data."""
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{self.path}: the hub database is closed")
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot begin a transaction: {exc}") from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: write failed and was rolled back: {exc}") from exc
+                raise
+
+    def _read(self, sql: str, params: dict | tuple = ()) -> list[tuple]:
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{self.path}: the hub database is closed")
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from None
+
+    def _migrate(self) -> None:
+        # One step per transaction, re-reading the version inside it: two processes
+        # opening a fresh file at once must not both create the tables.
+        while True:
+            with self._tx() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: schema version {version} was written by a newer hub "
+                                     f"(this one knows up to {SCHEMA_VERSION}); upgrade the hub software")
+                if version == SCHEMA_VERSION:
+                    return
+                target = version + 1
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if target == 1:
+                    # Start hub sequences at the clock, not at 0: a hub whose database was
+                    # lost and remade must not reuse event ids the platform already has.
+                    db.execute("INSERT INTO hub_seq (id, value) VALUES (1, ?)", (int(self._clock()),))
+                db.execute(f"PRAGMA user_version = {target}")
+
+    # -- device frames ----------------------------------------------------------------
+
+    def accept(self, device_id: str, counter: int, body: bytes | None = None, *,
+               heard_at: float | None = None, battery: int | None = None, rssi: int | None = None) -> Verdict:
+        """The replay guard and the outbox insert, in one transaction.
+
+        `body` is the event's bytes from `events.encode` (None for a heartbeat: the counter
+        still advances). With `heard_at`, a new frame also updates devices_seen (battery
+        and RSSI keep their last known value when None).
+        Raises ValueError/EventError on bad input before anything is written.
+        """
+        _check_device_id(device_id)
+        _check_counter(counter)
+        event = None
+        if body is not None:
+            event = events.decode(body)
+            device = event["device"]
+            if device is None or device["id"] != device_id or event["counter"] != counter:
+                raise events.EventError(f"event_id: body is {event['event_id']!r}, "
+                                        f"not an event of device {device_id} counter {counter}")
+        with self._tx() as db:
+            row = db.execute("SELECT last_counter, last_event FROM counters WHERE device_id = ?",
+                             (device_id,)).fetchone()
+            last, last_event = (row[0], bool(row[1])) if row else (None, False)
+            if last is not None and counter <= last:
+                return Verdict("repeat" if counter == last else "replay", last, last_event)
+            now = self._clock()
+            db.execute("""INSERT INTO counters (device_id, last_counter, last_event, updated_at) VALUES (?, ?, ?, ?)
+                          ON CONFLICT (device_id) DO UPDATE SET last_counter = excluded.last_counter,
+                              last_event = excluded.last_event, updated_at = excluded.updated_at""",
+                       (device_id, counter, int(event is not None), now))
+            if event is not None:
+                self._insert(db, event, body, source=device_id, now=now)  # type: ignore[arg-type]
+            if heard_at is not None:
+                db.execute("""INSERT INTO devices_seen (device_id, last_heard_at, last_counter, battery, rssi)
+                              VALUES (?, ?, ?, ?, ?)
+                              ON CONFLICT (device_id) DO UPDATE SET
+                                  last_heard_at = excluded.last_heard_at, last_counter = excluded.last_counter,
+                                  battery = COALESCE(excluded.battery, battery),
+                                  rssi = COALESCE(excluded.rssi, rssi)""",
+                           (device_id, float(heard_at), counter, battery, rssi))
+        return Verdict("new", last, last_event)
+
+    def last_counter(self, device_id: str) -> int | None:
+        rows = self._read("SELECT last_counter FROM counters WHERE device_id = ?", (device_id,))
+        return rows[0][0] if rows else None
+
+    def forget_device(self, device_id: str) -> None:
+        """Drop a device's counter and last-heard record: only when it is re-paired with a NEW key
+        (frames under the old key can then no longer verify, so the replay guard may start over)."""
+        _check_device_id(device_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM counters WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM devices_seen WHERE device_id = ?", (device_id,))
+
+    def seen(self, device_id: str) -> SeenDevice | None:
+        rows = self._read("SELECT device_id, last_heard_at, last_counter, battery, rssi FROM devices_seen "
+                          "WHERE device_id = ?", (device_id,))
+        return SeenDevice(*rows[0]) if rows else None
+
+    def seen_devices(self) -> list[SeenDevice]:
+        rows = self._read("SELECT device_id, last_heard_at, last_counter, battery, rssi FROM devices_seen "
+                          "ORDER BY device_id")
+        return [SeenDevice(*row) for row in rows]
+
+    # -- hub events -------------------------------------------------------------------
+
+    def next_hub_seq(self) -> int:
+        """The next number for a hub event id (`events.hub_event_id`); persisted, never reused."""
+        with self._tx() as db:
+            return db.execute("UPDATE hub_seq SET value = value + 1 WHERE id = 1 RETURNING value").fetchone()[0]
+
+    def enqueue(self, body: bytes) -> str:
+        """Put an event the hub made itself (rules, heartbeats) in the outbox; returns its id."""
+        event = events.decode(body)
+        if event["device"] is not None:
+            raise events.EventError("device: device events go through accept(), which guards their counter")
+        with self._tx() as db:
+            self._insert(db, event, body, source=event["hub_id"], now=self._clock())
+        return event["event_id"]
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, event: dict, body: bytes, *, source: str, now: float) -> None:
+        db.execute("INSERT INTO outbox (event_id, source, type, urgent, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                   (event["event_id"], source, event["type"], int(event["type"] in events.URGENT), body, now))
+
+    # -- the outbox, for the uplink ---------------------------------------------------
+
+    def due(self, now: float, limit: int = 50) -> list[OutboxItem]:
+        """Items to send now: urgent types first, then oldest first; one source's items in order."""
+        rows = self._read(f"""SELECT {_OUTBOX_COLUMNS} FROM outbox AS o
+                              WHERE o.next_attempt_at <= :now AND {_NO_OLDER_WAITING}
+                              ORDER BY o.urgent DESC, o.seq LIMIT :limit""",
+                          {"now": now, "limit": limit})
+        return [_item(row) for row in rows]
+
+    def next_due_at(self) -> float | None:
+        """When the earliest item will be due (it may be in the past), None when the outbox is empty."""
+        rows = self._read("""SELECT MIN(o.next_attempt_at) FROM outbox AS o WHERE NOT EXISTS
+                             (SELECT 1 FROM outbox AS p WHERE p.source = o.source AND p.urgent = o.urgent
+                              AND p.seq < o.seq)""")
+        return rows[0][0]
+
+    def pending(self, event_id: str) -> bool:
+        """True while the event waits in the outbox (not yet delivered, not dead)."""
+        return bool(self._read("SELECT 1 FROM outbox WHERE event_id = ?", (event_id,)))
+
+    def get(self, event_id: str) -> OutboxItem | None:
+        rows = self._read(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE event_id = ?", (event_id,))
+        return _item(rows[0]) if rows else None
+
+    def mark_delivered(self, event_id: str) -> bool:
+        """The platform has it: remove it. False if it was not (or no longer) in the outbox."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,)).rowcount == 1
+
+    def mark_retry(self, event_id: str, next_attempt_at: float, error: str) -> bool:
+        """Count a failed attempt and hold the item until `next_attempt_at`."""
+        with self._tx() as db:
+            return db.execute("""UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
+                                 WHERE event_id = ?""", (float(next_attempt_at), error, event_id)).rowcount == 1
+
+    def mark_dead(self, event_id: str, reason: str) -> bool:
+        """The platform will never take it as sent: move it to the dead letters with the reason."""
+        with self._tx() as db:
+            moved = db.execute("""INSERT OR REPLACE INTO dead_letter
+                                      (event_id, type, body, created_at, attempts, died_at, reason)
+                                  SELECT event_id, type, body, created_at, attempts + 1, ?, ?
+                                  FROM outbox WHERE event_id = ?""", (self._clock(), reason, event_id)).rowcount
+            db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
+            return moved == 1
+
+    def depth(self) -> int:
+        return self._read("SELECT COUNT(*) FROM outbox")[0][0]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._read("""SELECT event_id, type, body, created_at, attempts, died_at, reason
+                             FROM dead_letter ORDER BY died_at DESC LIMIT ?""", (limit,))
+        return [DeadLetter(*row) for row in rows]
+
+    def revive(self, event_id: str) -> bool:
+        """Move a dead letter back into the outbox, due now (after the cause was fixed, e.g. the hub clock)."""
+        with self._tx() as db:
+            row = db.execute("SELECT body FROM dead_letter WHERE event_id = ?", (event_id,)).fetchone()
+            if row is None:
+                return False
+            event = events.decode(row[0])
+            source = event["device"]["id"] if event["device"] else event["hub_id"]
+            self._insert(db, event, row[0], source=source, now=self._clock())
+            db.execute("DELETE FROM dead_letter WHERE event_id = ?", (event_id,))
+            return True
+
+
+def _item(row: tuple) -> OutboxItem:
+    event_id, type_, urgent, body, source, created_at, attempts, next_attempt_at, last_error = row
+    return OutboxItem(event_id, type_, bool(urgent), bytes(body), source, created_at, attempts,
+                      next_attempt_at, last_error)
+
+
+def _check_device_id(device_id: object) -> None:
+    if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
+        raise ValueError(f"device_id: 12 lower-case hex digits, not {device_id!r}")
+
+
+def _check_counter(counter: object) -> None:
+    if type(counter) is not int or not 0 <= counter <= COUNTER_MAX:
+        raise ValueError(f"counter: an integer 0 .. 2^32-1, not {counter!r}")

@@ -1,0 +1,229 @@
+"""Frames to events: real frames from bthome.seal, a real SQLite store, whole outcomes asserted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from safebox.hub.devices import Device, Devices
+from safebox.hub.ingest import Ingest, Outcome
+from safebox.hub.store import HubStore, SeenDevice
+from safebox.protocol import bthome, events
+
+NOW = 1_790_000_000.0
+PENDANT = Device.new("24:0A:C4:12:34:56", "pendant", "bedroom", key=bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932"))
+FRONT = Device.new("24:0A:C4:00:00:01", "front_door", "hall", key=bytes.fromhex("11" * 16))
+TOILET = Device.new("24:0A:C4:00:00:02", "toilet_door", "toilet", key=bytes.fromhex("22" * 16))
+STRANGER = "11:22:33:44:55:66"
+
+
+def frame(device: Device, counter: int, objects: list, event: bool = True) -> bytes:
+    return bthome.seal(device.key, device.mac, counter, objects, event=event)
+
+
+def press(counter: int, button: str = "emergency", action: int = bthome.BUTTON_PRESS, battery: int = 87) -> bytes:
+    return frame(PENDANT, counter, bthome.pendant_objects(battery, button, action))
+
+
+def heartbeat(device: Device, counter: int, battery: int = 80) -> bytes:
+    return frame(device, counter, [(bthome.OBJ_BATTERY, battery)], event=False)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    devices = Devices.load(tmp_path / "devices.json")
+    for d in (PENDANT, FRONT, TOILET):
+        devices.add(d)
+    return tmp_path
+
+
+def make_ingest(state: Path) -> tuple[Ingest, HubStore]:
+    store = HubStore.open(state / "hub.db", clock=lambda: NOW)
+    return Ingest(store, Devices.load(state / "devices.json"), "hub-7f3a9c", "home-0001", clock=lambda: NOW), store
+
+
+@pytest.fixture
+def ingest(state: Path):
+    ing, store = make_ingest(state)
+    yield ing
+    store.close()
+
+
+@pytest.fixture
+def store(ingest: Ingest) -> HubStore:
+    return ingest._store
+
+
+def body_of(store: HubStore, event_id: str) -> dict:
+    return json.loads(store.get(event_id).body)
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "safebox.hub.ingest" and r.levelno == logging.WARNING]
+
+
+def test_new_emergency_event(ingest: Ingest, store: HubStore) -> None:
+    out = ingest.handle("24:0A:C4:12:34:56", press(10), -61)
+    assert out == Outcome(kind="event", event_id="240ac4123456-10", counter=10, reason=None,
+                          ack_needed=True, device=PENDANT)
+    assert body_of(store, "240ac4123456-10") == {
+        "event_id": "240ac4123456-10", "type": "emergency", "hub_id": "hub-7f3a9c", "home_id": "home-0001",
+        "device": {"id": "240ac4123456", "role": "pendant", "room": "bedroom"}, "counter": 10,
+        "occurred_at": events.timestamp(NOW), "data": {"battery": 87, "action": "press", "rssi": -61}}
+    assert store.seen(PENDANT.id) == SeenDevice(PENDANT.id, NOW, 10, 87, -61)
+
+
+@pytest.mark.parametrize("button, action, type_, word", [
+    ("community_service", bthome.BUTTON_LONG_PRESS, "community_service", "long_press"),
+    ("life_service", bthome.BUTTON_PRESS, "life_service", "press"),
+])
+def test_other_buttons(ingest: Ingest, store: HubStore, button: str, action: int, type_: str, word: str) -> None:
+    out = ingest.handle("24:0a:c4:12:34:56", press(3, button, action), None)  # lower-case address too
+    assert (out.kind, out.event_id) == ("event", "240ac4123456-3")
+    body = body_of(store, "240ac4123456-3")
+    assert (body["type"], body["data"]) == (type_, {"battery": 87, "action": word})
+
+
+def test_device_timestamp_is_occurred_at(ingest: Ingest, store: HubStore) -> None:
+    objects = bthome.pendant_objects(50, "emergency") + [(bthome.OBJ_TIMESTAMP, 1_789_999_000)]
+    ingest.handle(PENDANT.address, frame(PENDANT, 4, objects), -50)
+    assert body_of(store, "240ac4123456-4")["occurred_at"] == events.timestamp(1_789_999_000)
+
+
+def test_repeat_is_acked_again_not_stored_again(ingest: Ingest, store: HubStore) -> None:
+    data = press(10)
+    ingest.handle(PENDANT.address, data, -61)
+    out = ingest.handle(PENDANT.address, data, -70)
+    assert out == Outcome(kind="repeat", event_id="240ac4123456-10", counter=10, reason=None,
+                          ack_needed=True, device=PENDANT)
+    assert store.depth() == 1
+    assert store.seen(PENDANT.id).rssi == -61  # a repeat is not a new sighting
+
+
+def test_replay_refused_with_reason_and_logged(ingest: Ingest, store: HubStore,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    old = press(9)
+    ingest.handle(PENDANT.address, press(10), -61)
+    caplog.set_level(logging.DEBUG)
+    out = ingest.handle(PENDANT.address, old, -61)
+    assert out == Outcome(kind="refused", event_id=None, counter=9,
+                          reason="replayed counter 9 (last accepted 10)", ack_needed=False, device=PENDANT)
+    assert refusals(caplog) == ["refused frame from 24:0A:C4:12:34:56: replayed counter 9 (last accepted 10)"]
+    assert store.depth() == 1 and store.last_counter(PENDANT.id) == 10
+
+
+def test_counters_survive_reopening_the_database(state: Path) -> None:
+    ingest, store = make_ingest(state)
+    old, last = press(9), press(10)
+    assert ingest.handle(PENDANT.address, old, -60).kind == "event"
+    assert ingest.handle(PENDANT.address, last, -60).kind == "event"
+    store.close()
+    ingest, store = make_ingest(state)  # a hub restart
+    try:
+        assert ingest.handle(PENDANT.address, old, -60).reason == "replayed counter 9 (last accepted 10)"
+        assert ingest.handle(PENDANT.address, last, -60).kind == "repeat"
+        assert store.depth() == 2
+    finally:
+        store.close()
+
+
+def test_forged_frames_refused(ingest: Ingest, store: HubStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    tampered = bytearray(press(10))
+    tampered[2] ^= 0x01
+    wrong_key = bthome.seal(bytes(range(1, 17)), PENDANT.mac, 11, bthome.pendant_objects(87, "emergency"))
+    for data in (bytes(tampered), wrong_key):
+        out = ingest.handle(PENDANT.address, data, -61)
+        assert out == Outcome(kind="refused", reason="MIC mismatch: forged frame or wrong key", device=PENDANT)
+    assert store.last_counter(PENDANT.id) is None and store.depth() == 0
+    assert len(refusals(caplog)) == 2
+    assert PENDANT.key.hex() not in caplog.text.lower()
+
+
+def test_unreadable_and_unpaired(ingest: Ingest, store: HubStore, caplog: pytest.LogCaptureFixture) -> None:
+    assert ingest.handle(PENDANT.address, b"\x45\x01\x02", None) == Outcome(
+        kind="refused", reason="frame of 3 bytes is too short", device=PENDANT)
+    assert ingest.handle(STRANGER, press(10), -40) == Outcome(kind="refused", reason=f"unpaired device {STRANGER}")
+    assert ingest.handle("not-a-mac", press(10), -40).reason == "unpaired device not-a-mac"
+    assert refusals(caplog) == [
+        "refused frame from 24:0A:C4:12:34:56: frame of 3 bytes is too short",
+        f"refused frame from {STRANGER}: unpaired device {STRANGER}",
+        "refused frame from not-a-mac: unpaired device not-a-mac"]
+    assert store.depth() == 0
+
+
+def test_heartbeat_advances_counter_without_outbox_row(ingest: Ingest, store: HubStore) -> None:
+    ingest.handle(PENDANT.address, press(10), -61)
+    out = ingest.handle(PENDANT.address, heartbeat(PENDANT, 11, battery=86), -64)
+    assert out == Outcome(kind="heartbeat", event_id=None, counter=11, reason=None, ack_needed=False, device=PENDANT)
+    assert store.last_counter(PENDANT.id) == 11 and store.depth() == 1
+    assert store.seen(PENDANT.id) == SeenDevice(PENDANT.id, NOW, 11, 86, -64)
+    # Same heartbeat again: a repeat that wants no ack; the older event is now a replay.
+    assert ingest.handle(PENDANT.address, heartbeat(PENDANT, 11, battery=86), -64) == Outcome(
+        kind="repeat", counter=11, ack_needed=False, device=PENDANT)
+    assert ingest.handle(PENDANT.address, press(10), -61).reason == "replayed counter 10 (last accepted 11)"
+
+
+def test_event_with_the_counter_of_a_heartbeat_is_not_acked(ingest: Ingest, store: HubStore) -> None:
+    ingest.handle(PENDANT.address, heartbeat(PENDANT, 11), -64)
+    out = ingest.handle(PENDANT.address, press(11), -61)
+    assert out == Outcome(kind="refused", counter=11, device=PENDANT,
+                          reason="event frame reuses counter 11 of a heartbeat; not stored")
+    assert store.depth() == 0
+
+
+@pytest.mark.parametrize("objects, reason", [
+    (bthome.pendant_objects(87), "pendant event frame with no button pressed"),
+    ([(bthome.OBJ_BATTERY, 87), (bthome.OBJ_BUTTON, 1)], "pendant frame has 1 button objects, expected 3"),
+    ([(bthome.OBJ_BUTTON, 0), (bthome.OBJ_BUTTON, 2), (bthome.OBJ_BUTTON, 0)],
+     "button community_service has unknown value 0x02"),
+])
+def test_pendant_event_without_a_usable_button_is_refused(ingest: Ingest, store: HubStore,
+                                                         objects: list, reason: str) -> None:
+    assert ingest.handle(PENDANT.address, frame(PENDANT, 10, objects), -61) == Outcome(
+        kind="refused", counter=10, reason=reason, device=PENDANT)
+    assert store.last_counter(PENDANT.id) is None and store.depth() == 0
+
+
+def test_two_buttons_pressed_emergency_wins(ingest: Ingest, store: HubStore) -> None:
+    objects = [(bthome.OBJ_BATTERY, 40), (bthome.OBJ_BUTTON, 0), (bthome.OBJ_BUTTON, 1), (bthome.OBJ_BUTTON, 4)]
+    assert ingest.handle(PENDANT.address, frame(PENDANT, 1, objects), None).kind == "event"
+    objects = [(bthome.OBJ_BATTERY, 40), (bthome.OBJ_BUTTON, 4), (bthome.OBJ_BUTTON, 1), (bthome.OBJ_BUTTON, 0)]
+    ingest.handle(PENDANT.address, frame(PENDANT, 2, objects), None)
+    assert body_of(store, "240ac4123456-1")["type"] == "community_service"
+    assert (body_of(store, "240ac4123456-2")["type"], body_of(store, "240ac4123456-2")["data"]["action"]) == (
+        "emergency", "long_press")
+
+
+def test_door_events(ingest: Ingest, store: HubStore) -> None:
+    opened = frame(FRONT, 20, [(bthome.OBJ_BATTERY, 99), (bthome.OBJ_DOOR, 1)])
+    closed = frame(TOILET, 5, [(bthome.OBJ_DOOR, 0), (bthome.OBJ_OCCUPANCY, 1)])
+    assert ingest.handle(FRONT.address, opened, -55) == Outcome(
+        kind="event", event_id="240ac4000001-20", counter=20, ack_needed=True, device=FRONT)
+    assert ingest.handle(TOILET.address, closed, -75).event_id == "240ac4000002-5"
+    front, toilet = body_of(store, "240ac4000001-20"), body_of(store, "240ac4000002-5")
+    assert (front["type"], front["device"], front["data"]) == (
+        "door_opened", {"id": "240ac4000001", "role": "front_door", "room": "hall"}, {"battery": 99, "rssi": -55})
+    assert (toilet["type"], toilet["device"]["role"], toilet["data"]) == (
+        "door_closed", "toilet_door", {"rssi": -75, "occupancy": True})
+    assert [i.type for i in store.due(NOW, 5)] == ["door_opened", "door_closed"]
+
+
+@pytest.mark.parametrize("objects, reason", [
+    ([(bthome.OBJ_BATTERY, 99)], "door event frame without a door object"),
+    ([(bthome.OBJ_DOOR, 2)], "door object has unknown value 2"),
+])
+def test_bad_door_event_refused(ingest: Ingest, store: HubStore, objects: list, reason: str) -> None:
+    assert ingest.handle(FRONT.address, frame(FRONT, 20, objects), -55) == Outcome(
+        kind="refused", counter=20, reason=reason, device=FRONT)
+    assert store.depth() == 0
+
+
+def test_device_paired_while_running_is_picked_up(state: Path, ingest: Ingest) -> None:
+    newcomer = Device.new("24:0A:C4:00:00:03", "pendant", "kitchen")
+    assert ingest.handle(newcomer.address, heartbeat(newcomer, 1), -50).reason == "unpaired device 24:0A:C4:00:00:03"
+    Devices.load(state / "devices.json").add(newcomer)  # the pairing CLI, another process
+    assert ingest.handle(newcomer.address, heartbeat(newcomer, 1), -50).kind == "heartbeat"

@@ -1,0 +1,322 @@
+"""The uplink against a stand-in platform: a real aiohttp server on 127.0.0.1 with real TLS.
+
+The stand-in checks every request with the protocol's own `signing.Verifier`, records it and
+answers from a script. Time is injected: backoff and Retry-After waits advance a fake clock
+instead of passing, so the only real waiting is the one timeout test (0.3 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from safebox.hub.config import PlatformConfig
+from safebox.hub.store import HubStore
+from safebox.hub.uplink import Uplink
+from safebox.protocol import events, signing
+
+HUB = "hub-7f3a9c"
+START = 1_790_000_000.0
+KEY = Ed25519PrivateKey.generate()
+
+
+class FakeTime:
+    """The uplink's clock and sleep: sleeping advances the clock at once and is recorded."""
+
+    def __init__(self) -> None:
+        self.now = START
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@dataclass
+class Received:
+    event_id: str
+    nonce: str
+    signature: str
+    body: bytes
+    at: float
+    verified: str  # the keyid the Verifier accepted, or the refusal
+
+
+Answer = Any  # int status | (status, json body, headers) | "hang"
+
+
+class Platform:
+    """The district platform's stand-in: verifies, records, answers from `answers` (then 201)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.answers: list[Answer] = []
+        self.received: list[Received] = []
+        self.release = asyncio.Event()
+        self.verifier = signing.Verifier(lambda kid: KEY.public_key() if kid == HUB else None,
+                                         signing.MemoryNonceStore(clock), clock=clock)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            verified = self.verifier.verify(request.method, str(request.url), request.headers, body)
+        except signing.Refusal as refusal:
+            verified = f"refused: {refusal.reason}"
+        event_id = request.headers["Idempotency-Key"]
+        nonce = re.search(r'nonce="([^"]+)"', request.headers["Signature-Input"]).group(1)
+        self.received.append(Received(event_id, nonce, request.headers["Signature"], body, self.clock(), verified))
+        answer = self.answers.pop(0) if self.answers else 201
+        if answer == "hang":
+            try:
+                await asyncio.wait_for(self.release.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
+            answer = 201
+        status, doc, headers = answer if isinstance(answer, tuple) else (answer, None, {})
+        if doc is None:
+            doc = {"status": {201: "accepted", 200: "duplicate"}.get(status, "error"), "event_id": event_id}
+        return web.json_response(doc, status=status, headers=headers)
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [r.event_id for r in self.received]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path, ca: trustme.CA) -> Path:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def platform(ca: trustme.CA, fake_time: FakeTime):
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    platform = Platform(fake_time.clock)
+    app = web.Application()
+    app.router.add_post("/v1/events", platform.handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    platform.url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    yield platform
+    platform.release.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with HubStore.open(tmp_path / "hub.db", clock=lambda: START) as s:
+        yield s
+
+
+def make_uplink(store: HubStore, platform: Platform, ca_file: Path, fake_time: FakeTime,
+                delivered: list[str] | None = None, **kwargs: Any) -> Uplink:
+    args: dict[str, Any] = dict(
+        url=platform.url, hub_id=HUB, private_key=KEY,
+        ssl_context=PlatformConfig(url=platform.url, ca_file=ca_file).ssl_context(),
+        clock=fake_time.clock, sleep=fake_time.sleep, rng=random.Random(7),
+        on_delivered=None if delivered is None else delivered.append)
+    args.update(kwargs)
+    return Uplink(store, **args)
+
+
+async def run_until(uplink: Uplink, done: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    task = asyncio.create_task(uplink.run())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not done():
+                if task.done():
+                    task.result()  # surface a crash of the loop
+                await asyncio.sleep(0.005)
+    finally:
+        await uplink.close()
+        await task
+
+
+def store_event(store: HubStore, device_id: str = "240ac4123456", counter: int = 10,
+                type_: str = events.EMERGENCY, role: str = "pendant") -> tuple[str, bytes]:
+    body = events.encode(events.make(
+        event_id=f"{device_id}-{counter}", type=type_, hub_id=HUB, home_id="home-0001", occurred_at=START,
+        device={"id": device_id, "role": role, "room": "hall"}, counter=counter, data={"battery": 80}))
+    assert store.accept(device_id, counter, body).kind == "new"
+    return f"{device_id}-{counter}", body
+
+
+async def test_retries_after_500s_then_delivers_exactly_once(store, platform, ca_file, fake_time) -> None:
+    event_id, body = store_event(store)
+    platform.answers = [500, 500, 201]
+    delivered: list[str] = []
+    uplink = make_uplink(store, platform, ca_file, fake_time, delivered)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert delivered == [event_id]
+    assert platform.event_ids == [event_id] * 3
+    assert all(r.body == body for r in platform.received)  # the stored bytes, exactly
+    assert [r.verified for r in platform.received] == [HUB] * 3
+    assert len({r.nonce for r in platform.received}) == 3  # signed afresh each time
+    assert len({r.signature for r in platform.received}) == 3
+    jitter = random.Random(7)  # full jitter: uniform(0, min(max, initial * 2^attempts))
+    expected = [jitter.uniform(0, 1.0), jitter.uniform(0, 2.0)]
+    assert fake_time.sleeps == pytest.approx(expected)
+    assert platform.received[1].at - platform.received[0].at == pytest.approx(expected[0])
+    assert store.dead_letters() == []
+
+
+@pytest.mark.parametrize("status, header, retry_after, wait", [
+    (503, "120", 30, 120.0),   # the longer of header and body
+    (503, "10", 60, 60.0),
+    (429, None, 45, 45.0),     # body only
+    (429, "7", None, 7.0),     # header only
+])
+async def test_busy_platform_is_waited_for(store, platform, ca_file, fake_time, status, header,
+                                           retry_after, wait) -> None:
+    event_id, _ = store_event(store)
+    doc = {"status": "retry_later", "event_id": event_id}
+    if retry_after is not None:
+        doc["retry_after"] = retry_after
+    platform.answers = [(status, doc, {"Retry-After": header} if header else {}), 201]
+    uplink = make_uplink(store, platform, ca_file, fake_time)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert platform.event_ids == [event_id, event_id]
+    assert platform.received[1].at - platform.received[0].at == pytest.approx(wait)
+    assert fake_time.sleeps == pytest.approx([wait])
+
+
+async def test_rejection_goes_to_dead_letters_with_reason(store, platform, ca_file, fake_time) -> None:
+    event_id, body = store_event(store)
+    store_event(store, "240ac4000001", 3, events.DOOR_OPENED, "front_door")
+    platform.answers = [(400, {"status": "rejected", "event_id": event_id, "reason": "home_id: unknown home"}, {})]
+    delivered: list[str] = []
+    uplink = make_uplink(store, platform, ca_file, fake_time, delivered)
+    await run_until(uplink, lambda: store.depth() == 0)
+    [dead] = store.dead_letters()
+    assert (dead.event_id, dead.reason, dead.body, dead.attempts) == (
+        event_id, "400 rejected: home_id: unknown home", body, 1)
+    assert delivered == ["240ac4000001-3"]  # the next event is not held up
+    assert platform.event_ids == [event_id, "240ac4000001-3"] and fake_time.sleeps == []
+
+
+async def test_timeout_is_retried(store, platform, ca_file, fake_time, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="safebox.hub.uplink")
+    event_id, _ = store_event(store)
+    platform.answers = ["hang", 201]
+    delivered: list[str] = []
+    uplink = make_uplink(store, platform, ca_file, fake_time, delivered, timeout_s=0.3)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert delivered == [event_id] and platform.event_ids == [event_id, event_id]
+    lines = [r.getMessage() for r in caplog.records if r.name == "safebox.hub.uplink"]
+    assert re.fullmatch(rf"event {event_id}: timeout, after \d+ ms; retry in \d+\.\d s \(attempt 1\)", lines[0])
+    assert re.fullmatch(rf"event {event_id}: delivered, 201 in \d+ ms", lines[1])
+    assert KEY.public_key().public_bytes_raw().hex() not in caplog.text
+
+
+async def test_urgent_first_and_a_failing_callback_changes_nothing(store, platform, ca_file, fake_time) -> None:
+    store_event(store, "240ac4000001", 3, events.DOOR_OPENED, "front_door")
+    hub_event = events.encode(events.make(event_id=events.hub_event_id(HUB, store.next_hub_seq()),
+                                          type=events.BATTERY_LOW, hub_id=HUB, home_id="home-0001",
+                                          occurred_at=START))
+    hub_id = store.enqueue(hub_event)
+    store_event(store, "240ac4123456", 10, events.EMERGENCY)
+    calls: list[str] = []
+
+    async def on_delivered(event_id: str) -> None:
+        calls.append(event_id)
+        raise RuntimeError("ack write failed")
+
+    uplink = make_uplink(store, platform, ca_file, fake_time, on_delivered=on_delivered)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert platform.event_ids == ["240ac4123456-10", "240ac4000001-3", hub_id]
+    assert calls == platform.event_ids
+
+
+async def test_notify_wakes_the_idle_loop(store, platform, ca_file, fake_time) -> None:
+    uplink = make_uplink(store, platform, ca_file, fake_time)
+    task = asyncio.create_task(uplink.run())
+    await asyncio.sleep(0.05)
+    event_id, _ = store_event(store)
+    await asyncio.sleep(0.1)
+    assert platform.received == []  # stored but not announced: the loop sleeps
+    uplink.notify()
+    async with asyncio.timeout(5):
+        while store.depth():
+            await asyncio.sleep(0.005)
+    assert platform.event_ids == [event_id]
+    await uplink.close()
+    await task
+
+
+async def test_untrusted_certificate_is_refused(store, platform, fake_time, tmp_path) -> None:
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    event_id, _ = store_event(store)
+    uplink = make_uplink(store, platform, other_ca, fake_time)
+    await run_until(uplink, lambda: store.get(event_id).attempts >= 2)
+    assert "CERTIFICATE_VERIFY_FAILED" in store.get(event_id).last_error
+    assert platform.received == [] and store.pending(event_id)
+
+
+def test_tls_verification_cannot_be_switched_off(store, ca_file) -> None:
+    off = ssl.create_default_context()
+    off.check_hostname = False
+    off.verify_mode = ssl.CERT_NONE
+    no_host = ssl.create_default_context()
+    no_host.check_hostname = False
+    for ctx in (off, no_host):
+        with pytest.raises(ValueError, match="TLS verification cannot be switched off"):
+            Uplink(store, url="https://127.0.0.1:1", hub_id=HUB, private_key=KEY, ssl_context=ctx)
+    with pytest.raises(ValueError, match="must be https://"):
+        Uplink(store, url="http://127.0.0.1:1", hub_id=HUB, private_key=KEY, ssl_context=ssl.create_default_context())
+
+
+async def test_close_abandons_the_attempt_in_flight_and_is_safe_twice(store, platform, ca_file, fake_time) -> None:
+    event_id, _ = store_event(store)
+    platform.answers = ["hang"]
+    uplink = make_uplink(store, platform, ca_file, fake_time)
+    task = asyncio.create_task(uplink.run())
+    async with asyncio.timeout(5):
+        while not platform.received:
+            await asyncio.sleep(0.005)
+    async with asyncio.timeout(1):  # well before the 10 s timeout or the 5 s hang
+        await uplink.close()
+        await uplink.close()
+        await task
+    item = store.get(event_id)
+    assert (item.attempts, item.last_error) == (0, None)  # not counted as a failure: it simply waits
+    await uplink.run()  # after close: returns at once
+
+
+async def test_close_before_run(store, platform, ca_file, fake_time) -> None:
+    uplink = make_uplink(store, platform, ca_file, fake_time)
+    await uplink.close()
+    await uplink.close()
+    async with asyncio.timeout(1):
+        await uplink.run()
+    assert platform.received == []
