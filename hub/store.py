@@ -375,6 +375,10 @@ class HubStore:
     def depth(self) -> int:
         return self._read("SELECT COUNT(*) FROM outbox")[0][0]
 
+    def is_dead(self, event_id: str) -> bool:
+        """True when the platform refused the event for good (it is in the dead-letter table)."""
+        return bool(self._read("SELECT 1 FROM dead_letter WHERE event_id = ?", (event_id,)))
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._read("""SELECT event_id, type, body, created_at, attempts, died_at, reason
                              FROM dead_letter ORDER BY died_at DESC LIMIT ?""", (limit,))

@@ -183,3 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UserError as exc:
         print(f"safebox-receiver: error: {exc}", file=sys.stderr)
         return _EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
