@@ -50,7 +50,8 @@ def compile_mpy(src: Path, dest: Path) -> None:
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out, _ = proc.communicate(timeout=60)
     if proc.returncode != 0:
-        raise BuildError(f"{src.relative_to(ROOT)}: {out.decode(errors='replace').strip()}")
+        shown = src.relative_to(ROOT) if src.is_relative_to(ROOT) else src
+        raise BuildError(f"{shown}: {out.decode(errors='replace').strip()}")
 
 
 def stage(dest: Path, *, compiled: bool = True) -> dict[str, str]:
