@@ -1,0 +1,336 @@
+# MicroPython's `machine` module for the simulator, with ESP32 constant values.
+# MicroPython subset: runs on the `micropython` unix binary only (first on MICROPYPATH,
+# it shadows the unix port's own minimal `machine`).
+#
+# The simulator drives inputs and watches outputs over the shared link (_simlink):
+#   in:  {"op": "pin", "pin": N, "value": 0|1}   set an input level; a matching edge
+#                                                 calls the Pin.irq handler
+#        {"op": "adc", "pin": N, "uv": U}         what ADC(Pin(N)).read_uv() returns
+#   out: {"op": "pin_out", "pin": N, "value": v}  every write to a pin
+#        {"op": "pin_mode", ...}, {"op": "pwm", ...}, {"op": "wdt", ...},
+#        {"op": "wdt_feed"}, {"op": "sleep", ...}, {"op": "reset", ...}
+# Pin IRQ handlers run from the link's asyncio task, one at a time, as
+# `micropython.schedule` would run a soft IRQ; an exception is printed, the program goes on.
+#
+# Resets end the process with a distinct exit code (_simlink.EXIT_*) and the simulator
+# starts it again with SAFEBOX_SIM_RESET_CAUSE set, which reset_cause() reports. They
+# raise SystemExit: firmware with a bare `except:` around them would swallow a reset
+# that nothing stops on a board.
+# The watchdog is enforced by the simulator, not here: WDT() and feed() send notices
+# and the simulator kills and restarts a process whose feed is late. An asyncio task
+# or a check on each call could not fire while the firmware hangs, and catching a
+# hang is what a watchdog is for.
+# Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0).
+from micropython import const
+import sys
+import time
+import _simlink
+
+PWRON_RESET = const(1)
+HARD_RESET = const(2)
+WDT_RESET = const(3)
+DEEPSLEEP_RESET = const(4)
+SOFT_RESET = const(5)
+
+SLEEP = const(2)
+DEEPSLEEP = const(4)
+
+PIN_WAKE = const(2)
+EXT0_WAKE = const(2)
+EXT1_WAKE = const(3)
+TIMER_WAKE = const(4)
+TOUCHPAD_WAKE = const(5)
+ULP_WAKE = const(6)
+
+_EXIT_SOFT_RESET = const(92)
+
+_levels = {}  # input level per pin id, as last set by the simulator
+_adc_uv = {}  # ADC input per pin id, microvolts
+_freq = [160000000]
+
+
+class _PinIRQ:
+    def __init__(self, pin):
+        self._pin = pin
+        self._flags = 0
+
+    def flags(self):
+        f = self._flags
+        self._flags = 0
+        return f
+
+    def trigger(self, trigger=None):
+        if trigger is not None:
+            self._pin._trigger = trigger
+        return self._pin._trigger
+
+
+class Pin:
+    IN = const(1)
+    OUT = const(3)
+    OPEN_DRAIN = const(7)
+    PULL_DOWN = const(1)
+    PULL_UP = const(2)
+    IRQ_RISING = const(1)
+    IRQ_FALLING = const(2)
+    WAKE_LOW = const(4)
+    WAKE_HIGH = const(5)
+    DRIVE_0 = const(0)
+    DRIVE_1 = const(1)
+    DRIVE_2 = const(2)
+    DRIVE_3 = const(3)
+
+    _table = {}
+
+    def __new__(cls, id, *args, **kwargs):
+        # As on the ESP32, Pin(n) is always the same object: an irq handler set through
+        # one reference stays when another part of the firmware re-inits the pin.
+        pin = Pin._table.get(id)
+        if pin is None:
+            pin = object.__new__(cls)
+            pin._id = id
+            pin._mode = None
+            pin._pull = None
+            pin._out = 0
+            pin._handler = None
+            pin._trigger = 0
+            pin._irq = None
+            Pin._table[id] = pin
+        return pin
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        self.init(mode, pull, value=value, drive=drive, hold=hold)
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        if mode != -1:
+            self._mode = mode
+        if pull != -1:
+            self._pull = pull
+        if mode != -1 or pull != -1:
+            _simlink.notify({"op": "pin_mode", "pin": self._id, "mode": self._mode, "pull": self._pull})
+        if self._mode not in (Pin.OUT, Pin.OPEN_DRAIN):
+            _simlink.ensure_reader()  # so a polled input follows the simulator, too
+        if value is not None:
+            self._write(value)
+
+    def __repr__(self):
+        return "Pin(%s)" % self._id
+
+    def _level(self):
+        if self._mode in (Pin.OUT, Pin.OPEN_DRAIN):
+            return self._out  # input_output mode reads back the driven level
+        default = 1 if self._pull == Pin.PULL_UP else 0
+        return _levels.get(self._id, default)
+
+    def _write(self, v):
+        self._out = 1 if v else 0
+        _simlink.notify({"op": "pin_out", "pin": self._id, "value": self._out})
+
+    def value(self, *args):
+        if args:
+            self._write(args[0])
+            return None
+        return self._level()
+
+    def __call__(self, *args):
+        return self.value(*args)
+
+    def on(self):
+        self._write(1)
+
+    def off(self):
+        self._write(0)
+
+    def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
+        self._handler = handler
+        self._trigger = trigger
+        if self._irq is None:
+            self._irq = _PinIRQ(self)
+        _simlink.ensure_reader()
+        return self._irq
+
+    def _edge(self, old, new):
+        if old == new or self._handler is None:
+            return
+        edge = Pin.IRQ_RISING if new else Pin.IRQ_FALLING
+        if not self._trigger & edge:
+            return
+        self._irq._flags |= edge
+        try:
+            self._handler(self)
+        except Exception as e:
+            print("Uncaught exception in IRQ callback handler")
+            sys.print_exception(e)
+
+
+def _on_pin(msg):
+    pid = msg["pin"]
+    pin = Pin._table.get(pid)
+    old = pin._level() if pin is not None else None
+    _levels[pid] = 1 if msg["value"] else 0
+    if pin is not None and pin._mode not in (Pin.OUT, Pin.OPEN_DRAIN):
+        pin._edge(old, _levels[pid])
+
+
+def _on_adc(msg):
+    _adc_uv[msg["pin"]] = msg["uv"]
+
+
+_simlink.on("pin", _on_pin)
+_simlink.on("adc", _on_adc)
+for _pin, _value in _simlink.boot_state("pins"):
+    _levels[_pin] = _value
+for _pin, _value in _simlink.boot_state("adc"):
+    _adc_uv[_pin] = _value
+
+
+def _pin_id(pin):
+    return pin._id if isinstance(pin, Pin) else pin
+
+
+class PWM:
+    def __init__(self, dest, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
+        self._pin = _pin_id(dest)
+        self._freq = 5000
+        self._duty_u16 = 32768
+        self.init(freq=freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns)
+
+    def init(self, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
+        if freq is not None:
+            self._freq = freq
+        if duty is not None:
+            self._duty_u16 = duty * 65535 // 1023
+        if duty_u16 is not None:
+            self._duty_u16 = duty_u16
+        if duty_ns is not None:
+            self._duty_u16 = min(65535, duty_ns * self._freq * 65535 // 1000000000)
+        self._report()
+
+    def _report(self):
+        _simlink.notify({"op": "pwm", "pin": self._pin, "freq": self._freq, "duty_u16": self._duty_u16})
+
+    def freq(self, value=None):
+        if value is None:
+            return self._freq
+        self._freq = value
+        self._report()
+
+    def duty(self, value=None):
+        if value is None:
+            return self._duty_u16 * 1023 // 65535
+        self.init(duty=value)
+
+    def duty_u16(self, value=None):
+        if value is None:
+            return self._duty_u16
+        self.init(duty_u16=value)
+
+    def duty_ns(self, value=None):
+        if value is None:
+            return self._duty_u16 * 1000000000 // (65535 * self._freq)
+        self.init(duty_ns=value)
+
+    def deinit(self):
+        self._duty_u16 = 0
+        _simlink.notify({"op": "pwm", "pin": self._pin, "freq": 0, "duty_u16": 0})
+
+
+class ADC:
+    ATTN_0DB = const(0)
+    ATTN_2_5DB = const(1)
+    ATTN_6DB = const(2)
+    ATTN_11DB = const(3)
+    WIDTH_9BIT = const(9)
+    WIDTH_10BIT = const(10)
+    WIDTH_11BIT = const(11)
+    WIDTH_12BIT = const(12)
+
+    # Upper end of the ESP32's calibrated range per attenuation, microvolts.
+    _FULL_UV = (950000, 1250000, 1750000, 2450000)
+
+    def __init__(self, pin, *, atten=0):
+        self._pin = _pin_id(pin)
+        self._atten = atten
+        self._width = 12
+
+    def atten(self, value):
+        self._atten = value
+
+    def width(self, value):
+        self._width = value
+
+    def read_uv(self):
+        return min(_adc_uv.get(self._pin, 0), ADC._FULL_UV[self._atten])
+
+    def read_u16(self):
+        return self.read_uv() * 65535 // ADC._FULL_UV[self._atten]
+
+    def read(self):
+        return self.read_u16() >> (16 - self._width)
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        if timeout <= 0:
+            raise ValueError("WDT timeout too short")
+        self._timeout = timeout
+        _simlink.notify({"op": "wdt", "timeout_ms": timeout})
+
+    def feed(self):
+        _simlink.notify({"op": "wdt_feed"})
+
+
+def unique_id():
+    return _simlink.mac_bytes()
+
+
+def reset_cause():
+    return int(_simlink.env("SAFEBOX_SIM_RESET_CAUSE", str(PWRON_RESET)))
+
+
+def wake_reason():
+    return int(_simlink.env("SAFEBOX_SIM_WAKE_REASON", "0"))
+
+
+def reset():
+    _simlink.notify({"op": "reset", "cause": HARD_RESET})
+    sys.exit(_simlink.EXIT_RESET)
+
+
+def soft_reset():
+    _simlink.notify({"op": "reset", "cause": SOFT_RESET})
+    sys.exit(_EXIT_SOFT_RESET)
+
+
+def deepsleep(time_ms=None):
+    # The device is off while it sleeps: the simulator holds the restart for time_ms
+    # (or until a pin is driven, when no time is given) and boots it with DEEPSLEEP_RESET.
+    _simlink.notify({"op": "sleep", "kind": "deep", "ms": time_ms})
+    sys.exit(_simlink.EXIT_DEEPSLEEP)
+
+
+def lightsleep(time_ms=None):
+    _simlink.notify({"op": "sleep", "kind": "light", "ms": time_ms})
+    if time_ms is None:
+        _simlink.pump(-1)
+    else:
+        time.sleep_ms(time_ms)
+        _simlink.pump(0)
+
+
+def idle():
+    _simlink.pump(1)
+
+
+def freq(hz=None):
+    if hz is None:
+        return _freq[0]
+    _freq[0] = hz
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    pass
