@@ -1,0 +1,93 @@
+"""The whole path in the simulated home: real firmware on micropython, bumble air,
+the hub process over bleak, signed HTTPS over real TLS, the receiver process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from safebox.protocol import bthome
+from safebox.tools.sim.home import SimHome, parse_time
+
+
+async def _press_and_store(home: SimHome, pendant, n: int = 1) -> dict:
+    await home.press(pendant, "emergency")
+    stored = await home.wait_stored(n)
+    return stored[n - 1]
+
+
+async def test_emergency_press_reaches_the_platform_signed_and_acked(tmp_path):
+    async with SimHome(tmp_path) as home:
+        pendant = await home.add_device("pendant", "bedroom")
+        pressed = time.time()
+        event = await _press_and_store(home, pendant)
+        await pendant.firmware.wait_for_line(r"^acked 1 kind 1$", timeout=5)
+        assert event["event_id"] == f"{pendant.id}-1"
+        assert (event["type"], event["device_id"], event["counter"], event["hub_id"]) == \
+            ("emergency", pendant.id, 1, home.hub_id)
+        assert event["signature_verified"] is True
+        assert pressed < parse_time(event["received_at"]) < pressed + 5
+        # the firmware forgot the event only after the ack: its flash store is empty again
+        assert (pendant.firmware.fs_dir / "events.json").read_text() == "[]"
+        # the hub relayed it and holds nothing back
+        status = await home.hub_status()
+        assert status["outbox_depth"] == 0 and status["devices"][0]["battery"] is not None
+
+
+async def test_home_assistant_bthome_parser_decodes_the_firmware_advertisement(tmp_path):
+    from bleak.backends.device import BLEDevice
+    from bthome_ble import BTHomeBluetoothDeviceData
+    from habluetooth import BluetoothServiceInfoBleak
+
+    async with SimHome(tmp_path) as home:
+        pendant = await home.add_device("pendant", "bedroom")
+        await _press_and_store(home, pendant)
+        # what the firmware itself asked its radio to send
+        sent = [a.adv_data for a in pendant.firmware.bridge.advertising if a.interval_us]
+    service_data = bthome.service_data_in(sent[0])
+    info = BluetoothServiceInfoBleak(
+        name="pendant", address=pendant.device.address, rssi=-60, manufacturer_data={},
+        service_data={bthome.SERVICE_UUID: service_data}, service_uuids=[bthome.SERVICE_UUID],
+        source="local", device=BLEDevice(pendant.device.address, "pendant", {}), advertisement=None,
+        connectable=True, time=time.monotonic(), tx_power=None)
+    parser = BTHomeBluetoothDeviceData(bindkey=pendant.device.key)
+    update = parser.update(info)
+    assert parser.bindkey_verified
+    presses = {key.key: ev.event_type for key, ev in update.events.items() if ev.event_type}
+    assert presses == {"button_1": "press"}  # the first button, emergency, and only it
+    battery = [v.native_value for k, v in update.entity_values.items() if k.key == "battery"]
+    assert battery and 0 <= battery[0] <= 100
+
+
+async def test_receiver_failing_twice_still_ends_with_one_stored_event(tmp_path):
+    async with SimHome(tmp_path, receiver_args=("--fail-first", "2", "--fail-status", "500")) as home:
+        pendant = await home.add_device("pendant")
+        await _press_and_store(home, pendant)
+        await asyncio.sleep(1.0)  # room for a wrong second copy to arrive
+        stored = await home.stored_events()
+        assert [e["event_id"] for e in stored] == [f"{pendant.id}-1"]
+        assert sum(": HTTP 500" in line for line in home.hub.lines) == 2
+
+
+async def test_forged_and_replayed_frames_are_refused_and_logged(tmp_path):
+    async with SimHome(tmp_path) as home:
+        pendant = await home.add_device("pendant")
+        await _press_and_store(home, pendant)
+        captured = [a.adv_data for a in pendant.firmware.bridge.advertising if a.interval_us][0]
+        mac = pendant.device.address
+
+        # replay: the genuine first frame, sent again after the pendant moved on to counter 2
+        await _press_and_store(home, pendant, 2)
+        await home.transmit(mac, captured)
+        # forgery: the same frame with its MIC changed
+        forged = captured[:-1] + bytes([captured[-1] ^ 0xFF])
+        await home.transmit(mac, forged)
+        # a stranger: a frame from an address nobody paired
+        await home.transmit("24:0A:C4:EE:EE:EE", captured)
+
+        await asyncio.sleep(0.3)
+        log = "\n".join(home.hub.lines)
+        assert f"refused frame from {mac}: replayed counter 1 (last accepted 2)" in log
+        assert f"refused frame from {mac}: MIC mismatch" in log
+        assert "refused frame from 24:0A:C4:EE:EE:EE: unpaired device" in log
+        assert [e["counter"] for e in await home.stored_events()] == [1, 2]

@@ -1,0 +1,46 @@
+"""`safebox-sim`: the simulated home.
+
+  safebox-sim demo [--json] [--presses N] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from safebox.tools.sim import demo
+    result = asyncio.run(demo.run(presses=args.presses, workdir=args.workdir))
+    print(json.dumps(result, indent=1) if args.json else demo.render(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="safebox-sim", description="The simulated home safety box.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every process's log lines")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="press the pendant's emergency button and follow it to the platform")
+    p.add_argument("--json", action="store_true", help="one JSON object: stored events and latencies")
+    p.add_argument("--presses", type=int, default=1, help="how many presses (the median latency is shown)")
+    p.add_argument("--workdir", type=Path, help="keep the home's files here (default: a temporary folder)")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(relativeCreated)7.0f ms %(name)s: %(message)s")
+    if getattr(args, "presses", 1) < 1:
+        print("safebox-sim: --presses must be at least 1", file=sys.stderr)
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

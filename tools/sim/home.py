@@ -1,0 +1,212 @@
+"""A simulated home: every real part in its place, only the radio is virtual.
+
+* the air: bumble's virtual link, in this process (`Air`);
+* each device: the compiled firmware image on the real `micropython` binary, its
+  `bluetooth` and `machine` shims bridged to a bumble device on the air;
+* the hub: `safebox-hub run` as its own process, its bleak backend attached to the air
+  over HCI-on-TCP, state in real files (SQLite, key, devices);
+* the platform: `safebox-receiver serve` as its own process, over real TLS with a
+  throwaway CA, storing in SQLite.
+
+Pairing here is what an installer's tools do: a fresh random key per device, written
+to the device's config.json and to the hub's device registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from safebox.firmware.boards import BOARDS
+from safebox.hub.devices import Device, Devices
+from safebox.tools import build, tlsca
+from safebox.tools.sim.air import Air
+from safebox.tools.sim.firmware_process import FirmwareProcess
+from safebox.tools.sim.processes import ChildProcess
+
+BOARD = "esp32-devkitc"
+_ESPRESSIF_OUI = "24:0A:C4"
+
+
+@dataclass
+class SimDevice:
+    device: Device
+    firmware: FirmwareProcess
+
+    @property
+    def id(self) -> str:
+        return self.device.id
+
+    def pin(self, name: str) -> int:
+        return BOARDS[BOARD][name]
+
+
+def parse_time(text: str) -> float:
+    """An RFC 3339 time from the protocol -> unix seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class SimHome:
+    """Use as `async with SimHome(workdir) as home:`; everything is stopped on the way out."""
+
+    def __init__(self, workdir: Path, *, hub_id: str = "hub-sim-0001", home_id: str = "home-sim-0001",
+                 receiver_args: tuple[str, ...] = ()) -> None:
+        self.workdir = Path(workdir)
+        self.hub_id = hub_id
+        self.home_id = home_id
+        self.receiver_args = receiver_args
+        self.air = Air()
+        self.devices: list[SimDevice] = []
+        self.hub: ChildProcess | None = None
+        self.receiver: ChildProcess | None = None
+        self.platform_url = ""
+        self._ssl: ssl.SSLContext | None = None
+        self._image = self.workdir / "image"
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def hub_config(self) -> Path:
+        return self.workdir / "hub" / "hub.toml"
+
+    @property
+    def hub_state(self) -> Path:
+        return self.workdir / "hub" / "state"
+
+    @property
+    def receiver_db(self) -> Path:
+        return self.workdir / "platform" / "events.db"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def __aenter__(self) -> SimHome:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self.air.__aenter__()
+            tls = tlsca.make_ca(self.workdir / "tls")
+            self._ssl = ssl.create_default_context(cafile=str(tls.ca_cert))
+            build.stage(self._image)
+            await self._start_receiver(tls)
+            self._write_hub_config(tls.ca_cert)
+            await self._enrol_hub()
+            await self.start_hub()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for d in self.devices:
+            await d.firmware.aclose()
+        for proc in (self.hub, self.receiver):
+            if proc is not None:
+                await proc.stop()
+        await self.air.aclose()
+
+    async def _start_receiver(self, tls: tlsca.TlsFiles) -> None:
+        self.receiver_db.parent.mkdir(parents=True, exist_ok=True)
+        self.receiver = ChildProcess(
+            "receiver", "safebox.tools.receiver.cli", "serve", "--db", str(self.receiver_db),
+            "--host", "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain),
+            "--key", str(tls.server_key), *self.receiver_args)
+        m = await self.receiver.start(r"listening on (https://\S+)")
+        self.platform_url = m.group(1)
+
+    def _write_hub_config(self, ca_file: Path) -> None:
+        self.hub_config.parent.mkdir(parents=True, exist_ok=True)
+        self.hub_config.write_text(
+            f'hub_id = "{self.hub_id}"\nhome_id = "{self.home_id}"\nstate_dir = "state"\n\n'
+            f'[platform]\nurl = "{self.platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 5\n\n'
+            f'[ble]\nbackend = "sim"\nsim_hci = "{self.air.hci_spec}"\n\n'
+            f'[relay]\nbackoff_initial_s = 0.2\nbackoff_max_s = 5\n')
+
+    async def _run_cli(self, module: str, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *ChildProcess("cli", module).argv, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{module} {' '.join(args)} failed: {err.decode().strip()}")
+        return out.decode()
+
+    async def _enrol_hub(self) -> None:
+        """The hub makes its key; the platform learns the public half."""
+        ident = json.loads(await self._run_cli("safebox.hub.cli", "identity", "--config", str(self.hub_config),
+                                               "--json"))
+        await self._run_cli("safebox.tools.receiver.cli", "add-hub", "--db", str(self.receiver_db),
+                            ident["hub_id"], ident["public_key"])
+
+    async def start_hub(self) -> None:
+        self.hub = ChildProcess("hub", "safebox.hub.cli", "run", "--config", str(self.hub_config))
+        await self.hub.start(r"hub ready")
+        await self.air.wait_hubs(1)
+
+    async def hub_status(self) -> dict[str, Any]:
+        """`safebox-hub status --json`, as an installer would ask over SSH."""
+        return json.loads(await self._run_cli("safebox.hub.cli", "status", "--config", str(self.hub_config),
+                                              "--json"))
+
+    # -- devices -------------------------------------------------------------------------
+    async def add_device(self, role: str, room: str = "") -> SimDevice:
+        """Pair a new device and power it on; returns once its firmware says it is ready."""
+        n = len(self.devices) + 1
+        mac = f"{_ESPRESSIF_OUI}:{n >> 16 & 0xFF:02X}:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}"
+        device = Device.new(mac, role, room)
+        Devices.load(self.hub_config.parent / "state" / "devices.json").add(device)
+        flash = self.workdir / "devices" / device.id
+        flash.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._image / "main.py", flash / "main.py")
+        config = {"role": role, "board": BOARD, "key": device.key.hex()}
+        (flash / "config.json").write_text(json.dumps(config))
+        os.chmod(flash / "config.json", 0o600)
+        firmware = FirmwareProcess(self.air, flash, mac=mac, lib_dir=self._image / "lib", name=device.id)
+        await firmware.start()
+        await firmware.wait_for_line(r"^ready ", timeout=10)
+        sim = SimDevice(device, firmware)
+        self.devices.append(sim)
+        return sim
+
+    async def press(self, device: SimDevice, button: str, hold_s: float = 0.12) -> None:
+        await device.firmware.bridge.press(device.pin(button), hold_s)
+
+    # -- the platform's view -------------------------------------------------------------
+    async def stored_events(self) -> list[dict[str, Any]]:
+        """What the receiver has stored, through its HTTPS listing (verified TLS)."""
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{self.platform_url}/v1/events", ssl=self._ssl) as resp:
+                resp.raise_for_status()
+                return (await resp.json())["events"]
+
+    async def wait_stored(self, count: int, timeout: float = 10.0, poll_s: float = 0.01) -> list[dict[str, Any]]:
+        """Wait until the receiver holds at least `count` events."""
+        async with asyncio.timeout(timeout):
+            while len(stored := await self.stored_events()) < count:
+                await asyncio.sleep(poll_s)
+        return stored
+
+    # -- someone else on the air ---------------------------------------------------------
+    async def transmit(self, mac: str, adv_data: bytes, duration_s: float = 0.3, interval_ms: int = 30) -> None:
+        """Advertise `adv_data` from a bumble device claiming address `mac` (an attacker,
+        or a neighbour's device) for `duration_s`, then leave the air."""
+        from bumble.device import Device as BumbleDevice
+        from bumble.hci import Address, OwnAddressType
+
+        controller = self.air.plug_device(f"transmitter-{mac}", mac)
+        radio = BumbleDevice.with_hci(f"transmitter-{mac}", Address(mac), controller, controller)
+        await radio.power_on()
+        radio.advertising_data = adv_data
+        await radio.start_advertising(own_address_type=OwnAddressType.PUBLIC, advertising_interval_min=interval_ms,
+                                      advertising_interval_max=interval_ms)
+        await asyncio.sleep(duration_s)
+        await radio.stop_advertising()
+        self.air.unplug(controller)
