@@ -472,7 +472,7 @@ class Bridge:
         try:
             await boot.run()
         except (ConnectionError, json.JSONDecodeError) as e:
-            logger.warning("%s: link ended: %s", self.name, e)
+            logger.info("%s: link ended (device off or reset): %s", self.name, e)
         finally:
             if self._boot is boot:
                 self._boot = None
