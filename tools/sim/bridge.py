@@ -471,8 +471,10 @@ class Bridge:
             previous.close()
         try:
             await boot.run()
-        except (ConnectionError, json.JSONDecodeError) as e:
+        except ConnectionError as e:
             logger.info("%s: link ended (device off or reset): %s", self.name, e)
+        except json.JSONDecodeError as e:
+            logger.warning("%s: link ended, unreadable message from the shim: %s", self.name, e)
         finally:
             if self._boot is boot:
                 self._boot = None
