@@ -27,6 +27,8 @@ from safebox.protocol import bthome, events
 
 log = logging.getLogger("safebox.hub.ingest")
 
+STRANGER_LOG_S = 3600
+_STRANGERS_MAX = 1024  # addresses remembered for log rate-limiting; forgotten all at once beyond
 OutcomeKind = Literal["event", "repeat", "heartbeat", "refused"]
 
 _BUTTON_ACTIONS = {bthome.BUTTON_PRESS: "press", bthome.BUTTON_LONG_PRESS: "long_press"}
@@ -66,12 +68,13 @@ class Ingest:
         self._hub_id = hub_id
         self._home_id = home_id
         self._clock = clock
+        self._strangers_logged: dict[str, float] = {}
 
     def handle(self, address: str, service_data: bytes, rssi: int | None) -> Outcome:
         """Judge one frame and store what it carries; see the module doc."""
         device = self._device(address)
         if device is None:
-            return self._refuse(address, f"unpaired device {address}")
+            return self._refuse_stranger(address)
         try:
             info, counter, objects = bthome.unseal(device.key, device.mac, service_data)
         except bthome.FrameError as exc:
@@ -149,6 +152,18 @@ class Ingest:
                            occurred_at=heard_at if timestamp is None else timestamp,
                            device=device.event_device(), counter=counter, data=data)
         return type_, events.encode(body)
+
+    def _refuse_stranger(self, address: str) -> Outcome:
+        """Neighbours' BTHome sensors share our UUID: say so once per address per
+        STRANGER_LOG_S, not for every advertisement, or the log fills the SD card."""
+        reason = f"unpaired device {address}"
+        now = self._clock()
+        if now - self._strangers_logged.get(address, -STRANGER_LOG_S) >= STRANGER_LOG_S:
+            if len(self._strangers_logged) >= _STRANGERS_MAX:
+                self._strangers_logged.clear()
+            self._strangers_logged[address] = now
+            log.warning("refused frame from %s: %s (not logged again for %d s)", address, reason, STRANGER_LOG_S)
+        return Outcome("refused", reason=reason)
 
     def _refuse(self, address: str, reason: str, *, device: Device | None = None,
                 counter: int | None = None) -> Outcome:

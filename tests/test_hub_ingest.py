@@ -150,8 +150,8 @@ def test_unreadable_and_unpaired(ingest: Ingest, store: HubStore, caplog: pytest
     assert ingest.handle("not-a-mac", press(10), -40).reason == "unpaired device not-a-mac"
     assert refusals(caplog) == [
         "refused frame from 24:0A:C4:12:34:56: frame of 3 bytes is too short",
-        f"refused frame from {STRANGER}: unpaired device {STRANGER}",
-        "refused frame from not-a-mac: unpaired device not-a-mac"]
+        f"refused frame from {STRANGER}: unpaired device {STRANGER} (not logged again for 3600 s)",
+        "refused frame from not-a-mac: unpaired device not-a-mac (not logged again for 3600 s)"]
     assert store.depth() == 0
 
 
@@ -227,3 +227,19 @@ def test_device_paired_while_running_is_picked_up(state: Path, ingest: Ingest) -
     assert ingest.handle(newcomer.address, heartbeat(newcomer, 1), -50).reason == "unpaired device 24:0A:C4:00:00:03"
     Devices.load(state / "devices.json").add(newcomer)  # the pairing CLI, another process
     assert ingest.handle(newcomer.address, heartbeat(newcomer, 1), -50).kind == "heartbeat"
+
+
+def test_a_neighbours_sensor_is_logged_once_an_hour_not_per_advertisement(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    now = [NOW]
+    store = HubStore.open(state / "hub.db", clock=lambda: now[0])
+    ingest = Ingest(store, Devices.load(state / "devices.json"), "hub-7f3a9c", "home-0001", clock=lambda: now[0])
+    for _ in range(100):
+        assert ingest.handle(STRANGER, press(10), -70).kind == "refused"
+    now[0] += 3599
+    ingest.handle(STRANGER, press(10), -70)
+    assert len(refusals(caplog)) == 1
+    now[0] += 1
+    ingest.handle(STRANGER, press(10), -70)
+    assert len(refusals(caplog)) == 2
+    store.close()
