@@ -69,6 +69,7 @@ class Ingest:
         self._home_id = home_id
         self._clock = clock
         self._strangers_logged: dict[str, float] = {}
+        self._registry_broken = False
 
     def handle(self, address: str, service_data: bytes, rssi: int | None) -> Outcome:
         """Judge one frame and store what it carries; see the module doc."""
@@ -110,15 +111,16 @@ class Ingest:
         return Outcome("heartbeat", counter=counter, device=device)
 
     def _device(self, address: str) -> Device | None:
-        device = self._devices.get(address)
-        if device is None:
-            # Pairing is done by another process: look once more if it has changed the registry.
-            try:
-                if self._devices.reload_if_changed():
-                    device = self._devices.get(address)
-            except DevicesError as exc:
+        # Pairing is done by another process (the installer): one stat per frame notices a
+        # re-paired key or an unpaired device at once, not at the hub's next restart.
+        try:
+            self._devices.reload_if_changed()
+            self._registry_broken = False
+        except DevicesError as exc:
+            if not self._registry_broken:
                 log.error("devices registry not reloaded, keeping the old one: %s", exc)
-        return device
+            self._registry_broken = True
+        return self._devices.get(address)
 
     def _body(self, device: Device, counter: int, values: dict[int, list[int]], rssi: int | None,
               heard_at: float, event_id: str) -> tuple[str, bytes]:

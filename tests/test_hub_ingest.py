@@ -229,6 +229,21 @@ def test_device_paired_while_running_is_picked_up(state: Path, ingest: Ingest) -
     assert ingest.handle(newcomer.address, heartbeat(newcomer, 1), -50).kind == "heartbeat"
 
 
+def test_repaired_and_unpaired_devices_are_noticed_while_running(state: Path, ingest: Ingest) -> None:
+    registry = Devices.load(state / "devices.json")  # the installer's process
+    assert ingest.handle(PENDANT.address, press(10), -50).kind == "event"
+    registry.remove(PENDANT.mac)
+    repaired = Device.new(PENDANT.address, "pendant", "bedroom")  # a fresh key
+    registry.add(repaired)
+    old_key_frame = press(11)
+    assert ingest.handle(PENDANT.address, old_key_frame, -50).reason == "MIC mismatch: forged frame or wrong key"
+    assert ingest.handle(PENDANT.address, frame(repaired, 12, bthome.pendant_objects(80, "emergency")),
+                         -50).kind == "event"
+    registry.remove(PENDANT.mac)
+    assert ingest.handle(PENDANT.address, frame(repaired, 13, bthome.pendant_objects(80, "emergency")),
+                         -50).reason == f"unpaired device {PENDANT.address}"
+
+
 def test_a_neighbours_sensor_is_logged_once_an_hour_not_per_advertisement(
         state: Path, caplog: pytest.LogCaptureFixture) -> None:
     now = [NOW]
