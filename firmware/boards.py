@@ -1,26 +1,52 @@
 # Pin maps of the boards we support. An installer picks the board in the
 # device's config.json; a config may override single pins.
 #
-# Buttons and reed contacts are wired between the pin and GND and read with the
-# internal pull-up: 0 means pressed (button) or magnet present (door closed).
-# The battery is measured through a 1:2 divider on an ADC pin.
+# Wiring (firmware/README.md has the drawing):
+# * Buttons are wired between their pin and GND, read with the pull-up:
+#   0 means pressed. On the pendant each button also pulls the shared "wake"
+#   line low through a diode (1N4148 or BAT54), so one light-sleep wake pin
+#   serves all three buttons.
+# * The reed contact is a normally-closed (NC) reed between "contact" and GND:
+#   the magnet on the door holds it open, so a closed door reads 1 and draws
+#   no current through the pull-up; an open door reads 0. A normally-open reed
+#   works too with "contact_open_level": 1 in config.json (it draws about
+#   70 uA through the pull-up while the door is closed: most of the time).
+# * The PIR module (toilet door, optional) drives "pir" high while it sees
+#   someone.
+# * The battery is measured through a 1:2 divider of two 1 MOhm resistors
+#   (2 uA) with 100 nF across the lower one, on an ADC1 pin.
+#
+# "wake" says how a sleeping board is woken by an input, with MicroPython's
+# machine API only (firmware/power.py):
+#   ext0  the ESP32's EXT0 source: one RTC pin at a level ends light sleep
+#         (Pin.irq(trigger=Pin.WAKE_LOW/WAKE_HIGH, wake=machine.SLEEP))
+#   poll  no pin wake in MicroPython's machine API for this chip (the C3 has
+#         no EXT0): light sleep in short slices, the inputs read after each
+
+WAKE_EXT0 = "ext0"
+WAKE_POLL = "poll"
 
 BOARDS = {
-    # Espressif ESP32-DevKitC (ESP32-WROOM-32): deep-sleep wake needs RTC pins.
+    # Espressif ESP32-DevKitC (ESP32-WROOM-32). RTC pins (EXT0-capable):
+    # 0, 2, 4, 12-15, 25-27, 32-39. ADC1 (usable with the radio on): 32-39.
     "esp32-devkitc": {
+        "wake": WAKE_EXT0,
         "led": 2,
         "buzzer": 25,
         "emergency": 13,
         "community_service": 14,
         "life_service": 27,
+        "button_wake": 4,
         "contact": 33,
         "pir": 32,
         "battery_adc": 34,
     },
-    # Espressif ESP32-C3-DevKitM-1: GPIO0-5 can wake it from deep sleep.
+    # Espressif ESP32-C3-DevKitM-1. GPIO8 carries the board's addressable RGB
+    # LED, so the feedback LED is an ordinary LED on GPIO10. ADC1: GPIO0-4.
     "esp32-c3-devkitm": {
-        "led": 8,
-        "buzzer": 6,
+        "wake": WAKE_POLL,
+        "led": 10,
+        "buzzer": 7,
         "emergency": 2,
         "community_service": 3,
         "life_service": 4,
@@ -28,4 +54,12 @@ BOARDS = {
         "pir": 1,
         "battery_adc": 0,
     },
+}
+
+# The pins each role needs (others in the map are left alone); a pendant on an
+# ext0 board also needs "button_wake".
+ROLE_PINS = {
+    "pendant": ("led", "buzzer", "emergency", "community_service", "life_service", "battery_adc"),
+    "front_door": ("led", "buzzer", "contact", "battery_adc"),
+    "toilet_door": ("led", "buzzer", "contact", "battery_adc"),
 }

@@ -1,21 +1,139 @@
-# Battery level from the ADC behind a 1:2 divider.
+# Battery level, and light sleep between events.
+#
+# Sleep: when nothing is to be sent, no input is being judged, no feedback is
+# playing and no central is connected, the device switches the radio off and
+# light-sleeps until the next heartbeat is due or an input wakes it. Light, not
+# deep: RAM, the asyncio tasks and the pins' state survive, a press is judged
+# from its first edge (a deep-sleep boot takes longer than a short press lasts),
+# and which of the three buttons was pressed is still known.
+#   ext0 boards: machine.lightsleep(ms) in slices of at most _SLICE_MS, with the
+#     wake pin armed (pendant: the diode-OR of the buttons, low; doors: the
+#     contact, at the level it does not have now).
+#   poll boards: slices of _POLL_MS, the inputs read after each one.
+# The watchdog is fed between slices, whether or not it runs during sleep.
+# Sleeping never cuts a radio exchange short: the sender only rests when it
+# is not advertising, and the radio is off before the first slice.
 
+import time
+
+import machine
 from machine import ADC, Pin
 from micropython import const
 
+from .boards import WAKE_EXT0
+
 _EMPTY_MV = const(3300)  # a Li-ion cell under load; below this the radio browns out
 _FULL_MV = const(4150)
+_SLICE_MS = const(4000)  # under half the shortest watchdog timeout allowed (config: wdt_ms >= 1000 -> capped below)
+_POLL_MS = const(30)  # poll boards: a press of PRESS_MIN_MS + _POLL_MS is always seen
+_STUCK_POLL_MS = const(100)  # a stuck button holds the wake line: poll the buttons instead
+PLAUSIBLE_MV = (2800, 4500)
 
 
 class Battery:
     def __init__(self, adc_pin):
-        self._adc = ADC(Pin(adc_pin))
+        # 11 dB: the pin sees up to ~2.45 V (calibrated by read_uv); a full cell
+        # behind the 1:2 divider gives 2.1 V.
+        self._adc = ADC(Pin(adc_pin), atten=ADC.ATTN_11DB)
+        self.last_mv = 0
 
     def millivolts(self):
-        # read_u16 spans 0..65535 for 0..3.3 V at the pin; the divider halves the cell.
-        return self._adc.read_u16() * 3300 * 2 // 65535
+        self.last_mv = self._adc.read_uv() * 2 // 1000
+        return self.last_mv
 
     def percent(self):
         mv = self.millivolts()
         pct = (mv - _EMPTY_MV) * 100 // (_FULL_MV - _EMPTY_MV)
         return max(0, min(100, pct))
+
+
+class Power:
+    """Decides when the device may sleep, and sleeps."""
+
+    def __init__(self, mode, radio, inputs, feedback, watchdog, wake=None, enabled=True):
+        self._mode = mode
+        self._radio = radio
+        self._inputs = inputs  # each has busy, wants_attention(), poke(), rearm()
+        self._fb = feedback
+        self._wdt = watchdog
+        self._wake = wake  # ext0: (Pin, level or None: ask the input `wake_from`)
+        self._wake_from = None
+        self.enabled = enabled
+        self.slept_ms = 0
+        self.sleeps = 0
+
+    def set_wake(self, pin_no, level=None, wake_from=None):
+        """ext0: wake on `pin_no` at `level`, or at wake_from.wake_level() when None."""
+        self._wake = (Pin(pin_no, Pin.IN, Pin.PULL_UP) if wake_from is None else wake_from.pin, level)
+        self._wake_from = wake_from
+
+    def quiet(self):
+        """True when nothing would be cut short by sleeping now."""
+        if self._radio.connections or self._fb.busy:
+            return False
+        for i in self._inputs:
+            if i.busy or i.wants_attention():
+                return False
+        return not self._wake_line_active()
+
+    def _wake_line_active(self):
+        # The pendant's wake line is low while any button is down, even before
+        # that button's own pin has been read (a stuck button excepted).
+        if self._mode != WAKE_EXT0 or self._wake is None or self._wake[1] is None or self._stuck():
+            return False
+        return self._wake[0].value() == self._wake[1]
+
+    def _attention(self):
+        if self._wake_line_active():
+            return True
+        for i in self._inputs:
+            if i.wants_attention():
+                return True
+        return False
+
+    def _stuck(self):
+        for i in self._inputs:
+            if getattr(i, "stuck", False):
+                return True
+        return False
+
+    def _arm(self):
+        if self._mode != WAKE_EXT0 or self._wake is None:
+            return _POLL_MS
+        pin, level = self._wake
+        if self._stuck():
+            # the wake line is held low: EXT0 would end every sleep at once
+            pin.irq(None, Pin.IRQ_FALLING)  # an edge trigger disarms EXT0 on that pin
+            return _STUCK_POLL_MS
+        if level is None:
+            level = self._wake_from.wake_level() if self._wake_from is not None else 0
+        pin.irq(trigger=Pin.WAKE_HIGH if level else Pin.WAKE_LOW, wake=machine.SLEEP)
+        return _SLICE_MS
+
+    def sleep(self, ms, why=""):
+        """Light-sleep up to `ms` (radio off); "pin" when an input woke us, else "timer"."""
+        self._fb.stop()
+        self._radio.off()
+        slice_ms = min(self._arm(), self._wdt.timeout_ms // 2)
+        start = time.ticks_ms()
+        print("sleep", ms, why)
+        woke = "timer"
+        while True:
+            left = ms - time.ticks_diff(time.ticks_ms(), start)
+            if left <= 0:
+                break
+            if self._attention():
+                woke = "pin"
+                break
+            self._wdt.feed()
+            machine.lightsleep(min(left, slice_ms))
+        self._wdt.feed()
+        slept = time.ticks_diff(time.ticks_ms(), start)
+        self.slept_ms += slept
+        self.sleeps += 1
+        if self._wake_from is not None:
+            self._wake_from.rearm()
+        for i in self._inputs:
+            i.poke()
+        print("woke", woke, slept)
+        return woke

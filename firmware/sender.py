@@ -1,14 +1,35 @@
 # Sends stored events to the hub, oldest first, until each is acknowledged;
-# sends a heartbeat when there is nothing to send.
+# sends a heartbeat when nothing has been sent for heartbeat_s; rests (asleep,
+# radio off) in between.
 #
 # An event is advertised in a burst (every BURST_INTERVAL_MS for BURST_MS)
-# while the device listens for the hub's ack. Without an ack it goes quiet for
-# a backoff that doubles from RETRY_FIRST_MS to RETRY_MAX_MS, then tries again,
-# for as long as it takes. After FAILED_AFTER_MS without an ack the resident is
-# told "could not reach anyone" (the device keeps trying).
+# while the device listens for the hub's ack. Without one it rests for a
+# backoff that doubles from RETRY_FIRST_MS to retry_max_ms (60 s), then tries
+# again, for as long as it takes; a newer event ends the rest at once. After
+# failed_after_ms (30 s) without an ack the resident is told "could not reach
+# anyone" (the device keeps trying).
+#
+# After kind 1 (heard) the event leaves the store, and the device LINGERS:
+# it keeps advertising that same frame (same counter, byte for byte) every
+# LINGER_INTERVAL_MS for up to linger_ms (pendant 30 s, doors 2 s), so the hub
+# can connect again and write kind 2 (delivered). Kind 2 or 3 ends the linger;
+# so does a newer event, which is sent at once. A door sensor lingers only
+# briefly (nobody watches it): long enough for a platform that answers at once,
+# so the hub does not go looking for it later; otherwise the hub writes kind 2
+# with its next frame.
+#
+# Acks are taken whenever they come, for any counter: the hub writes acks it
+# owes (kind 2, 3) when it next hears this device, so every frame (heartbeats
+# too) is advertised connectable, and the device stays on the air while a
+# central is connected (up to CONNECTED_MAX_MS). An ack is shown to the
+# resident only if it says more than was shown for that event and the event is
+# one of the last _RECENT_MAX made, less than FRESH_MS ago; others are taken
+# silently ("ack 7 kind 2 (not shown: stale)").
 #
 # Frames go out in counter order and no heartbeat is made while an event
-# waits: the hub refuses a counter below one it has already accepted.
+# waits: the hub refuses a counter below one it has already accepted. A frame
+# is never sealed twice with different contents under one counter: an event's
+# objects are stored with its counter at birth.
 
 import asyncio
 import time
@@ -22,85 +43,205 @@ from . import feedback
 BURST_INTERVAL_MS = const(30)
 BURST_MS = const(1500)
 RETRY_FIRST_MS = const(2000)
-RETRY_MAX_MS = const(60000)
-FAILED_AFTER_MS = const(30000)
-HEARTBEAT_BURST_MS = const(300)
+LINGER_INTERVAL_MS = const(500)
+HEARTBEAT_INTERVAL_MS = const(100)
+HEARTBEAT_WINDOW_MS = const(1000)
+CONNECTED_MAX_MS = const(5000)
+FRESH_MS = const(900000)
+_RECENT_MAX = const(8)
+_IDLE_POLL_MS = const(50)
+_ACK_FEEDBACK = {
+    bthome.ACK_HEARD: feedback.HEARD,
+    bthome.ACK_DELIVERED: feedback.DELIVERED,
+    bthome.ACK_OPERATOR: feedback.OPERATOR,
+}
 
 
 class Sender:
-    def __init__(self, radio, store, key, fb, heartbeat_objects, heartbeat_s):
+    def __init__(self, radio, store, cfg, fb, power, heartbeat_objects, battery_low=None):
         self._radio = radio
         self._store = store
-        self._key = key
+        self._key = cfg["key"]
         self._fb = fb
-        self._heartbeat_objects = heartbeat_objects  # () -> objects for a heartbeat frame
-        self._heartbeat_ms = heartbeat_s * 1000
-        self._wake = asyncio.ThreadSafeFlag()
+        self._power = power
+        self._heartbeat_objects = heartbeat_objects  # () -> objects of a heartbeat frame
+        self._battery_low = battery_low  # () -> True when the resident should be told
+        self._heartbeat_ms = cfg["heartbeat_s"] * 1000
+        self._linger_ms = cfg["linger_ms"]
+        self._failed_after_ms = cfg["failed_after_ms"]
+        self._retry_max_ms = cfg["retry_max_ms"]
+        self._flag = asyncio.ThreadSafeFlag()
+        radio.signal = self.signal
+        self._next_heartbeat = time.ticks_add(time.ticks_ms(), self._heartbeat_ms)
+        self._recent = []  # [counter, made at ms, kind shown], oldest first
+        for entry in store.pending:  # re-sent after a reboot: the resident may be waiting
+            self._note(entry[0])
+        self.made = 0
         self.acked = 0
+        self.refused = 0
 
-    def wake(self):
-        """A new event is stored: stop idling."""
-        self._wake.set()
+    def signal(self):
+        """Something happened (a new event, an ack written, a central gone): look again."""
+        self._flag.set()
+
+    def event_made(self, counter):
+        self.made += 1
+        self._note(counter)
+        self._flag.set()
+
+    def _note(self, counter):
+        self._recent.append([counter, time.ticks_ms(), 0])
+        if len(self._recent) > _RECENT_MAX:
+            self._recent.pop(0)
 
     def _frame(self, counter, objects, event):
         return bthome.advertisement(bthome.seal(self._key, self._radio.mac, counter, objects, event))
 
+    async def _wait(self, ms):
+        if ms <= 0:
+            return
+        try:
+            await asyncio.wait_for_ms(self._flag.wait(), ms)
+        except asyncio.TimeoutError:
+            pass
+
+    # -- acks -------------------------------------------------------------------------
     def _take_acks(self, counter):
-        """Handle what the hub wrote; True when `counter` is acknowledged."""
-        done = False
+        """Act on what the hub wrote; the highest kind acknowledging `counter`."""
+        best = 0
         for data in self._radio.take_writes():
             try:
                 kind, acked, _hub_time = bthome.unseal_ack(self._key, self._radio.mac, data)
             except ValueError as exc:
+                self.refused += 1
                 print("ack refused:", exc)
                 continue
-            if acked == counter:
-                done = True
             if self._store.ack(acked):
                 self.acked += 1
                 print("acked", acked, "kind", kind)
-            if kind >= bthome.ACK_DELIVERED and self._store.oldest() is None:
-                self._fb.show(feedback.DELIVERED)
-        return done
+            if acked == counter and kind > best:
+                best = kind
+            self._show_ack(acked, kind)
+        return best
 
-    async def _send_until_acked(self, entry):
+    def _show_ack(self, counter, kind):
+        for r in self._recent:
+            if r[0] == counter:
+                if kind <= r[2]:
+                    return  # said already (the hub repeats acks)
+                if time.ticks_diff(time.ticks_ms(), r[1]) > FRESH_MS:
+                    break
+                r[2] = kind
+                low = feedback.BATTERY_LOW if self._battery_low is not None and self._battery_low() else None
+                self._fb.show(_ACK_FEEDBACK[kind], low)
+                if kind > bthome.ACK_HEARD:
+                    print("ack", counter, "kind", kind, "shown")
+                return
+        print("ack", counter, "kind", kind, "(not shown: stale)")
+
+    async def _listen(self, counter, window_ms, want, stop):
+        """Take acks for window_ms (longer while a central is connected, up to
+        CONNECTED_MAX_MS more); return early once `counter` has an ack of kind
+        >= want or stop() is true. Returns the best kind seen for `counter`."""
+        start = time.ticks_ms()
+        best = 0
+        while True:
+            kind = self._take_acks(counter)
+            if kind > best:
+                best = kind
+            if best >= want or stop():
+                return best
+            elapsed = time.ticks_diff(time.ticks_ms(), start)
+            left = window_ms - elapsed
+            if left <= 0:
+                if not self._radio.connections or elapsed >= window_ms + CONNECTED_MAX_MS:
+                    return best
+                left = _IDLE_POLL_MS
+            await self._wait(left)
+
+    # -- sending ----------------------------------------------------------------------
+    async def _deliver(self, entry):
         counter, _urgent, objects = entry
         adv = self._frame(counter, objects, True)
-        self._fb.show(feedback.SENDING)
         first_try = time.ticks_ms()
         backoff = RETRY_FIRST_MS
+        failed = False
+        gone = lambda: not self._store.is_pending(counter)  # noqa: E731 (dropped to make room)
         while True:
+            self._fb.show(feedback.RETRY if failed else feedback.SENDING)
             self._radio.advertise(adv, BURST_INTERVAL_MS)
             print("sending", counter)
-            deadline = time.ticks_add(time.ticks_ms(), BURST_MS)
-            while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-                try:
-                    await asyncio.wait_for_ms(self._radio.written.wait(), time.ticks_diff(deadline, time.ticks_ms()))
-                except asyncio.TimeoutError:
-                    break
-                if self._take_acks(counter):
-                    self._radio.stop()
-                    self._fb.show(feedback.HEARD)
-                    return
+            kind = await self._listen(counter, BURST_MS, bthome.ACK_HEARD, gone)
+            if kind >= bthome.ACK_HEARD:
+                self._next_heartbeat = time.ticks_add(time.ticks_ms(), self._heartbeat_ms)
+                if kind < bthome.ACK_DELIVERED and self._linger_ms:
+                    await self._linger(counter, adv)
+                self._radio.stop()
+                return
             self._radio.stop()
-            if time.ticks_diff(time.ticks_ms(), first_try) >= FAILED_AFTER_MS:
+            if gone():
+                print("dropped", counter, "unsent: the store was full")
+                self._fb.stop()
+                return
+            waited = time.ticks_diff(time.ticks_ms(), first_try)
+            if not failed and waited >= self._failed_after_ms:
+                failed = True
+                print("not heard", counter, "after", waited, "ms: still trying")
                 self._fb.show(feedback.FAILED)
-            await asyncio.sleep_ms(backoff)
-            backoff = min(backoff * 2, RETRY_MAX_MS)
+            else:
+                self._fb.stop()
+            if await self._rest(backoff):
+                backoff = RETRY_FIRST_MS  # the resident did something: try again now
+            else:
+                backoff = min(backoff * 2, self._retry_max_ms)
+
+    async def _linger(self, counter, adv):
+        self._radio.advertise(adv, LINGER_INTERVAL_MS)
+        print("linger", counter)
+        newer = lambda: self._store.oldest() is not None  # noqa: E731
+        kind = await self._listen(counter, self._linger_ms, bthome.ACK_DELIVERED, newer)
+        print("linger", counter, "ended", "kind %d" % kind if kind else ("newer event" if newer() else "timeout"))
 
     async def _heartbeat(self):
+        objects = self._heartbeat_objects()  # before the radio is on: an unloaded battery reading
         counter = self._store.allocate()
-        self._radio.advertise(self._frame(counter, self._heartbeat_objects(), False), BURST_INTERVAL_MS)
-        await asyncio.sleep_ms(HEARTBEAT_BURST_MS)
+        self._radio.advertise(self._frame(counter, objects, False), HEARTBEAT_INTERVAL_MS)
+        print("heartbeat", counter, objects)
+        if self._battery_low is not None and self._battery_low():
+            print("battery low", objects[0][1])
+        await self._listen(None, HEARTBEAT_WINDOW_MS, 99, lambda: self._store.oldest() is not None)
         self._radio.stop()
+        self._next_heartbeat = time.ticks_add(time.ticks_ms(), self._heartbeat_ms)
+
+    async def _rest(self, ms):
+        """Wait ms, asleep when nothing else is going on; True when a new event cut it short."""
+        deadline = time.ticks_add(time.ticks_ms(), ms)
+        made = self.made
+        while True:
+            if self.made != made:
+                return True
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0:
+                return False
+            if self._power.enabled and self._power.quiet():
+                self._power.sleep(left, "rest")
+                await asyncio.sleep_ms(0)
+            else:
+                await self._wait(min(left, _IDLE_POLL_MS))
 
     async def run(self):
+        await asyncio.sleep_ms(0)  # let the input tasks start before the first sleep
         while True:
             entry = self._store.oldest()
             if entry is not None:
-                await self._send_until_acked(entry)
+                await self._deliver(entry)
                 continue
-            try:
-                await asyncio.wait_for_ms(self._wake.wait(), self._heartbeat_ms)
-            except asyncio.TimeoutError:
+            left = time.ticks_diff(self._next_heartbeat, time.ticks_ms())
+            if left <= 0:
                 await self._heartbeat()
+                continue
+            if self._power.enabled and self._power.quiet():
+                self._power.sleep(left, "idle")
+                await asyncio.sleep_ms(0)
+            else:
+                await self._wait(min(left, _IDLE_POLL_MS))

@@ -4,12 +4,20 @@
 # not above the last it accepted, so it must never go backwards: not across a
 # reboot, a brown-out or a battery change. Writing it on every frame would wear
 # the flash, so a high-water mark is written once per _BLOCK counters and a
-# booting device resumes at the mark (skipping at most _BLOCK - 1 values).
+# booting device resumes at the mark (skipping at most _BLOCK - 1 values; a
+# 32-bit counter lasts 67 million boots).
 # Flash writes: one per event created, one per event acknowledged, one per
-# _BLOCK heartbeats (hourly heartbeats: one every 64 hours).
+# _BLOCK frames and one at the first frame after each boot (the mark). With
+# hourly heartbeats and 20 events a day: about 41 small writes a day, spread
+# by LittleFS's wear levelling over the whole filesystem.
 #
 # Both files are replaced by write-then-rename, so a reset mid-write leaves the
-# old or the new file, never half of one.
+# old or the new file, never half of one (rename replaces atomically on
+# LittleFS, the ESP32 port's default filesystem).
+#
+# Bounded: at most max_pending events (default MAX_PENDING). When full, the
+# oldest event that is not urgent makes room; urgent ones (the emergency
+# button) are never dropped, so only they can take the store past its bound.
 
 import json
 import os
@@ -40,8 +48,9 @@ def _read(path):
 class EventStore:
     """Pending events, oldest first: [counter, urgent, objects], kept until acknowledged."""
 
-    def __init__(self, counter_path=COUNTER_PATH, events_path=EVENTS_PATH):
+    def __init__(self, counter_path=COUNTER_PATH, events_path=EVENTS_PATH, max_pending=MAX_PENDING):
         self._counter_path = counter_path
+        self.max_pending = max_pending
         self._events_path = events_path
         self.problems = []  # what the boot self-test reports
         self.pending = self._load_events()
@@ -96,7 +105,7 @@ class EventStore:
         counter = self.allocate()
         self.pending.append([counter, 1 if urgent else 0, [list(o) for o in objects]])
         dropped = []
-        while len(self.pending) > MAX_PENDING:
+        while len(self.pending) > self.max_pending:
             victim = None
             for entry in self.pending:
                 if not entry[1]:
@@ -111,6 +120,12 @@ class EventStore:
 
     def oldest(self):
         return self.pending[0] if self.pending else None
+
+    def is_pending(self, counter):
+        for entry in self.pending:
+            if entry[0] == counter:
+                return True
+        return False
 
     def ack(self, counter):
         """Forget an acknowledged event; False when it was not pending."""

@@ -20,7 +20,13 @@
 # and the simulator kills and restarts a process whose feed is late. An asyncio task
 # or a check on each call could not fire while the firmware hangs, and catching a
 # hang is what a watchdog is for.
-# Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0).
+# Wake sources, as on the ESP32 port: Pin.irq(trigger=Pin.WAKE_LOW or WAKE_HIGH,
+# wake=SLEEP and/or DEEPSLEEP) arms EXT0 on that pin (one pin per device: another
+# raises "no resources") and leaves the pin's edge handler as it was; Pin.irq with an
+# edge trigger on that pin disarms it. lightsleep(ms) ends early, with wake_reason()
+# EXT0_WAKE, when the armed pin is at its level (at once if it already is).
+# Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0),
+# EXT0 for deepsleep (the simulator restarts a timed deep sleep on its timer only).
 from micropython import const
 import sys
 import time
@@ -45,6 +51,8 @@ ULP_WAKE = const(6)
 _EXIT_SOFT_RESET = const(92)
 
 _levels = {}  # input level per pin id, as last set by the simulator
+_ext0 = [None, 0, 0]  # EXT0 wake source: pin id (None: unarmed), level, wake types
+_light_wake = [0]  # wake_reason() after a light sleep
 _adc_uv = {}  # ADC input per pin id, microvolts
 _freq = [160000000]
 
@@ -142,6 +150,19 @@ class Pin:
         self._write(0)
 
     def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
+        if wake is not None and trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH):
+            if wake < 2 or wake > 7:
+                raise ValueError("bad wake value")
+            if _ext0[0] is not None and _ext0[0] != self._id:
+                raise ValueError("no resources")
+            _ext0[0] = self._id
+            _ext0[1] = 1 if trigger == Pin.WAKE_HIGH else 0
+            _ext0[2] = wake
+            if self._irq is None:
+                self._irq = _PinIRQ(self)
+            return self._irq
+        if _ext0[0] == self._id:
+            _ext0[0] = None
         self._handler = handler
         self._trigger = trigger
         if self._irq is None:
@@ -289,6 +310,8 @@ def reset_cause():
 
 
 def wake_reason():
+    if _light_wake[0]:
+        return _light_wake[0]
     return int(_simlink.env("SAFEBOX_SIM_WAKE_REASON", "0"))
 
 
@@ -309,8 +332,28 @@ def deepsleep(time_ms=None):
     sys.exit(_simlink.EXIT_DEEPSLEEP)
 
 
+def _ext0_reached():
+    pin = Pin._table.get(_ext0[0])
+    return pin is not None and pin._level() == _ext0[1]
+
+
 def lightsleep(time_ms=None):
     _simlink.notify({"op": "sleep", "kind": "light", "ms": time_ms})
+    _light_wake[0] = TIMER_WAKE
+    if _ext0[0] is not None and _ext0[2] & SLEEP:
+        # Events that arrive meanwhile are dispatched (edge handlers run, as their
+        # interrupts would on waking); a wake pin at its level ends the sleep.
+        start = time.ticks_ms()
+        while not _ext0_reached():
+            if time_ms is None:
+                _simlink.pump(-1)
+                continue
+            left = time_ms - time.ticks_diff(time.ticks_ms(), start)
+            if left <= 0:
+                return
+            _simlink.pump(left)
+        _light_wake[0] = EXT0_WAKE
+        return
     if time_ms is None:
         _simlink.pump(-1)
     else:

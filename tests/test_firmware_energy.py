@@ -1,0 +1,102 @@
+"""The energy model (tools/sim/energy.py) and the firmware benchmark's tables (tools/bench/firmware.py).
+
+Pure CPython: the model's arithmetic on activities given here, and the way an activity is read
+off a simulator run (the firmware's sleep/woke lines, the bridge's advertising records). The
+benchmark itself runs the firmware (python -m safebox.tools.bench.firmware); no timing here.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from safebox.tools.bench import firmware as bench
+from safebox.tools.sim import energy
+from safebox.tools.sim.bridge import Advertising
+
+
+def test_datasheet_currents_are_the_ones_written_down():
+    assert (energy.ESP32.light_sleep_ma, energy.ESP32.deep_sleep_ma, energy.ESP32.tx_ma) == (0.8, 0.010, 130.0)
+    assert (energy.ESP32_C3.light_sleep_ma, energy.ESP32_C3.deep_sleep_ma) == (0.130, 0.005)
+    # the documentation table in the module says the same
+    doc = energy.__doc__ or ""
+    assert "| light sleep                             | 0.8    | 0.130" in doc
+
+
+def test_sleep_current_counts_slice_wakes_and_the_board():
+    a = energy.Assumptions()
+    esp32 = energy.sleep_current_ma(energy.ESP32, "light", a)
+    # 1 ms awake every 4 s at 35.5 mA adds ~9 uA; the LDO and divider 6 uA
+    assert esp32 == pytest.approx(0.8 * (1 - 1 / 4000) + 35.5 / 4000 + 0.006, rel=1e-9)
+    # the C3 polls every 30 ms: its light sleep costs more than its datasheet figure says
+    assert energy.sleep_current_ma(energy.ESP32_C3, "light", a) > 5 * energy.ESP32_C3.light_sleep_ma
+    assert energy.sleep_current_ma(energy.ESP32, "deep", a) == pytest.approx(0.016)
+
+
+def test_charge_of_an_activity_adds_up_by_part():
+    act = energy.Activity(span_s=3.0, awake_s=2.0, asleep_s=1.0, radio_ups=1, adv_events=50, connections=1,
+                          led_s=2.0, buzzer_s=0.15)
+    c = energy.charge(act, energy.ESP32)
+    a = energy.Assumptions()
+    assert c.parts["cpu awake"] == pytest.approx(2.0 * 35.5)
+    assert c.parts["advertising"] == pytest.approx(50 * 3 * (376e-6 * 130 + 250e-6 * 100))
+    assert c.parts["connections"] == pytest.approx(12 * 0.4e-3 * 230)
+    assert c.parts["radio bring-up"] == pytest.approx(0.150 * 35.5)
+    assert c.parts["buzzer"] == pytest.approx(0.15 * 25) and c.parts["led"] == pytest.approx(2 * 3)
+    assert c.parts["asleep"] == pytest.approx(energy.sleep_current_ma(energy.ESP32, "light", a))
+    assert c.total_uah == pytest.approx(c.total_mas / 3.6)
+    assert "boot" not in c.parts and "boot" in energy.charge(act, energy.ESP32, "deep").parts
+
+
+def test_a_day_and_the_battery_life():
+    event = energy.Activity(span_s=2.0, awake_s=2.0, radio_ups=1, adv_events=20, connections=2)
+    beat = energy.Activity(span_s=1.0, awake_s=1.0, radio_ups=1, adv_events=10)
+    quiet = energy.per_day(energy.Profile("pendant", 2), event, beat, energy.ESP32)
+    busy = energy.per_day(energy.Profile("toilet_door", 40), event, beat, energy.ESP32)
+    assert busy.total_mah > quiet.total_mah
+    assert quiet.total_mah == pytest.approx(quiet.event_mah + quiet.heartbeat_mah + quiet.sleep_mah)
+    # light sleep on the ESP32: about 19-20 mAh a day, most of it asleep
+    assert 19 < quiet.total_mah < 21 and quiet.sleep_mah / quiet.total_mah > 0.95
+    cell = energy.Cell()
+    days = energy.battery_days(quiet, cell)
+    assert days == pytest.approx(2600 * 0.85 / (quiet.total_mah + 2600 * 0.02 / 30))
+    deep = energy.per_day(energy.Profile("pendant", 2), event, beat, energy.ESP32, "deep")
+    assert energy.battery_days(deep, cell) > 5 * days
+
+
+def test_an_activity_is_read_off_the_firmware_lines_and_the_radio_records():
+    fw = SimpleNamespace(log=logging.getLogger("test.energy.fw"))
+    rec = energy.LineRecorder(fw)
+    # (time, line) as the firmware printed them: awake 0-1, asleep 1-3, awake 3-4
+    rec.lines = [(0.0, "event 1 emergency press"), (1.0, "sleep 5000 rest"), (3.0, "woke pin 2000"),
+                 (4.0, "sleep 3600000 idle")]
+    bridge = SimpleNamespace(
+        advertising=[Advertising(0.1, 30000, b"a"), Advertising(0.4, None), Advertising(3.1, 500000, b"a"),
+                     Advertising(3.6, None)],
+        irq_log=[(0.2, 1, (0, 0)), (0.3, 2, (0, 0)), (3.2, 3, (0, 5))],
+        output_levels=lambda pin: [(0.0, 1), (0.5, 0)] if pin == 2 else [(3.0, 1), (3.15, 0)])
+    act = energy.Activity.measure(rec, bridge, 0.0, 4.0, led_pin=2, buzzer_pin=25)
+    assert act.asleep_s == pytest.approx(2.0) and act.awake_s == pytest.approx(2.0)
+    assert act.radio_ups == 2 and act.connections == 1
+    assert act.adv_events == pytest.approx(0.3 / 0.03 + 1 + 0.5 / 0.5 + 1)
+    assert act.led_s == pytest.approx(0.5) and act.buzzer_s == pytest.approx(0.15)
+
+
+def test_the_benchmark_prints_latency_heap_and_battery_life_per_role():
+    act = energy.Activity(span_s=1.5, awake_s=1.5, radio_ups=1, adv_events=8, connections=2, led_s=2, buzzer_s=0.3)
+    beat = energy.Activity(span_s=1.0, awake_s=1.0, radio_ups=1, adv_events=11)
+    m = bench.Measured(latencies_ms=[120.0, 130.0], heap_live=100_000, heap_shims=30_000, heap_size="192k",
+                       min_heap_kib=144, min_heap_tried=[(160, True), (144, True), (136, False)],
+                       event={r: act for r in ("pendant", "front_door", "toilet_door")},
+                       heartbeat={r: beat for r in ("pendant", "front_door", "toilet_door")})
+    latency, ram, per_event, life = bench.tables(m)
+    text = "\n".join(t.text() for t in (latency, ram, per_event, life))
+    assert "button down -> first advertisement" in text and "125" in latency.text()
+    assert "68.4" in ram.text()  # the firmware's own share, KiB
+    roles = {row[0] for row in life.rows}
+    assert roles == {"pendant", "front_door", "toilet_door"}
+    assert all(float(row[6]) > 0 for row in life.rows)
+    assert any("projection" in row[2] for row in life.rows) and any("built" in row[2] for row in life.rows)
+    assert "2600 mAh" in life.title

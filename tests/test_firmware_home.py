@@ -1,0 +1,133 @@
+"""The firmware in the whole simulated home: every event reaches the platform exactly once.
+
+Real firmware on the `micropython` binary, bumble air, the hub process, signed HTTPS over
+real TLS, the receiver process (tools/sim/home.py). Faults: contact bounce at the pins,
+a power cut in the middle of sending (then a fresh battery), a full store, and lost
+advertisements and acknowledgements (Air.drop_filter / drop_rate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from safebox.tools.sim.home import SimDevice, SimHome
+
+
+async def device_events(home: SimHome, device: SimDevice, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The device's events at the platform, once there are `count`, in counter order."""
+    async with asyncio.timeout(timeout):
+        while True:
+            mine = [e for e in await home.stored_events() if e["device_id"] == device.id]
+            if len(mine) >= count:
+                return sorted(mine, key=lambda e: e["counter"])
+            await asyncio.sleep(0.05)
+
+
+def exactly_once(events: list[dict[str, Any]]) -> None:
+    ids = Counter(e["event_id"] for e in events)
+    assert all(n == 1 for n in ids.values()), f"stored more than once: {ids}"
+
+
+def deaf_to(home: SimHome, device: SimDevice) -> None:
+    """The hub hears nothing from this device (out of range): no frame, so no ack."""
+    home.air.drop_filter = lambda address, data: address == device.device.address
+
+
+async def test_bounce_press_and_long_press_each_reach_the_platform_once(tmp_path):
+    async with SimHome(tmp_path) as home:
+        pendant = await home.add_device("pendant", "bedroom")
+        bridge = pendant.firmware.bridge
+        button, wake = pendant.pin("community_service"), pendant.pin("button_wake")
+        # a worn button: 40 ms of bounce going down, 30 ms coming up
+        for level, hold in ((0, 0.006), (1, 0.008), (0, 0.01), (1, 0.005), (0, 0.15),
+                            (1, 0.006), (0, 0.01), (1, 0.0)):
+            bridge.set_pin(button, level)
+            bridge.set_pin(wake, level)
+            await asyncio.sleep(hold)
+        await pendant.firmware.wait_for_line(r"^acked 1 kind 1$", timeout=10)
+        await home.press(pendant, "emergency", hold_s=2.3)
+        events = await device_events(home, pendant, 2)
+        await asyncio.sleep(0.5)  # room for a wrong extra event
+        events = await device_events(home, pendant, 2)
+        assert [(e["type"], e["body"]["data"]["action"]) for e in events] == \
+            [("community_service", "press"), ("emergency", "long_press")]
+        exactly_once(events)
+        assert sum(line.startswith("event ") for line in pendant.firmware.lines) == 2
+
+
+async def test_power_cut_while_sending_then_a_fresh_battery_the_event_arrives_once(tmp_path):
+    async with SimHome(tmp_path) as home:
+        pendant = await home.add_device("pendant", "living room")
+        fw = pendant.firmware
+        deaf_to(home, pendant)
+        await home.press(pendant, "emergency")
+        await fw.wait_for_line(r"^sending 1$", timeout=5)
+        await fw.kill()  # the battery falls out mid-burst: RAM gone, flash kept
+        assert (fw.fs_dir / "events.json").read_text().startswith("[[1, 1,")
+        home.air.drop_filter = None
+        mark = len(fw.lines)
+        await fw.restart()  # a fresh battery
+        await fw.wait_for_line(r"^ready pendant next counter 65 pending 1$", timeout=10, start=mark)
+        await fw.wait_for_line(r"^acked 1 kind 1$", timeout=10, start=mark)
+        # a new press after the reboot: a higher counter, which the hub accepts
+        await home.press(pendant, "life_service")
+        events = await device_events(home, pendant, 2)
+        assert [(e["counter"], e["type"]) for e in events] == [(1, "emergency"), (65, "life_service")]
+        exactly_once(events)
+
+        # now a cut just after the hub stored an event, before (or as) its ack reaches the
+        # pendant: after the reboot it sends it again if it has to, and the hub answers the
+        # repeat without storing it twice
+        mark = len(home.hub.lines)
+        await home.press(pendant, "community_service")
+        await home.hub.wait_for_line(rf"event {pendant.id}-66 stored", timeout=10, start=mark)
+        await fw.kill()
+        await fw.restart()
+        await fw.wait_for_line(r"^ready pendant", timeout=10, start=len(fw.lines) - 5)
+        events = await device_events(home, pendant, 3)
+        await asyncio.sleep(1.5)
+        events = await device_events(home, pendant, 3)
+        assert [e["counter"] for e in events] == [1, 65, 66]
+        exactly_once(events)
+
+
+async def test_full_store_keeps_the_emergency_and_the_newest_and_each_arrives_once(tmp_path):
+    async with SimHome(tmp_path) as home:
+        pendant = await home.add_device("pendant", settings={"max_pending": 3, "failed_after_ms": 60000})
+        fw = pendant.firmware
+        deaf_to(home, pendant)
+        await home.press(pendant, "emergency")
+        for _ in range(4):
+            await home.press(pendant, "community_service")
+            await asyncio.sleep(0.1)
+        await fw.wait_for_line(r"^event 5 community_service press$", timeout=5)
+        dropped = [line for line in fw.lines if line.startswith("store full: dropped")]
+        assert dropped == ["store full: dropped [2]", "store full: dropped [3]"]
+        home.air.drop_filter = None
+        events = await device_events(home, pendant, 3, timeout=40)
+        await asyncio.sleep(1.0)
+        events = await device_events(home, pendant, 3)
+        assert [(e["counter"], e["type"]) for e in events] == \
+            [(1, "emergency"), (4, "community_service"), (5, "community_service")]
+        exactly_once(events)
+
+
+async def test_lossy_air_doors_and_pendant_every_event_once_and_in_order(tmp_path):
+    async with SimHome(tmp_path) as home:
+        door = await home.add_device("front_door", "hall")
+        pendant = await home.add_device("pendant", "bedroom")
+        home.air.drop_rate = 0.6  # most advertisements lost on the way to the hub
+        door.set_door(True)
+        await asyncio.sleep(0.4)
+        door.set_door(False)  # opened and closed within half a second
+        await home.press(pendant, "life_service")
+        door_events = await device_events(home, door, 2, timeout=40)
+        pendant_events = await device_events(home, pendant, 1, timeout=40)
+        await asyncio.sleep(1.0)
+        door_events = await device_events(home, door, 2)
+        assert [e["type"] for e in door_events] == ["door_opened", "door_closed"]
+        assert door_events[0]["counter"] < door_events[1]["counter"]
+        exactly_once(door_events + pendant_events)
+        assert [e["type"] for e in pendant_events] == ["life_service"]
