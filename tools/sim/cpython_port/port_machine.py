@@ -1,0 +1,276 @@
+"""`machine` for one boot (see loader.py), ESP32 constant values.
+
+Inputs (pin levels, ADC microvolts) belong to the board and are driven by the
+scenario (`PortDevice.set_pin`/`set_adc`); an edge calls the Pin.irq handler from the
+event loop, as micropython.schedule would. Outputs are recorded on the board.
+Resets end the boot (`Reset`) and boot again: reset() at once with HARD_RESET, a late
+watchdog with WDT_RESET, deepsleep(ms) after ms with DEEPSLEEP_RESET (without ms: at
+the next input change, wake_reason EXT0_WAKE; configured wake sources are not modelled).
+"""
+
+from safebox.tools.sim.cpython_port import device as _dev
+
+PWRON_RESET = _dev.PWRON_RESET
+HARD_RESET = _dev.HARD_RESET
+WDT_RESET = _dev.WDT_RESET
+DEEPSLEEP_RESET = _dev.DEEPSLEEP_RESET
+SOFT_RESET = _dev.SOFT_RESET
+SLEEP = 2
+DEEPSLEEP = 4
+PIN_WAKE = 2
+EXT0_WAKE = 2
+EXT1_WAKE = 3
+TIMER_WAKE = 4
+TOUCHPAD_WAKE = 5
+ULP_WAKE = 6
+
+_board = _boot.device  # noqa: F821 (set by the loader)
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_DOWN = 1
+    PULL_UP = 2
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+    WAKE_LOW = 4
+    WAKE_HIGH = 5
+    DRIVE_0 = 0
+    DRIVE_1 = 1
+    DRIVE_2 = 2
+    DRIVE_3 = 3
+
+    _table = {}
+
+    def __new__(cls, id, *args, **kwargs):
+        # As on the ESP32, Pin(n) is always the same object.
+        pin = Pin._table.get(id)
+        if pin is None:
+            pin = object.__new__(cls)
+            pin._id = id
+            pin._mode = None
+            pin._pull = None
+            pin._out = 0
+            pin._handler = None
+            pin._trigger = 0
+            Pin._table[id] = pin
+        return pin
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        self.init(mode, pull, value=value, drive=drive, hold=hold)
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        _boot.check_alive()  # noqa: F821
+        if mode != -1:
+            self._mode = mode
+        if pull != -1:
+            self._pull = pull
+        if value is not None:
+            self._write(value)
+
+    def __repr__(self):
+        return "Pin(%s)" % self._id
+
+    def _level(self):
+        if self._mode in (Pin.OUT, Pin.OPEN_DRAIN):
+            return self._out
+        default = 1 if self._pull == Pin.PULL_UP else 0
+        return _board.pin_levels.get(self._id, default)
+
+    def _write(self, v):
+        _boot.check_alive()  # noqa: F821
+        self._out = 1 if v else 0
+        _board.output(self._id, self._out)
+
+    def value(self, *args):
+        if args:
+            self._write(args[0])
+            return None
+        _boot.check_alive()  # noqa: F821
+        return self._level()
+
+    def __call__(self, *args):
+        return self.value(*args)
+
+    def on(self):
+        self._write(1)
+
+    def off(self):
+        self._write(0)
+
+    def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
+        _boot.check_alive()  # noqa: F821
+        self._handler = handler
+        self._trigger = trigger
+        if wake is not None and trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH):
+            # A light-sleep wake source (ESP32 EXT0): the level that ends machine.lightsleep().
+            _board.wake_levels[self._id] = 1 if trigger == Pin.WAKE_HIGH else 0
+        else:
+            _board.wake_levels.pop(self._id, None)
+        return None
+
+
+_last = {}
+
+
+def _on_input(pin_id, level):
+    pin = Pin._table.get(pin_id)
+    old = _last.get(pin_id)
+    if old is None:
+        old = 1 if pin is not None and pin._pull == Pin.PULL_UP else 0
+    _last[pin_id] = level
+    if pin is None or pin._handler is None or pin._mode in (Pin.OUT, Pin.OPEN_DRAIN) or old == level:
+        return
+    edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
+    if pin._trigger & edge:
+        _boot.call_soon(pin._handler, pin)  # noqa: F821
+
+
+_board.on_pin(_on_input)
+_boot.closers.append(lambda: _board._pin_listeners.remove(_on_input))  # noqa: F821
+for _pin, _level in _board.pin_levels.items():
+    _last[_pin] = _level
+
+
+def _pin_id(pin):
+    return pin._id if isinstance(pin, Pin) else pin
+
+
+class PWM:
+    def __init__(self, dest, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
+        self._pin = _pin_id(dest)
+        self._freq = 5000
+        self._duty_u16 = 32768
+        self.init(freq=freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns)
+
+    def init(self, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
+        _boot.check_alive()  # noqa: F821
+        if freq is not None:
+            self._freq = freq
+        if duty is not None:
+            self._duty_u16 = duty * 65535 // 1023
+        if duty_u16 is not None:
+            self._duty_u16 = duty_u16
+        if duty_ns is not None:
+            self._duty_u16 = min(65535, duty_ns * self._freq * 65535 // 1000000000)
+        _board.output(self._pin, self._duty_u16, "pwm")
+
+    def freq(self, value=None):
+        if value is None:
+            return self._freq
+        self.init(freq=value)
+
+    def duty(self, value=None):
+        if value is None:
+            return self._duty_u16 * 1023 // 65535
+        self.init(duty=value)
+
+    def duty_u16(self, value=None):
+        if value is None:
+            return self._duty_u16
+        self.init(duty_u16=value)
+
+    def duty_ns(self, value=None):
+        if value is None:
+            return self._duty_u16 * 1000000000 // (65535 * self._freq)
+        self.init(duty_ns=value)
+
+    def deinit(self):
+        self._duty_u16 = 0
+        _board.output(self._pin, 0, "pwm")
+
+
+class ADC:
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    WIDTH_9BIT = 9
+    WIDTH_10BIT = 10
+    WIDTH_11BIT = 11
+    WIDTH_12BIT = 12
+    # Upper end of the ESP32's calibrated range per attenuation, microvolts.
+    _FULL_UV = (950000, 1250000, 1750000, 2450000)
+
+    def __init__(self, pin, *, atten=0):
+        self._pin = _pin_id(pin)
+        self._atten = atten
+        self._width = 12
+
+    def atten(self, value):
+        self._atten = value
+
+    def width(self, value):
+        self._width = value
+
+    def read_uv(self):
+        _boot.check_alive()  # noqa: F821
+        return min(_board.adc_uv.get(self._pin, 0), ADC._FULL_UV[self._atten])
+
+    def read_u16(self):
+        return self.read_uv() * 65535 // ADC._FULL_UV[self._atten]
+
+    def read(self):
+        return self.read_u16() >> (16 - self._width)
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        if timeout <= 0:
+            raise ValueError("WDT timeout too short")
+        _boot.wdt_timeout_s = timeout / 1000  # noqa: F821
+        _boot.feed_watchdog()  # noqa: F821
+
+    def feed(self):
+        _boot.check_alive()  # noqa: F821
+        _boot.feed_watchdog()  # noqa: F821
+
+
+def unique_id():
+    return bytes(int(p, 16) for p in _board.mac.split(":"))
+
+
+def reset_cause():
+    return _boot.reset_cause  # noqa: F821
+
+
+def wake_reason():
+    return _boot.wake_reason  # noqa: F821
+
+
+def reset():
+    _board.reset(HARD_RESET)
+    raise _dev.Reset("machine.reset()")
+
+
+def soft_reset():
+    _board.reset(SOFT_RESET)
+    raise _dev.Reset("machine.soft_reset()")
+
+
+def deepsleep(time_ms=None):
+    _board.reset(DEEPSLEEP_RESET, None if time_ms is None else time_ms / 1000, TIMER_WAKE)
+    raise _dev.Reset("machine.deepsleep()")
+
+
+def lightsleep(time_ms=None):
+    # The whole board stops until time_ms has passed or an armed wake pin reaches its level.
+    _boot.pause(None if time_ms is None else time_ms / 1000, wake_pins=True)  # noqa: F821
+
+
+def idle():
+    _boot.check_alive()  # noqa: F821
+
+
+def freq(hz=None):
+    return 240_000_000 if hz is None else None
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    pass
