@@ -20,6 +20,8 @@ from safebox.hub.config import HubConfig
 from safebox.hub.devices import Devices
 from safebox.hub.ingest import Ingest, Outcome
 from safebox.hub.radio import Backends, Radio
+from safebox.hub.rules import RulesEngine
+from safebox.hub.service import Service
 from safebox.hub.store import HubStore
 from safebox.hub.uplink import Uplink
 from safebox.protocol import bthome
@@ -39,8 +41,11 @@ async def ble_backends(cfg: HubConfig) -> AsyncIterator[Backends]:
 
 
 class Hub:
-    def __init__(self, cfg: HubConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: HubConfig, *, clock: Callable[[], float] = time.time,
+                 ble: Callable[[HubConfig], contextlib.AbstractAsyncContextManager[Backends]] | None = None) -> None:
+        """`ble` replaces `ble_backends` (the in-process simulator injects its own air)."""
         self.cfg = cfg
+        self._ble = ble or ble_backends
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._clock = clock
         self.store = HubStore.open(cfg.db_path, clock=clock)
@@ -51,16 +56,40 @@ class Hub:
             self.store, url=cfg.platform.url, hub_id=cfg.hub_id, private_key=self._key,
             ssl_context=cfg.platform.ssl_context(), clock=clock,
             backoff_initial_s=cfg.relay.backoff_initial_s, backoff_max_s=cfg.relay.backoff_max_s,
-            timeout_s=cfg.platform.timeout_s,
+            timeout_s=cfg.platform.timeout_s, home_id=cfg.home_id, batch_max=cfg.relay.batch_max,
+            max_backlog=cfg.relay.max_backlog, heartbeat_s=cfg.relay.heartbeat_s or None,
+            heartbeat_data=lambda: self.service.heartbeat_data(), operator_poll_s=cfg.relay.operator_poll_s,
+            ack_ttl_s=cfg.relay.ack_ttl_s, idle_poll_s=60.0, clock_check=True, on_owed=self._on_owed,
+            clock_problem=lambda: self.service.clock_problem(), on_health_change=lambda: self.service.poke(),
         )
         self._acks: Acks | None = None
+        self.radio: Radio | None = None
+        self._relay: asyncio.Task[None] | None = None
+        self.service = Service(self)  # sd_notify, status.json, the clock check (hub/service.py)
+        self.rules = RulesEngine(self.store, self.devices, cfg.rules, hub_id=cfg.hub_id, home_id=cfg.home_id,
+                                 clock=clock)
 
     def on_frame(self, address: str, service_data: bytes, rssi: int | None) -> None:
         outcome = self.ingest.handle(address, service_data, rssi)
         if outcome.kind == "event":
             self.uplink.notify()
+        if self.rules.observe_outcome(outcome):  # hub events the rules made of it (toilet occupied, ...)
+            self.uplink.notify()
         if outcome.ack_needed and self._acks is not None:
             self._acks.request(outcome.device, outcome.counter, self._ack_kind(outcome))
+        if outcome.kind != "refused" and outcome.device is not None and self._acks is not None:
+            self._acks.heard(outcome.device)  # acks of kind 2/3 it is owed (hub/acks.py)
+
+    def _on_owed(self, device_id: str) -> None:
+        if self._acks is not None:
+            self._acks.owed(device_id)
+
+    @property
+    def acks(self) -> Acks | None:
+        return self._acks
+
+    def relay_alive(self) -> bool:
+        return self._relay is not None and not self._relay.done()
 
     def _ack_kind(self, outcome: Outcome) -> int:
         """A repeat of an event the platform already has is answered "delivered"."""
@@ -71,24 +100,37 @@ class Hub:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; everything is closed on the way out, even on error."""
-        async with ble_backends(self.cfg) as backends:
-            radio = Radio(self.on_frame, backends=backends)
-            self._acks = Acks(radio, clock=self._clock)
-            relay = asyncio.create_task(self.uplink.run(), name="uplink")
+        self.rules.start()
+        async with self._ble(self.cfg) as backends:
+            radio = Radio(self.on_frame, backends=backends, connect_attempts=self.cfg.ble.connect_attempts,
+                          adapter=self.cfg.ble.adapter)
+            self.radio = radio
+            self._acks = Acks(radio, clock=self._clock, store=self.store, devices=self.devices)
+            relay = self._relay = asyncio.create_task(self.uplink.run(), name="uplink")
+            service: asyncio.Task[None] | None = None
+            rules = asyncio.create_task(self.rules.run(self.uplink.notify), name="rules")
             try:
                 async with radio:
                     log.info("hub ready: %s, %d devices paired, outbox depth %d, platform %s",
                              self.cfg.hub_id, len(self.devices), self.store.depth(), self.uplink.events_url)
+                    self.service.ready()
+                    service = asyncio.create_task(self.service.run(), name="service")
                     stopping = asyncio.create_task(stop.wait(), name="stop")
-                    done, _ = await asyncio.wait({relay, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait({relay, rules, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     stopping.cancel()
-                    if relay in done:
-                        relay.result()  # the relay only ends by failing: raise it
+                    for task in (relay, rules):
+                        if task in done:
+                            task.result()  # the relay and the rules only end by failing: raise it
             finally:
+                self.service.stopping()
+                if service is not None:
+                    service.cancel()
+                    await asyncio.gather(service, return_exceptions=True)
                 await self._acks.close()
                 await self.uplink.close()
                 relay.cancel()
-                await asyncio.gather(relay, return_exceptions=True)
+                rules.cancel()
+                await asyncio.gather(relay, rules, return_exceptions=True)
                 self.store.close()
 
 
@@ -98,5 +140,7 @@ async def serve(cfg: HubConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Hub(cfg).run(stop)
+    hub = Hub(cfg)
+    loop.add_signal_handler(signal.SIGUSR1, hub.uplink.notify)  # `safebox-hub test-alarm`: look at the outbox now
+    await hub.run(stop)
     log.info("hub stopped")

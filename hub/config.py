@@ -9,13 +9,17 @@ CA to trust instead of the system store. See hub/hub.example.toml for every fiel
 
 from __future__ import annotations
 
+import re
 import ssl
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from safebox.hub.rules.settings import (FrontDoorSettings, QuietWindow, RulesSettings, SupervisionSettings,
+                                        ToiletSettings)
 from safebox.protocol import events
 
 BleBackend = Literal["bluez", "sim"]
@@ -47,14 +51,21 @@ class BleConfig:
 
     backend: BleBackend = "bluez"
     sim_hci: str | None = None
+    adapter: str | None = None  # BlueZ adapter, e.g. "hci0"; None: BlueZ's default
+    connect_attempts: int = 3  # per ack write (bleak-retry-connector), each with its backoff
 
 
 @dataclass(frozen=True)
 class RelayConfig:
-    """Backoff bounds of the uplink for transport trouble (5xx, timeouts, no route)."""
+    """The uplink: backoff for transport trouble, batching, the backlog bound, heartbeats, acks."""
 
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 300.0
+    batch_max: int = 100
+    max_backlog: int = 10_000
+    heartbeat_s: float = 300.0  # 0: no hub heartbeats
+    operator_poll_s: float = 5.0
+    ack_ttl_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class HubConfig:
     platform: PlatformConfig
     ble: BleConfig = BleConfig()
     relay: RelayConfig = RelayConfig()
+    rules: RulesSettings = RulesSettings()
 
     @property
     def db_path(self) -> Path:
@@ -127,6 +139,12 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
         raise ConfigError('ble.sim_hci: only used with ble.backend = "sim"; remove it')
     if sim_hci is not None and not sim_hci.startswith(_SIM_HCI_TRANSPORTS):
         raise ConfigError(f"ble.sim_hci: not a bumble transport like \"tcp-client:127.0.0.1:9000\": {sim_hci!r}")
+    adapter = b.string("adapter", required=False)
+    if adapter is not None and not re.fullmatch(r"hci[0-9]{1,2}", adapter):
+        raise ConfigError(f"ble.adapter: a BlueZ adapter name like \"hci0\", not {adapter!r}")
+    if adapter is not None and backend == "sim":
+        raise ConfigError('ble.adapter: only used with ble.backend = "bluez"; remove it')
+    attempts = b.integer("connect_attempts", 3, low=1, high=10)
     b.done()
 
     r = top.table("relay")
@@ -134,12 +152,81 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     maximum = r.number("backoff_max_s", 300.0, low=0.01, high=86400.0)
     if maximum < initial:
         raise ConfigError(f"relay.backoff_max_s: must be at least backoff_initial_s ({initial})")
+    batch_max = r.integer("batch_max", 100, low=1, high=100)
+    max_backlog = r.integer("max_backlog", 10_000, low=100, high=1_000_000)
+    heartbeat_s = r.number("heartbeat_s", 300.0, low=0.0, high=86400.0)
+    if 0 < heartbeat_s < 60:
+        raise ConfigError(f"relay.heartbeat_s: 0 (no hub heartbeats) or 60 .. 86400, not {heartbeat_s:g}")
+    poll_s = r.number("operator_poll_s", 5.0, low=1.0, high=300.0)
+    ack_ttl_s = r.number("ack_ttl_s", 900.0, low=60.0, high=3600.0)
     r.done()
+    rules = _rules(top.table("rules"))
     top.done()
 
     return HubConfig(hub_id=hub_id, home_id=home_id, state_dir=state_dir, platform=platform,
-                     ble=BleConfig(backend=backend, sim_hci=sim_hci),  # type: ignore[arg-type]
-                     relay=RelayConfig(backoff_initial_s=initial, backoff_max_s=maximum))
+                     ble=BleConfig(backend=backend, sim_hci=sim_hci, adapter=adapter,  # type: ignore[arg-type]
+                                   connect_attempts=attempts),
+                     relay=RelayConfig(backoff_initial_s=initial, backoff_max_s=maximum, batch_max=batch_max,
+                                       max_backlog=max_backlog, heartbeat_s=heartbeat_s,
+                                       operator_poll_s=poll_s, ack_ttl_s=ack_ttl_s), rules=rules)
+
+
+def _rules(t: _Table) -> RulesSettings:
+    """The [rules] table and its sub-tables (see hub.example.toml)."""
+    tz_name = t.string("timezone", required=False)
+    try:
+        tz = ZoneInfo(tz_name) if tz_name is not None else None
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"rules.timezone: not a known time zone like \"Asia/Shanghai\": {tz_name!r}") from None
+    grace = t.number("startup_grace_s", 120.0, low=0.0, high=3600.0)
+    toilet = t.table("toilet")
+    toilet_s = ToiletSettings(overdue_after_s=toilet.number("overdue_after_s", 600.0, low=10.0, high=86400.0))
+    toilet.done()
+    door = t.table("front_door")
+    door_s = FrontDoorSettings(inactive_after_s=door.number("inactive_after_s", 86400.0, low=60.0, high=30 * 86400.0),
+                               quiet_windows=_quiet_windows(door, "quiet_windows"))
+    door.done()
+    sup = t.table("supervision")
+    low = sup.integer("battery_low_pct", 20, low=1, high=99)
+    ok = sup.integer("battery_ok_pct", 30, low=1, high=100)
+    if ok <= low:
+        raise ConfigError(f"rules.supervision.battery_ok_pct: must be above battery_low_pct ({low}), not {ok}")
+    sup_s = SupervisionSettings(heartbeat_s=sup.number("heartbeat_s", 3600.0, low=1.0, high=7 * 86400.0),
+                                missed_heartbeats=sup.integer("missed_heartbeats", 3, low=1, high=100),
+                                grace_s=sup.number("grace_s", 60.0, low=0.0, high=86400.0),
+                                battery_low_pct=low, battery_ok_pct=ok)
+    sup.done()
+    t.done()
+    return RulesSettings(toilet=toilet_s, front_door=door_s, supervision=sup_s, timezone=tz, startup_grace_s=grace)
+
+
+def _quiet_windows(t: _Table, key: str) -> tuple[QuietWindow, ...]:
+    value = t._get(key)
+    if value is None:
+        return ()
+    field = f"{t._prefix}{key}"
+    if not isinstance(value, list):
+        raise ConfigError(f'{field}: must be a list like ["22:00-07:00"]')
+    windows = []
+    for i, item in enumerate(value):
+        try:
+            start, end = (_minutes(part) for part in item.split("-"))
+        except (AttributeError, ValueError):
+            raise ConfigError(f'{field}[{i}]: must be "HH:MM-HH:MM" (local time), not {item!r}') from None
+        if start == end:
+            raise ConfigError(f"{field}[{i}]: start and end are the same time: {item!r}")
+        windows.append(QuietWindow(start, end))
+    return tuple(windows)
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = text.strip().split(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise ValueError(text)
+    h, m = int(hours), int(minutes)
+    if not (0 <= h <= 24 and 0 <= m < 60) or (h == 24 and m):
+        raise ValueError(text)
+    return (h * 60 + m) % 1440
 
 
 def check_https_url(url: str) -> str:
@@ -216,6 +303,16 @@ class _Table:
         if not low <= value <= high:
             raise ConfigError(f"{self._prefix}{key}: must be between {low} and {high}, not {value}")
         return float(value)
+
+    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self._prefix}{key}: must be a whole number")
+        if not low <= value <= high:
+            raise ConfigError(f"{self._prefix}{key}: must be between {low} and {high}, not {value}")
+        return value
 
     def table(self, key: str, required: bool = False) -> _Table:
         value = self._get(key)

@@ -2,20 +2,36 @@
 
 The backend is injected (`backend=` on BleakScanner and BleakClient): BlueZ on a
 Raspberry Pi by default, the simulator's bumble backend in the simulated home.
+
+Scanning is passive where BlueZ allows it (an advertisement-monitor or-pattern on our
+service data), active otherwise. A supervisor watches the scanner: when the adapter goes
+away (the `probe` fails: on BlueZ, /sys/class/bluetooth/<adapter> is gone or its rfkill is
+on), when nothing at all has been heard for `stale_s`, or when the scanner could not be
+started, it stops the scanner and starts it again with a jittered exponential backoff,
+logging each step, until it works. `health` says how the radio is, for `status` and the
+hub heartbeat; the hub keeps relaying and keeping time whatever the radio does.
+
+Acks go through bleak-retry-connector's `establish_connection`, which sorts connection
+errors into tiers with their own backoff (out of slots, device missing, transient D-Bus
+errors) and ends with an error that says what to do; that final error is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
+from bleak_retry_connector import establish_connection
 
 from safebox.protocol import bthome
 
@@ -26,8 +42,14 @@ ACK_SERVICE_UUID = "5afe0001-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
 # BlueZ passive scanning needs an advertisement-monitor pattern: service data
 # (AD type 0x16) starting with our UUID, little-endian.
 _BLUEZ_PATTERN = (0, 0x16, b"\xd2\xfc")
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+CHECK_S = 30.0  # how often the supervisor looks at the adapter
+SCANNER_START_S = 20.0
+STALE_S = 2 * 3600.0  # twice the devices' heartbeat period: nothing at all heard means trouble
 
 FrameCallback = Callable[[str, bytes, "int | None"], None]
+Probe = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -38,73 +60,270 @@ class Backends:
     client: type | None = None
 
 
-class Radio:
-    """Scans passively for BTHome service data 0xFCD2 and hands each frame to `on_frame`.
+@dataclass
+class RadioHealth:
+    """How the radio is: `state` is "starting", "scanning", "recovering" or "stopped"."""
 
-    Use as an async context manager; `write_ack` connects to a device that is
-    advertising and writes one acknowledgement.
+    state: str = "starting"
+    mode: str | None = None  # "passive" or "active"
+    restarts: int = 0
+    last_frame_at: float | None = None  # wall clock
+    last_problem: str | None = None
+    last_problem_at: float | None = None
+    acks_written: int = 0
+    ack_failures: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sysfs_probe(adapter: str | None) -> Probe:
+    """A BlueZ adapter is there and not soft- or hard-blocked (USB unplugged, rfkill on)."""
+    name = adapter or "hci0"
+
+    async def probe() -> None:
+        folder = Path("/sys/class/bluetooth") / name
+        if not folder.exists():
+            raise BleakError(f"adapter {name} is gone (no {folder})")
+        for state in folder.glob("rfkill*/state"):
+            try:
+                blocked = state.read_text().strip() != "1"
+            except OSError:
+                continue
+            if blocked:
+                raise BleakError(f"adapter {name} is blocked by rfkill")
+
+    return probe
+
+
+class Radio:
+    """Scans for BTHome service data 0xFCD2 and hands each frame to `on_frame`.
+
+    Use as an async context manager; `write_ack` connects to a device that is advertising
+    and writes one acknowledgement. `heard_recently(address, within_s)` tells whether a
+    device was heard in the last `within_s` seconds (it is then likely still advertising).
     """
 
     def __init__(self, on_frame: FrameCallback, *, backends: Backends = Backends(),
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 10.0, connect_attempts: int = 3, adapter: str | None = None,
+                 probe: Probe | None = None, stale_s: float | None = STALE_S, check_s: float = CHECK_S,
+                 restart_first_s: float = RESTART_FIRST_S, restart_max_s: float = RESTART_MAX_S,
+                 rng: random.Random | None = None) -> None:
         self._on_frame = on_frame
         self._backends = backends
         self._connect_timeout_s = connect_timeout_s
+        self._connect_attempts = connect_attempts
+        self._adapter = adapter
+        if probe is None and backends.scanner is None:
+            probe = sysfs_probe(adapter)
+        self._probe = probe
+        self._stale_s = stale_s
+        self._check_s = check_s
+        self._restart_first_s = restart_first_s
+        self._restart_max_s = restart_max_s
+        self._rng = rng or random.Random()
         self._scanner: BleakScanner | None = None
         self._seen: dict[str, BLEDevice] = {}
+        self._heard: dict[str, float] = {}  # address -> monotonic time last heard
         self._locks: dict[str, asyncio.Lock] = {}
+        self._last_any = time.monotonic()
+        self._trouble = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self.health = RadioHealth()
 
-    def _scanner_args(self) -> dict[str, Any]:
+    # -- the scanner ------------------------------------------------------------------
+
+    def _scanner_args(self, mode: str) -> dict[str, Any]:
         args: dict[str, Any] = {"detection_callback": self._detected, "backend": self._backends.scanner,
-                                "scanning_mode": "passive"}
+                                "scanning_mode": mode}
         if self._backends.scanner is None:
             from bleak.args.bluez import BlueZScannerArgs, OrPattern
-            args["bluez"] = BlueZScannerArgs(or_patterns=[OrPattern(*_BLUEZ_PATTERN)])
+            from bleak.assigned_numbers import AdvertisementDataType
+            bluez = BlueZScannerArgs()
+            if self._adapter:
+                bluez["adapter"] = self._adapter
+            if mode == "passive":
+                bluez["or_patterns"] = [OrPattern(_BLUEZ_PATTERN[0], AdvertisementDataType(_BLUEZ_PATTERN[1]),
+                                                  _BLUEZ_PATTERN[2])]
+            else:
+                bluez["filters"] = {"DuplicateData": True}  # every repeat, so repeats get answered
+            args["bluez"] = bluez
         return args
+
+    async def _start_scanner(self) -> None:
+        """Start scanning, passive first; raises when neither mode can be started."""
+        try:
+            scanner = BleakScanner(**self._scanner_args("passive"))
+            async with asyncio.timeout(SCANNER_START_S):  # D-Bus to a wedged bluetoothd can hang
+                await scanner.start()
+            mode = "passive"
+        except (BleakError, ValueError) as exc:
+            # Some adapters and kernels refuse passive scanning: fall back to active.
+            if isinstance(exc, BleakError) and self._probe is not None:
+                await self._probe()  # a missing adapter is not a reason to try active
+            log.warning("passive scanning unavailable (%s); scanning actively", exc)
+            scanner = BleakScanner(**self._scanner_args("active"))
+            async with asyncio.timeout(SCANNER_START_S):
+                await scanner.start()
+            mode = "active"
+        self._scanner = scanner
+        self._last_any = time.monotonic()
+        self.health.mode = mode
+        self.health.state = "scanning"
+
+    async def _stop_scanner(self) -> None:
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            try:
+                async with asyncio.timeout(SCANNER_START_S):
+                    await scanner.stop()
+            except Exception as exc:  # an adapter that is gone cannot stop cleanly
+                log.debug("scanner stop: %s", exc)
 
     async def __aenter__(self) -> Radio:
         try:
-            self._scanner = BleakScanner(**self._scanner_args())
-            await self._scanner.start()
-        except (BleakError, ValueError) as exc:
-            # Some adapters and kernels refuse passive scanning: fall back to active.
-            log.warning("passive scanning unavailable (%s); scanning actively", exc)
-            args = self._scanner_args()
-            args.pop("bluez", None)
-            args["scanning_mode"] = "active"
-            self._scanner = BleakScanner(**args)
-            await self._scanner.start()
+            await self._start_scanner()
+        except (BleakError, ValueError, OSError, asyncio.TimeoutError) as exc:
+            # The hub still relays and keeps its timers; the supervisor keeps trying.
+            self._problem(f"scanner did not start: {_text(exc)}")
+            log.error("radio: scanner did not start (%s); retrying in the background", _text(exc))
+            self._trouble.set()
+        self._supervisor = asyncio.create_task(self._supervise(), name="radio-supervisor")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        scanner, self._scanner = self._scanner, None
-        if scanner is not None:
-            await scanner.stop()
+        """Stop the supervisor and the scanner; safe to call twice."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        await self._stop_scanner()
+        self.health.state = "stopped"
+
+    def report_trouble(self, what: str) -> None:
+        """Something outside saw the radio fail (e.g. the adapter vanished): recover now."""
+        self._problem(what)
+        self._trouble.set()
+
+    def _problem(self, what: str) -> None:
+        self.health.last_problem = what
+        self.health.last_problem_at = time.time()
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._trouble.wait(), self._check_s)
+            except asyncio.TimeoutError:
+                pass
+            problem = await self._check()
+            if problem is not None:
+                await self._recover(problem)
+
+    async def _check(self) -> str | None:
+        if self._trouble.is_set():
+            self._trouble.clear()
+            return self.health.last_problem or "scanner trouble reported"
+        if self._scanner is None:
+            return "scanner not running"
+        if self._probe is not None:
+            try:
+                await self._probe()
+            except Exception as exc:
+                return _text(exc)
+        if self._stale_s is not None and time.monotonic() - self._last_any > self._stale_s:
+            return f"nothing heard for {self._stale_s:g} s"
+        return None
+
+    async def _recover(self, problem: str) -> None:
+        """Stop the scanner and start it again, backing off, until it works (or we are cancelled)."""
+        self._problem(problem)
+        self.health.state = "recovering"
+        log.warning("radio: %s; restarting the scanner", problem)
+        await self._stop_scanner()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self._probe is not None:
+                    await self._probe()
+                await self._start_scanner()
+            except (BleakError, ValueError, OSError, asyncio.TimeoutError) as exc:
+                delay = self._rng.uniform(0.5, 1.0) * min(self._restart_max_s,
+                                                           self._restart_first_s * 2 ** min(attempt - 1, 20))
+                self._problem(_text(exc))
+                log.warning("radio: scanner restart %d failed (%s); next try in %.1f s", attempt, _text(exc), delay)
+                await asyncio.sleep(delay)
+                continue
+            self.health.restarts += 1
+            self._trouble.clear()
+            log.info("radio: scanning again (%s) after %d attempt(s); it stopped because: %s",
+                     self.health.mode, attempt, problem)
+            return
 
     def _detected(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        now = time.monotonic()
+        self._last_any = now
         data = adv.service_data.get(bthome.SERVICE_UUID)
         if data is None:
             return
-        self._seen[device.address.upper()] = device
-        self._on_frame(device.address.upper(), bytes(data), adv.rssi)
+        address = device.address.upper()
+        self._seen[address] = device
+        self._heard[address] = now
+        self.health.last_frame_at = time.time()
+        self._on_frame(address, bytes(data), adv.rssi)
 
-    async def write_ack(self, address: str, ack: bytes) -> bool:
+    def heard_recently(self, address: str, within_s: float) -> bool:
+        heard = self._heard.get(address.upper())
+        return heard is not None and time.monotonic() - heard <= within_s
+
+    # -- acks -------------------------------------------------------------------------
+
+    async def write_ack(self, address: str, ack: bytes, *, quick: bool = False) -> bool:
         """Connect to `address`, write `ack`, disconnect. False (logged) when it could
-        not be done: the device re-sends its frame and the hub answers that repeat."""
+        not be done: the device re-sends its frame and the hub answers that repeat.
+
+        `quick`: one connection attempt within `connect_timeout_s`, for an ack that waits
+        for the device's next frame anyway (kinds 2 and 3); else `connect_attempts` tries
+        with bleak-retry-connector's backoff tiers."""
         device = self._seen.get(address)
         if device is None:
             log.warning("ack to %s not sent: device not seen by the scanner", address)
             return False
         lock = self._locks.setdefault(address, asyncio.Lock())
+        attempts = 1 if quick else self._connect_attempts
+        extra: dict[str, Any] = {}
+        if self._adapter and self._backends.client is None:
+            extra["bluez"] = {"adapter": self._adapter}
         async with lock:
             try:
-                async with BleakClient(device, timeout=self._connect_timeout_s,
-                                       backend=self._backends.client) as client:
-                    await client.write_gatt_char(ACK_CHAR_UUID, ack, response=True)
+                # establish_connection asks each attempt for up to 20 s; bound the whole.
+                async with asyncio.timeout(self._connect_timeout_s * attempts + 5.0):
+                    client = await establish_connection(
+                        BleakClient, device, address, max_attempts=attempts,
+                        use_services_cache=False, timeout=self._connect_timeout_s, backend=self._backends.client,
+                        **extra)
+            except (BleakError, asyncio.TimeoutError, OSError) as exc:
+                # establish_connection's last error names the tier and what to do about it.
+                self.health.ack_failures += 1
+                log.warning("ack to %s not delivered: %s", address, _text(exc))
+                return False
+            try:
+                await client.write_gatt_char(ACK_CHAR_UUID, ack, response=True)
+                self.health.acks_written += 1
                 return True
             except (BleakError, asyncio.TimeoutError, OSError) as exc:
-                log.warning("ack to %s not delivered: %s", address, exc or type(exc).__name__)
+                self.health.ack_failures += 1
+                log.warning("ack to %s not delivered: %s", address, _text(exc))
                 return False
+            finally:
+                try:
+                    await client.disconnect()
+                except (BleakError, asyncio.TimeoutError, OSError) as exc:
+                    log.debug("disconnect from %s: %s", address, _text(exc))
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safebox.hub.store import HubStore, OutboxItem, SeenDevice, StoreError, Verdict
+from safebox.hub.store import SCHEMA_VERSION, HubStore, OutboxItem, SeenDevice, StoreError, Verdict
 from safebox.protocol import events
 
 PENDANT = "240ac4123456"
@@ -75,7 +75,7 @@ def test_wal_and_full_sync(store: HubStore, db_path: Path) -> None:
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     with sqlite3.connect(db_path) as other:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert other.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_urgent_first_then_oldest_first(store: HubStore) -> None:
@@ -217,7 +217,7 @@ def test_newer_schema_is_refused_clearly(db_path: Path) -> None:
     HubStore.open(db_path).close()
     with sqlite3.connect(db_path) as other:
         other.execute("PRAGMA user_version = 7")
-    with pytest.raises(StoreError, match=r"schema version 7 was written by a newer hub .*knows up to 1.*upgrade"):
+    with pytest.raises(StoreError, match=rf"schema version 7 was written by a newer hub .*knows up to {SCHEMA_VERSION}.*upgrade"):
         HubStore.open(db_path)
 
 

@@ -69,6 +69,7 @@ class Platform:
         self.answers: list[Answer] = []
         self.received: list[Received] = []
         self.release = asyncio.Event()
+        self.batch: Callable[[web.Request], Any] | None = None
         self.verifier = signing.Verifier(lambda kid: KEY.public_key() if kid == HUB else None,
                                          signing.MemoryNonceStore(clock), clock=clock)
 
@@ -122,6 +123,13 @@ async def platform(ca: trustme.CA, fake_time: FakeTime):
     platform = Platform(fake_time.clock)
     app = web.Application()
     app.router.add_post("/v1/events", platform.handle)
+
+    async def batch(request: web.Request) -> web.Response:
+        if platform.batch is None:
+            raise web.HTTPNotFound()  # the stand-in has no batch endpoint unless a test gives it one
+        return await platform.batch(request)
+
+    app.router.add_post("/v1/events:batch", batch)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
@@ -320,3 +328,101 @@ async def test_close_before_run(store, platform, ca_file, fake_time) -> None:
     async with asyncio.timeout(1):
         await uplink.run()
     assert platform.received == []
+
+
+# -- batches, the backlog bound, the clock (issue 4) ------------------------------------------
+
+def door_backlog(store: HubStore, count: int, device_id: str = "240ac4000001") -> list[str]:
+    return [store_event(store, device_id, n + 1, events.DOOR_OPENED if n % 2 == 0 else events.DOOR_CLOSED,
+                        "front_door")[0] for n in range(count)]
+
+
+async def test_a_platform_without_batches_gets_one_request_per_event(store, platform, ca_file, fake_time,
+                                                                    caplog) -> None:
+    caplog.set_level(logging.INFO, logger="safebox.hub.uplink")
+    ids = door_backlog(store, 5)
+    uplink = make_uplink(store, platform, ca_file, fake_time, batch_max=100)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert platform.event_ids == ids  # the stand-in has no /v1/events:batch (404): one by one, in order
+    assert not uplink.health.batching
+    assert any("platform has no batch endpoint (404)" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_batch_refused_as_a_whole_is_sent_one_by_one(store, platform, ca_file, fake_time) -> None:
+    ids = door_backlog(store, 3)
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"status": "rejected", "event_id": None, "reason": "nonce already used"},
+                                 status=401)
+
+    platform.batch = refuse
+    uplink = make_uplink(store, platform, ca_file, fake_time, batch_max=100)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert platform.event_ids == ids and store.dead_letters() == []
+
+
+async def test_a_busy_answer_to_a_batch_pauses_all_sending(store, platform, ca_file, fake_time) -> None:
+    ids = door_backlog(store, 3)
+    calls: list[float] = []
+
+    async def busy_once(request: web.Request) -> web.Response:
+        calls.append(fake_time.now)
+        if len(calls) == 1:
+            return web.json_response({"status": "retry_later", "event_id": None, "reason": "busy",
+                                      "retry_after": 90}, status=503, headers={"Retry-After": "90"})
+        return web.json_response({"status": "batch", "event_id": None, "reason": None, "results": [
+            {"event_id": i, "status": "accepted", "code": 201, "reason": None} for i in ids]})
+
+    platform.batch = busy_once
+    uplink = make_uplink(store, platform, ca_file, fake_time, batch_max=100)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert calls[1] - calls[0] == pytest.approx(90) and platform.received == []
+
+
+async def test_over_the_backlog_bound_routine_events_go_first_and_urgent_never(store, platform, ca_file,
+                                                                              fake_time, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="safebox.hub.uplink")
+    doors = door_backlog(store, 120)
+    low = [store.enqueue(events.encode(events.make(
+        event_id=events.hub_event_id(HUB, store.next_hub_seq()), type=events.BATTERY_LOW, hub_id=HUB,
+        home_id="home-0001", occurred_at=START))) for _ in range(10)]
+    presses = [store_event(store, "240ac4000099", n, events.EMERGENCY)[0] for n in range(1, 6)]
+    platform.answers = [(503, {"status": "retry_later", "event_id": None, "retry_after": 3600},
+                         {"Retry-After": "3600"})] * 100  # down for good
+    uplink = make_uplink(store, platform, ca_file, fake_time, max_backlog=100)
+    await run_until(uplink, lambda: len(platform.received) >= 1)
+    assert store.depth() == 100
+    dropped = {d.event_id for d in store.dead_letters(limit=1000)}
+    assert dropped == set(doors[:35])  # the oldest routine events, nothing else
+    assert all(d.reason == "dropped: outbox over its maximum backlog of 100 events"
+               for d in store.dead_letters(limit=1000))
+    assert all(store.pending(e) for e in low + presses)
+    [line] = [r.getMessage() for r in caplog.records if "maximum backlog" in r.getMessage()]
+    assert f"dropped the 35 oldest non-urgent ({doors[0]} .. {doors[34]})" in line and "35 dropped since" in line
+
+    # with no routine events left, the oldest other non-urgent ones; urgent ones never
+    assert store.trim_backlog(10, {events.DOOR_OPENED, events.DOOR_CLOSED}) == doors[35:] + low[:5]
+    assert store.trim_backlog(1, set()) == low[5:]
+    assert store.depth() == 5 and all(store.pending(e) for e in presses)
+
+
+async def test_a_hub_clock_far_off_is_said_and_signed_with_the_platforms_time(store, platform, ca_file,
+                                                                              fake_time, caplog) -> None:
+    import time as real_time
+    caplog.set_level(logging.INFO, logger="safebox.hub.uplink")
+    fake_time.now = real_time.time() - 400  # the hub booted with an old clock; the platform's is right
+    platform.verifier = signing.Verifier(lambda kid: KEY.public_key() if kid == HUB else None,
+                                         signing.MemoryNonceStore(real_time.time), clock=real_time.time)
+    event_id, _ = store_event(store)
+    platform.answers = [(401, {"status": "rejected", "event_id": event_id,
+                               "reason": "created 400 s ago, older than 300 s"}, {})]
+    uplink = make_uplink(store, platform, ca_file, fake_time, clock_check=True,
+                         clock_problem=lambda: "clock not synchronised")
+    await run_until(uplink, lambda: store.depth() == 0 or store.dead_letters() != [])
+    assert store.dead_letters() == []
+    first, second = [r.verified for r in platform.received]
+    assert re.fullmatch(r"refused: created 40\d s ago, older than 300 s", first) and second == HUB
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(re.match(r"hub clock is -\d+ s off the platform's .*signing with the platform's time", m)
+               for m in lines)
+    assert any(m.startswith(f"event {event_id}: delivered") and "NOT trusted" in m for m in lines)

@@ -1,0 +1,168 @@
+"""The hub's life as a system service: systemd notifications, the status file, the clock check.
+
+* READY=1 once the radio scans and the relay runs; STATUS= one line (outbox, radio,
+  platform, clock) whenever it changes; WATCHDOG=1 at half the watchdog interval, and
+  only while the hub is well (its database answers, the relay task is alive), so systemd
+  restarts a hub that is stuck rather than one that is merely busy; STOPPING=1 on the way out.
+* `status.json` in the state folder, rewritten every `status_every_s` (no fsync: it is a
+  view, not a record): what `safebox-hub status` shows of the running hub (radio health,
+  platform reachability, clock) next to what it reads from the database itself.
+* The clock (hub/clock.py) at start and every `clock_every_s`: a clear warning when it
+  cannot be trusted, again when that changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safebox.hub import clock as hub_clock
+from safebox.hub.notify import Notifier
+
+if TYPE_CHECKING:
+    from safebox.hub.app import Hub
+
+log = logging.getLogger("safebox.hub.service")
+
+STATUS_FILE = "status.json"
+STATUS_EVERY_S = 30.0  # and at once (within 0.2 s) when the platform becomes reachable or not
+CLOCK_EVERY_S = 600.0
+
+
+def version() -> str:
+    try:
+        return metadata.version("safebox")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Service:
+    def __init__(self, hub: Hub, notifier: Notifier | None = None, *, status_every_s: float = STATUS_EVERY_S,
+                 clock_every_s: float = CLOCK_EVERY_S) -> None:
+        self._hub = hub
+        self.notifier = notifier or Notifier()
+        self._status_every_s = status_every_s
+        self._clock_every_s = clock_every_s
+        self._started_at = time.time()
+        self._started_mono = time.monotonic()
+        self._clock_checked_at = -float("inf")
+        self._status_line = ""
+        self.clock = hub_clock.ClockStatus(None, "none", None, None)
+        self.status_path: Path = hub.cfg.state_dir / STATUS_FILE
+        self._changed = asyncio.Event()
+
+    # -- what the hub is like -------------------------------------------------------------
+
+    def check_clock(self, *, force: bool = False) -> hub_clock.ClockStatus:
+        now = time.monotonic()
+        if not force and now - self._clock_checked_at < self._clock_every_s:
+            return self.clock
+        self._clock_checked_at = now
+        before = self.clock.problem
+        self.clock = hub_clock.check(self._hub.uplink.health.clock_offset_s)
+        if self.clock.problem != before:
+            if self.clock.problem:
+                log.warning("%s", self.clock.problem)
+            elif before:
+                log.info("clock trusted again (%s)", self.clock.source)
+        return self.clock
+
+    def clock_problem(self) -> str | None:
+        return self.clock.problem
+
+    def snapshot(self) -> dict[str, Any]:
+        hub = self._hub
+        radio = hub.radio.health.as_dict() if hub.radio is not None else None
+        return {
+            "hub_id": hub.cfg.hub_id, "pid": os.getpid(), "version": version(),
+            "started_at": self._started_at, "written_at": time.time(),
+            "status_every_s": self._status_every_s,
+            "radio": radio, "platform": hub.uplink.health.as_dict(), "clock": self.clock.as_dict(),
+            "acks_written": hub.acks.sent if hub.acks is not None else 0,
+        }
+
+    def status_line(self) -> str:
+        hub = self._hub
+        platform = hub.uplink.health
+        reach = {True: "reachable", False: "unreachable", None: "not yet contacted"}[platform.reachable]
+        radio = hub.radio.health.state if hub.radio is not None else "off"
+        return (f"outbox {hub.store.depth()}, radio {radio}, platform {reach}, "
+                f"clock {'ok' if self.clock.problem is None else 'NOT TRUSTED'}")
+
+    def heartbeat_data(self) -> dict[str, Any]:
+        """What a hub_heartbeat carries: the hub's own health, nothing about the residents."""
+        hub = self._hub
+        return {
+            "uptime_s": round(time.monotonic() - self._started_mono),
+            "version": version(),
+            "outbox_depth": hub.store.depth(),
+            "devices_paired": len(hub.devices),
+            "radio": hub.radio.health.state if hub.radio is not None else "off",
+            "clock_synchronized": self.clock.synchronized,
+        }
+
+    # -- telling systemd and the installer --------------------------------------------------
+
+    def write_status(self) -> None:
+        try:
+            tmp = self.status_path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.snapshot()))
+            os.replace(tmp, self.status_path)
+        except OSError as exc:
+            log.warning("status file not written: %s", exc)
+
+    def ready(self) -> None:
+        self.check_clock(force=True)
+        self._status_line = self.status_line()
+        self.notifier.ready(self._status_line)
+        self.write_status()
+
+    def healthy(self) -> bool:
+        """Well enough to pet the watchdog: the database answers and the relay runs."""
+        try:
+            self._hub.store.depth()
+        except Exception as exc:
+            log.error("watchdog withheld: the hub database does not answer: %s", exc)
+            return False
+        return self._hub.relay_alive()
+
+    def poke(self) -> None:
+        """Something the status shows has changed (the platform became reachable, or not): say so soon."""
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Until cancelled: watchdog, STATUS= on change, the status file, the clock check."""
+        watchdog_s = self.notifier.watchdog_s
+        tick = self._status_every_s if watchdog_s is None else min(self._status_every_s, watchdog_s / 2)
+        last_status = time.monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(self._changed.wait(), tick)
+                await asyncio.sleep(0.2)  # a burst of changes makes one write
+            except asyncio.TimeoutError:
+                pass
+            poked = self._changed.is_set()
+            self._changed.clear()
+            if watchdog_s is not None and self.healthy():
+                self.notifier.watchdog()
+            self.check_clock()
+            line = self.status_line()
+            if line != self._status_line:
+                self._status_line = line
+                self.notifier.status(line)
+            if poked or time.monotonic() - last_status >= self._status_every_s - 0.01:
+                last_status = time.monotonic()
+                self.write_status()
+
+    def stopping(self) -> None:
+        self.notifier.stopping()
+        try:
+            self.status_path.unlink(missing_ok=True)  # not running: status shows it at once
+        except OSError:
+            pass

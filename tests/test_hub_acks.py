@@ -1,0 +1,210 @@
+"""Acknowledgements back to devices (SPEC 1.7): heard, delivered, operator.
+
+The flow tests run the real Hub in-process on a bumble air with scripted devices (they
+advertise sealed frames and record the acks the hub writes, checked with their key) and
+the reference receiver's app over real TLS. The unit tests drive `Acks` with a fake radio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+
+from safebox.hub.acks import Acks
+from safebox.hub.devices import Device
+from safebox.hub.store import HubStore
+from safebox.protocol import bthome, events
+from tests.hub_world import HUB_ID, HubWorld
+
+HEARD, DELIVERED, OPERATOR = bthome.ACK_HEARD, bthome.ACK_DELIVERED, bthome.ACK_OPERATOR
+
+
+async def _no_acks_owed(store: HubStore) -> None:
+    """The device has the ack a moment before the hub records it written."""
+    async with asyncio.timeout(2):
+        while store.owed_acks(None, time.time()):
+            await asyncio.sleep(0.01)
+
+
+async def test_pendant_hears_heard_delivered_then_help_is_coming(tmp_path) -> None:
+    async with HubWorld(tmp_path) as world:
+        hub = await world.start_hub()
+        pendant = await world.add_device("pendant")
+        counter = await pendant.send_event("emergency")
+        event_id = f"{pendant.device.id}-{counter}"
+        await pendant.wait_ack(counter, HEARD)
+        # The pendant lingers advertising its event: kind 2 follows the platform's answer.
+        await pendant.wait_ack(counter, DELIVERED)
+        assert [e["event_id"] for e in world.stored()] == [event_id]
+        assert [a.event_id for a in hub.store.awaiting_operator(time.time())] == [event_id]
+
+        # An operator takes it up (as `safebox-receiver operator-ack` does); the hub's signed
+        # poll learns of it and the pendant is told "help is coming".
+        status, ack = world.platform.operator_ack(event_id, now=time.time())
+        assert status == "acknowledged"
+        await pendant.wait_ack(counter, OPERATOR, timeout=6)
+        assert hub.store.awaiting_operator(time.time()) == []
+        await _no_acks_owed(hub.store)
+        assert hub.store.setting("operator_ack_cursor") == str(ack["seq"])
+        assert pendant.refused_acks == 0
+        assert pendant.acks.index((HEARD, counter)) < pendant.acks.index((DELIVERED, counter)) \
+            < pendant.acks.index((OPERATOR, counter))
+
+
+async def test_owed_ack_waits_for_the_next_frame_heard(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="safebox.hub.acks")
+    # The platform answers 1.5 s after storing: by then the pendant has gone quiet.
+    async with HubWorld(tmp_path, answer_delay_s=1.5) as world:
+        hub = await world.start_hub()
+        pendant = await world.add_device("pendant")
+        counter = await pendant.send_event("life_service")
+        await pendant.wait_ack(counter, HEARD)
+        await pendant.go_quiet()
+        connections = pendant.connections
+        await world.wait_stored(1)
+        async with asyncio.timeout(5):
+            while not hub.store.owed_acks(pendant.device.id, time.time()):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(2.5)  # asleep: owed, not attempted (no connection to a quiet device)
+        assert pendant.connections == connections and not pendant.has_ack(counter, DELIVERED)
+        [owed] = hub.store.owed_acks(pendant.device.id, time.time())
+        assert (owed.counter, owed.kind) == (counter, DELIVERED)
+        # Any frame wakes it: here a heartbeat, which carries no event of its own.
+        await pendant.send_heartbeat()
+        await pendant.wait_ack(counter, DELIVERED)
+        await _no_acks_owed(hub.store)
+        [written] = [r.getMessage() for r in caplog.records if "ack kind 2" in r.getMessage()]
+        assert int(re.search(r"written in (\d+) ms", written).group(1)) < 1000  # attempted on hearing it, not before
+
+
+async def test_operator_ack_piggybacks_on_the_next_answer(tmp_path) -> None:
+    # No polling (300 s): the operator ack of the first press reaches the hub in the answer
+    # to the second press, and both pendants get what they are owed.
+    async with HubWorld(tmp_path, relay={"operator_poll_s": 300}) as world:
+        await world.start_hub()
+        first, second = await world.add_device("pendant"), await world.add_device("pendant")
+        c1 = await first.send_event("emergency")
+        await first.wait_ack(c1, DELIVERED)
+        world.platform.operator_ack(f"{first.device.id}-{c1}", now=time.time())
+        c2 = await second.send_event("community_service")
+        await second.wait_ack(c2, DELIVERED)
+        await first.wait_ack(c1, OPERATOR)  # first is still advertising its event
+        assert not second.has_ack(c2, OPERATOR)
+
+
+# -- Acks with a fake radio ---------------------------------------------------------------
+
+class FakeRadio:
+    def __init__(self) -> None:
+        self.written: list[tuple[str, int, int, bool]] = []
+        self.recent: set[str] = set()
+        self.fail = False
+
+    def heard_recently(self, address: str, within_s: float) -> bool:
+        return address in self.recent
+
+    async def write_ack(self, address: str, ack: bytes, *, quick: bool = False) -> bool:
+        self.written.append((address, ack[0], int.from_bytes(ack[1:5], "little"), quick))
+        return not self.fail
+
+
+class FakeDevices(list):
+    pass
+
+
+async def _settle(acks: Acks) -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await asyncio.gather(*list(acks._tasks))
+
+
+async def test_owed_acks_are_durable_replaced_by_higher_kinds_and_expire(tmp_path) -> None:
+    now = [1_800_000_000.0]
+    device = Device.new("24:0A:C4:00:00:07", "pendant")
+    with HubStore.open(tmp_path / "hub.db", clock=lambda: now[0]) as store:
+        store.owe_ack(device.id, 5, DELIVERED, f"{device.id}-5", until=now[0] + 900)
+        store.owe_ack(device.id, 5, OPERATOR, f"{device.id}-5", until=now[0] + 900)
+        store.owe_ack(device.id, 6, DELIVERED, f"{device.id}-6", until=now[0] + 10)
+    # A restart: a new store on the same file still owes them.
+    with HubStore.open(tmp_path / "hub.db", clock=lambda: now[0]) as store:
+        radio = FakeRadio()
+        acks = Acks(radio, clock=lambda: now[0], store=store, devices=FakeDevices([device]))
+        now[0] += 20  # counter 6's ack has expired
+        acks.heard(device)
+        await _settle(acks)
+        assert radio.written == [(device.address, OPERATOR, 5, True)]
+        assert store.owed_acks(device.id, now[0]) == []
+        store.owe_ack(device.id, 5, DELIVERED, f"{device.id}-5", until=now[0] + 900)  # late: never again
+        assert store.owed_acks(device.id, now[0]) == []
+
+
+async def test_owed_ack_is_written_at_once_only_to_a_device_advertising_now(tmp_path) -> None:
+    device = Device.new("24:0A:C4:00:00:08", "pendant")
+    with HubStore.open(tmp_path / "hub.db") as store:
+        radio = FakeRadio()
+        acks = Acks(radio, store=store, devices=FakeDevices([device]))
+        store.owe_ack(device.id, 3, DELIVERED, f"{device.id}-3", until=time.time() + 900)
+        acks.owed(device.id)
+        await _settle(acks)
+        assert radio.written == []  # not heard lately: wait for its next frame
+        radio.recent.add(device.address)
+        radio.fail = True
+        acks.owed(device.id)
+        await _settle(acks)
+        assert radio.written == [(device.address, DELIVERED, 3, True)]
+        assert store.owed_acks(device.id, time.time())  # the write failed: still owed
+        radio.fail = False
+        acks._done.clear()
+        acks.heard(device)
+        await _settle(acks)
+        assert store.owed_acks(device.id, time.time()) == []
+
+
+def test_settling_a_delivery_owes_kind_2_to_pendants_and_awaits_an_operator_for_urgent_ones(tmp_path) -> None:
+    with HubStore.open(tmp_path / "hub.db") as store:
+        def device_event(device_id: str, counter: int, type_: str, role: str) -> str:
+            body = events.encode(events.make(
+                event_id=f"{device_id}-{counter}", type=type_, hub_id=HUB_ID, home_id="home-0001",
+                occurred_at=time.time(), device={"id": device_id, "role": role}, counter=counter))
+            store.accept(device_id, counter, body)
+            return f"{device_id}-{counter}"
+
+        press = device_event("240ac4000009", 1, events.EMERGENCY, "pendant")
+        later = device_event("240ac4000009", 2, events.LIFE_SERVICE, "pendant")
+        door = device_event("240ac400000a", 7, events.DOOR_OPENED, "front_door")
+        hub_event = store.enqueue(events.encode(events.make(
+            event_id=events.hub_event_id(HUB_ID, store.next_hub_seq()), type=events.TOILET_OVERDUE,
+            hub_id=HUB_ID, home_id="home-0001", occurred_at=time.time())))
+        now = time.time()
+        settled = store.settle_delivered([press, later, door, hub_event, "nope-1"], ack_until=now + 900,
+                                         operator_until=now + 900)
+        assert settled.event_ids == [press, later, door, hub_event]
+        assert settled.owed_devices == ["240ac4000009"]  # a door sensor has its kind 1; it shows nothing more
+        assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, DELIVERED), (2, DELIVERED)]
+        assert [a.event_id for a in store.awaiting_operator(now)] == [press, later]
+        assert store.operator_acked(door, now + 900) is None
+        assert store.operator_acked(press, now + 900).counter == 1
+        assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR), (2, DELIVERED)]
+        store.ack_written("240ac4000009", 2, DELIVERED)  # settles kind 2 before it, not kind 3
+        assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR)]
+        assert store.depth() == 0
+
+
+async def test_only_the_newest_kind_2_is_written_and_never_a_lower_kind_after_a_higher(tmp_path) -> None:
+    device = Device.new("24:0A:C4:00:00:09", "pendant")
+    with HubStore.open(tmp_path / "hub.db") as store:
+        for counter in (3, 4, 5):
+            store.owe_ack(device.id, counter, DELIVERED, f"{device.id}-{counter}", until=time.time() + 900)
+        store.owe_ack(device.id, 3, OPERATOR, f"{device.id}-3", until=time.time() + 900)
+        radio = FakeRadio()
+        acks = Acks(radio, store=store, devices=FakeDevices([device]))
+        acks.heard(device)
+        await _settle(acks)
+        assert radio.written == [(device.address, OPERATOR, 3, True), (device.address, DELIVERED, 5, True)]
+        assert store.owed_acks(device.id, time.time()) == []
+        acks._done.clear()
+        acks.request(device, 3, DELIVERED)  # e.g. a late repeat of frame 3 answered "delivered"
+        await _settle(acks)
+        assert len(radio.written) == 2

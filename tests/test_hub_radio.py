@@ -1,0 +1,138 @@
+"""The hub's radio on bumble's virtual air: scanner supervision with injected adapter failures,
+and ack writes through bleak-retry-connector's establish_connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+from bleak.exc import BleakError
+from bumble.device import Device as BumbleDevice
+from bumble.hci import Address
+
+from safebox.hub.devices import Device
+from safebox.hub.radio import Backends, Radio, sysfs_probe
+from safebox.protocol import bthome
+from safebox.tools.sim import bleak_backend
+from safebox.tools.sim.air import Air
+from safebox.tools.sim.scripted import ScriptedDevice
+
+
+class Adapter:
+    """What the test does to the adapter: take it away, refuse scanner starts."""
+
+    gone = False
+    refuse_starts = 0
+
+
+class FlakyScanner(bleak_backend.BumbleScanner):
+    async def start(self) -> None:
+        if Adapter.gone or Adapter.refuse_starts:
+            Adapter.refuse_starts = max(0, Adapter.refuse_starts - 1)
+            raise BleakError("org.bluez.Error.NotReady: Resource Not Ready")
+        await super().start()
+
+
+async def probe() -> None:
+    if Adapter.gone:
+        raise BleakError("adapter hci0 is gone (no /sys/class/bluetooth/hci0)")
+
+
+@contextlib.asynccontextmanager
+async def air_and_radio(frames: list, **kwargs):
+    Adapter.gone, Adapter.refuse_starts = False, kwargs.pop("refuse_starts", 0)
+    async with Air() as air:
+        controller = air.plug_hub()
+        host_device = BumbleDevice.with_hci("hub", Address.generate_static_address(), controller, controller)
+        async with bleak_backend.use_device(host_device):
+            radio = Radio(lambda address, data, rssi: frames.append((address, data)),
+                          backends=Backends(scanner=FlakyScanner, client=bleak_backend.BumbleClient),
+                          probe=probe, check_s=0.05, restart_first_s=0.05, restart_max_s=0.2,
+                          connect_timeout_s=2, **kwargs)
+            async with radio:
+                yield air, radio
+
+
+async def _until(cond, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.02)
+
+
+async def test_adapter_lost_and_back_the_scanner_restarts_with_backoff(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="safebox.hub.radio")
+    frames: list = []
+    async with air_and_radio(frames) as (air, radio):
+        device = ScriptedDevice(air, Device.new("24:0A:C4:00:02:01", "pendant"))
+        await device.start()
+        await device.send_heartbeat()
+        await _until(lambda: len(frames) >= 2)
+        assert (radio.health.state, radio.health.mode, radio.health.restarts) == ("scanning", "passive", 0)
+
+        Adapter.gone = True  # unplugged
+        await _until(lambda: radio.health.state == "recovering")
+        await asyncio.sleep(0.1)
+        heard = len(frames)
+        await asyncio.sleep(0.4)
+        assert len(frames) == heard  # the scanner is stopped while the adapter is away
+        Adapter.gone = False  # plugged back
+        await _until(lambda: radio.health.state == "scanning")
+        assert radio.health.restarts == 1 and "gone" in radio.health.last_problem
+        await _until(lambda: len(frames) > heard)  # hearing again
+        await device.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert "radio: adapter hci0 is gone (no /sys/class/bluetooth/hci0); restarting the scanner" in lines
+    assert any(line.startswith("radio: scanner restart 1 failed (adapter hci0 is gone") for line in lines)
+    assert any(line.startswith("radio: scanning again (passive) after ") for line in lines)
+    assert radio.health.state == "stopped"
+
+
+async def test_a_scanner_that_will_not_start_is_retried_and_the_hub_goes_on(caplog) -> None:
+    frames: list = []
+    async with air_and_radio(frames, refuse_starts=5) as (air, radio):
+        assert radio.health.state in ("starting", "recovering")  # __aenter__ did not raise
+        await _until(lambda: radio.health.state == "scanning")
+        assert radio.health.restarts == 1 and "Not Ready" in radio.health.last_problem
+    assert any("scanner did not start" in r.getMessage() for r in caplog.records)
+
+
+async def test_nothing_heard_for_too_long_restarts_the_scanner() -> None:
+    frames: list = []
+    async with air_and_radio(frames, stale_s=0.3) as (air, radio):
+        await _until(lambda: radio.health.restarts >= 1)
+        assert radio.health.last_problem == "nothing heard for 0.3 s"
+
+
+async def test_acks_go_through_establish_connection() -> None:
+    frames: list = []
+    async with air_and_radio(frames) as (air, radio):
+        pendant = Device.new("24:0A:C4:00:02:02", "pendant")
+        device = ScriptedDevice(air, pendant)
+        await device.start()
+        counter = await device.send_event("emergency")
+        await _until(lambda: frames)
+        ack = bthome.seal_ack(pendant.key, pendant.mac, bthome.ACK_HEARD, counter, 1_800_000_000)
+        assert await radio.write_ack(pendant.address, ack)
+        assert device.acks == [(bthome.ACK_HEARD, counter)]
+        assert radio.health.acks_written == 1
+        assert not await radio.write_ack("24:0A:C4:00:02:99", ack)  # never seen: not attempted
+        await device.stop()
+
+
+async def test_sysfs_probe_names_a_missing_adapter() -> None:
+    with pytest.raises(BleakError, match=r"adapter hci97 is gone \(no /sys/class/bluetooth/hci97\)"):
+        await sysfs_probe("hci97")()
+
+
+def test_bluez_scanning_is_passive_with_our_pattern_and_active_sees_every_repeat() -> None:
+    radio = Radio(lambda *a: None, adapter="hci1")  # the real default: BlueZ, its adapter probed in sysfs
+    passive = radio._scanner_args("passive")
+    assert passive["scanning_mode"] == "passive" and passive["backend"] is None
+    [pattern] = passive["bluez"]["or_patterns"]
+    assert (pattern.start_position, int(pattern.ad_data_type), pattern.content_of_pattern) == (0, 0x16, b"\xd2\xfc")
+    assert passive["bluez"]["adapter"] == "hci1"
+    active = radio._scanner_args("active")["bluez"]
+    assert active == {"adapter": "hci1", "filters": {"DuplicateData": True}}
+    assert radio._probe is not None

@@ -1,0 +1,148 @@
+"""A paired device played by Python on the simulated air: for hub tests and benchmarks.
+
+The real firmware (tools/sim/firmware_process.py) is the device the hub must serve; this is
+the cheap stand-in when a test needs many devices, or exact control of what is on the air:
+it advertises sealed BTHome frames (events and heartbeats, SPEC 1.1-1.5) from its public
+address, connectably, and offers the ack characteristic (SPEC 1.7), recording every ack the
+hub writes after checking it with the device key. Like a device it keeps advertising its
+last frame (and starts again after the hub disconnects) until told otherwise.
+
+    dev = ScriptedDevice(air, Device.new("24:0A:C4:00:00:01", "pendant"))
+    await dev.start()
+    counter = await dev.send_event("emergency")
+    await dev.wait_ack(counter, kind=2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bumble import gatt
+from bumble.core import UUID
+from bumble.device import Connection
+from bumble.device import Device as BumbleDevice
+from bumble.hci import Address, OwnAddressType
+
+from safebox.hub.devices import Device
+from safebox.hub.radio import ACK_CHAR_UUID, ACK_SERVICE_UUID
+from safebox.protocol import bthome
+from safebox.tools.sim.air import Air
+
+log = logging.getLogger("safebox.sim.scripted")
+
+
+class ScriptedDevice:
+    def __init__(self, air: Air, device: Device, *, interval_ms: int = 40, battery: int = 90,
+                 counter: int = 0) -> None:
+        self.air = air
+        self.device = device
+        self.interval_ms = interval_ms
+        self.battery = battery
+        self.counter = counter
+        self.acks: list[tuple[int, int]] = []  # (kind, counter), in the order written
+        self.refused_acks = 0
+        self.connections = 0
+        self._radio: BumbleDevice | None = None
+        self._controller: Any = None
+        self._adv: bytes | None = None
+        self._advertising = False
+        self._ack_written = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        return self.device.address
+
+    async def start(self) -> None:
+        name = f"scripted-{self.device.id}"
+        self._controller = self.air.plug_device(name, self.address)
+        radio = BumbleDevice.with_hci(name, Address(self.address), self._controller, self._controller)
+        ack: gatt.Characteristic[bytes] = gatt.Characteristic(UUID(ACK_CHAR_UUID), gatt.Characteristic.Properties.WRITE,
+                                  gatt.Characteristic.WRITEABLE,
+                                  gatt.CharacteristicValue(write=self._on_ack))  # type: ignore[arg-type]
+        radio.add_service(gatt.Service(UUID(ACK_SERVICE_UUID), [ack]))
+        radio.on("connection", self._on_connection)
+        await radio.power_on()
+        self._radio = radio
+
+    def _on_connection(self, connection: Connection) -> None:
+        self.connections += 1
+        self._advertising = False  # a controller stops advertising when a central connects
+        connection.on("disconnection", lambda reason: self._resume())
+
+    def _resume(self) -> None:
+        if self._adv is not None and self._radio is not None:
+            asyncio.get_running_loop().create_task(self._advertise(self._adv))
+
+    def _on_ack(self, connection: Connection, value: bytes) -> None:
+        try:
+            kind, counter, _hub_time = bthome.unseal_ack(self.device.key, self.device.mac, bytes(value))
+        except bthome.FrameError:
+            self.refused_acks += 1
+            return
+        self.acks.append((kind, counter))
+        self._ack_written.set()
+
+    async def _advertise(self, adv: bytes) -> None:
+        radio = self._radio
+        assert radio is not None, "start() first"
+        self._adv = adv
+        if self._advertising:
+            await radio.stop_advertising()
+            self._advertising = False
+        radio.advertising_data = adv
+        await radio.start_advertising(own_address_type=OwnAddressType.PUBLIC,
+                                      advertising_interval_min=self.interval_ms,
+                                      advertising_interval_max=self.interval_ms)
+        self._advertising = True
+
+    def _objects(self, button: str | None, door_open: bool | None) -> list[tuple[int, int]]:
+        if self.device.role == "pendant":
+            return bthome.pendant_objects(self.battery, button)
+        objects = [(bthome.OBJ_BATTERY, self.battery)]
+        if door_open is not None:
+            objects.append((bthome.OBJ_DOOR, int(door_open)))
+        return objects
+
+    async def send_event(self, button: str = "emergency", *, door_open: bool = True) -> int:
+        """Advertise a new event frame (a press, or a door change); returns its counter."""
+        self.counter += 1
+        objects = self._objects(button, door_open)
+        frame = bthome.seal(self.device.key, self.device.mac, self.counter, objects, event=True)
+        await self._advertise(bthome.advertisement(frame))
+        return self.counter
+
+    async def send_heartbeat(self) -> int:
+        self.counter += 1
+        frame = bthome.seal(self.device.key, self.device.mac, self.counter, self._objects(None, None), event=False)
+        await self._advertise(bthome.advertisement(frame))
+        return self.counter
+
+    async def go_quiet(self) -> None:
+        """Stop advertising (asleep): acks owed wait until the next frame."""
+        self._adv = None
+        if self._advertising and self._radio is not None:
+            await self._radio.stop_advertising()
+        self._advertising = False
+
+    def has_ack(self, counter: int, kind: int) -> bool:
+        return (kind, counter) in self.acks
+
+    async def wait_ack(self, counter: int, kind: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not self.has_ack(counter, kind):
+                self._ack_written.clear()
+                await self._ack_written.wait()
+
+    async def stop(self) -> None:
+        await self.go_quiet()
+        if self._controller is not None:
+            self.air.unplug(self._controller)
+            self._controller = None
+        if self._radio is not None:
+            try:
+                await self._radio.power_off()
+            except Exception:  # already off the air
+                pass
+            self._radio = None
