@@ -1,0 +1,154 @@
+"""A home installed from blank, in the simulator, with the installer's real commands.
+
+The practice lab (tools/installer/lab.py) is a simulated home: the hub and the receiver as
+their own processes over real TLS, and a blank ESP32 on a serial port whose firmware, once
+flashed and paired, is the real image on the micropython binary on the simulated air.
+This test does what the README's installer section does: issue an enrolment code, enrol the
+hub, flash, pair, walk-test with every button pressed, and read the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import threading
+import types
+from pathlib import Path
+
+import pytest
+
+from safebox.hub.devices import Devices
+from safebox.tools.installer import cli
+from safebox.tools.installer.lab import LAB_MAC, Lab
+from safebox.tools.receiver import cli as receiver_cli
+
+
+@pytest.fixture(autouse=True)
+def _no_reconnect_pause(monkeypatch):
+    """pyserial's socket:// close sleeps 0.3 s for servers slow to accept again; the fake board is not."""
+    from serial.urlhandler import protocol_socket
+    monkeypatch.setattr(protocol_socket, "time", types.SimpleNamespace(sleep=lambda s: None))
+
+
+@pytest.fixture
+def said(monkeypatch):
+    """Every message key the command line says, with an event per key to wait on."""
+    seen: dict[str, threading.Event] = {}
+    original = cli.say
+
+    def say(key, **params):
+        seen.setdefault(key, threading.Event()).set()
+        original(key, **params)
+
+    monkeypatch.setattr(cli, "say", say)
+    return lambda key: seen.setdefault(key, threading.Event())
+
+
+async def _run(*argv: str) -> int:
+    return await asyncio.to_thread(cli.main, list(argv))
+
+
+async def _started(event: threading.Event, timeout: float = 10) -> None:
+    assert await asyncio.to_thread(event.wait, timeout), "the walk test did not start"
+
+
+async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path, device_image, said, capsys):
+    async with Lab(tmp_path / "lab") as lab:
+        info = json.loads((tmp_path / "lab" / "lab.json").read_text())
+        config = info["hub_config"]
+
+        # the platform's operator issues a one-time code; on the hub, the installer enrols it
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert receiver_cli.main(["enrol-code", "--db", info["platform_db"], "--hub-id", info["hub_id"],
+                                      "--ttl", "600"]) == 0
+        assert await _run("enrol", "--hub-config", config, "--code", out.getvalue().strip()) == 0
+
+        # the blank board: flash, then pair (which restarts it: the firmware reports ready)
+        assert await _run("flash", "--port", info["board"], "--image", str(device_image)) == 0
+        assert await _run("pair", "--port", info["board"], "--hub-config", config, "--role", "pendant",
+                          "--room", "bedroom") == 0
+        assert "The device started and reports ready." in capsys.readouterr().out
+        assert [d.address for d in Devices.load(Path(config).parent / "state" / "devices.json")] == [LAB_MAC]
+
+        # the walk test, while the installer's hands press each button
+        reports = tmp_path / "reports"
+        walk = asyncio.create_task(_run("walk-test", "--hub-config", config, "--report-dir", str(reports),
+                                        "--timeout", "30", "--installer", "W. Zhang"))
+        await _started(said("walk_start"))
+        await lab.press("emergency")
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(cli.main, ["lab-press", "--dir", str(tmp_path / "lab"), "--gap", "0.5",
+                                           "community_service", "life_service"])
+        assert await asyncio.wait_for(walk, 30) == 0
+
+    out = capsys.readouterr().out
+    assert "hub heard pendant 24:0A:C4:00:10:01 (bedroom): emergency button, signal -60 dBm (good)" in out
+    assert "platform stored 240ac4001001-1 (emergency button)" in out
+    assert out.index("hub heard pendant") < out.index("platform stored") < out.index("Walk test passed.")
+    (md,) = reports.glob("install-report-home-lab-0001-*.md")
+    result = json.loads(md.with_suffix(".json").read_text())
+    assert result["passed"] and result["home_id"] == "home-lab-0001" and result["installer"] == "W. Zhang"
+    (device,) = result["devices"]
+    assert (device["address"], device["role"], device["room"], device["signal"], device["checks_passed"]) == \
+        (LAB_MAC, "pendant", "bedroom", "good", 3)
+    assert 50 < device["battery"] <= 100
+    assert [c["event"] for c in result["checks"] if c["status"] == "passed"] == \
+        ["emergency", "community_service", "life_service"]
+    text = md.read_text()
+    assert "**Result**: PASSED" in text and "RSSI >= -75 dBm good" in text and "| 24:0A:C4:00:10:01 | pendant |" in text
+    # the same report, again, in Chinese and as HTML
+    assert cli.main(["--lang", "zh", "report", str(md.with_suffix(".json")), "--html", "-o",
+                     str(tmp_path / "r.html")]) == 0
+    assert "居家安全盒安装报告" in (tmp_path / "r.html").read_text()
+
+
+async def test_a_weak_signal_and_a_button_never_pressed_fail_the_walk_test(tmp_path, device_image, said, capsys):
+    async with Lab(tmp_path / "lab", rssi=-90) as lab:
+        info = lab.describe()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            receiver_cli.main(["enrol-code", "--db", info["platform_db"], "--hub-id", info["hub_id"]])
+        assert await _run("enrol", "--hub-config", info["hub_config"], "--code", out.getvalue().strip()) == 0
+        assert await _run("flash", "--port", info["board"], "--image", str(device_image)) == 0
+        assert await _run("pair", "--port", info["board"], "--hub-config", info["hub_config"],
+                          "--role", "pendant", "--room", "bedroom") == 0
+        walk = asyncio.create_task(_run("--lang", "zh", "walk-test", "--hub-config", info["hub_config"],
+                                        "--report-dir", str(tmp_path), "--timeout", "4"))
+        await _started(said("walk_start"))
+        await lab.press("emergency")
+        assert await asyncio.wait_for(walk, 30) == cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "信号 -90 dBm（不合格）" in out and "走测没有通过" in out
+    result = json.loads(next(tmp_path.glob("install-report-*.json")).read_text())
+    assert not result["passed"]
+    assert result["devices"][0]["problems"] == ["checks", "signal"]
+    assert [c["status"] for c in result["checks"]] == ["passed", "waiting", "waiting"]
+    text = next(tmp_path.glob("install-report-*.md")).read_text()
+    assert "信号太弱（-90 dBm）" in text and "社区服务按钮没有收到" in text
+
+
+async def test_a_door_sensor_is_walk_tested_by_opening_and_closing_the_door(tmp_path, device_image, said, capsys):
+    async with Lab(tmp_path / "lab") as lab:
+        info = lab.describe()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            receiver_cli.main(["enrol-code", "--db", info["platform_db"], "--hub-id", info["hub_id"]])
+        assert await _run("enrol", "--hub-config", info["hub_config"], "--code", out.getvalue().strip()) == 0
+        assert await _run("flash", "--port", info["board"], "--image", str(device_image)) == 0
+        assert await _run("pair", "--port", info["board"], "--hub-config", info["hub_config"],
+                          "--role", "front_door", "--room", "hall") == 0
+        walk = asyncio.create_task(_run("walk-test", "--hub-config", info["hub_config"],
+                                        "--report-dir", str(tmp_path), "--timeout", "20"))
+        await _started(said("walk_start"))
+        await asyncio.to_thread(cli.main, ["lab-press", "--dir", str(tmp_path / "lab"), "--gap", "1",
+                                           "open", "close"])
+        rc = await asyncio.wait_for(walk, 30)
+        assert rc == 0, "\n".join(lab._fw.lines) + f"\n{lab._fw.bridge.pin_levels}"
+    out = capsys.readouterr().out
+    assert "[ ] open the door" in out and "[ ] close the door" in out
+    assert "hub heard front-door sensor 24:0A:C4:00:10:01 (hall): door opened" in out
+    result = json.loads(next(tmp_path.glob("install-report-*.json")).read_text())
+    assert result["passed"] and [c["event"] for c in result["checks"]] == ["door_opened", "door_closed"]

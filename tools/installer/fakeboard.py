@@ -1,0 +1,593 @@
+"""A MicroPython board on a virtual USB serial port, for tests and the practice lab.
+
+The installer's tools talk to boards through mpremote's `SerialTransport`, which speaks
+MicroPython's REPL protocol over pyserial. The `micropython` unix binary cannot stand in
+for a board directly: its REPL has no raw mode. So this fake speaks the board side of the
+protocol itself, on a TCP port that pyserial opens as `socket://127.0.0.1:<port>`, and has
+the real `micropython` binary execute every piece of code it is sent, in the board's
+flash folder:
+
+* friendly REPL (banner, `>>> `, echo), Ctrl-A to raw REPL, Ctrl-B back, Ctrl-C, and
+  Ctrl-D soft reboot ("MPY: soft reboot"), as shared/runtime/pyexec.c does it;
+* raw REPL: code up to Ctrl-D, "OK", the output, `\\x04`, the error text, `\\x04`, `>`;
+* raw-paste mode (`\\x05A\\x01` -> `R\\x01` + window size, `\\x01` for every window
+  consumed, `\\x04` to end), which mpremote uses by default;
+* `machine.reset()` reboots the board (a power-on boot; the serial line stays open, as
+  a USB-UART bridge's does), `machine.soft_reset()` soft-reboots it;
+* `sys.platform` and `sys.implementation` say what the fake is configured to be (an
+  ESP32 running MicroPython 1.24.1 unless told otherwise), so version checks can be
+  tested; `bluetooth.BLE().config('mac')` returns the board's MAC;
+* `unplug_after(n)` pulls the cable once the host has sent n more bytes: the connection
+  drops and the board loses power (files written so far stay written, as on flash);
+  the next connection is the board plugged in again.
+
+With `on_boot`, a boot that finds `main.py` runs the firmware (the practice lab starts
+the real firmware on the simulated air there) and relays its output to the serial line;
+Ctrl-C stops it and drops to the REPL, as on a board. Without it, a boot goes to the REPL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from safebox.tools.sim.firmware_process import micropython_binary
+
+CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+PASTE_WINDOW = 256  # what an ESP32 grants (MICROPY_REPL_STDIN_BUFFER_MAX)
+# Bytes that mean something in each mode; everything between them is code.
+_CONTROL = {"raw": re.compile(rb"[\x01-\x04]"), "paste": re.compile(rb"\x04")}
+_EXIT_RESET = 90
+_EXIT_SOFT_RESET = 92
+
+# The board's "ROM": runs in the micropython binary, executes what the fake sends it.
+# Framing from the fake: "<length>\n<code>"; after each piece of code it writes
+# "\x04" + error text + "\x04" to stdout, exactly what the raw REPL sends after the output.
+_BOARDCPU = r'''
+import sys, os
+_sys = sys
+_out = sys.stdout.buffer
+_in = sys.stdin.buffer
+_v = tuple(int(x) for x in os.getenv("FAKEBOARD_VERSION").split("."))
+
+class _Impl:
+    name = "micropython"
+    version = _v + ("",)
+    _machine = os.getenv("FAKEBOARD_MACHINE")
+    _mpy = int(os.getenv("FAKEBOARD_MPY"))
+
+class _Sys:
+    platform = os.getenv("FAKEBOARD_PLATFORM")
+    implementation = _Impl()
+    def __getattr__(self, name):
+        return getattr(_sys, name)
+
+sys.modules["sys"] = _Sys()
+
+import machine as _rm
+
+class _Machine:
+    def reset(self):
+        raise SystemExit(90)
+    def soft_reset(self):
+        raise SystemExit(92)
+    def unique_id(self):
+        return bytes.fromhex(os.getenv("FAKEBOARD_MAC"))
+    def __getattr__(self, name):
+        return getattr(_rm, name)
+
+sys.modules["machine"] = _Machine()
+_g = {"__name__": "__main__"}
+while True:
+    _line = _in.readline()
+    if not _line:
+        break
+    _n = int(_line)
+    _code = b""
+    while len(_code) < _n:
+        _part = _in.read(_n - len(_code))
+        if not _part:
+            raise SystemExit(0)
+        _code += _part
+    try:
+        exec(_code, _g)
+        _out.write(b"\x04\x04")
+    except SystemExit as _e:
+        _sys.exit(_e.args[0] if _e.args else 0)
+    except BaseException as _e:
+        _out.write(b"\x04")
+        _sys.print_exception(_e, _sys.stdout)
+        _out.write(b"\x04")
+'''
+
+# Only what a board's `bluetooth` gives the installer: its MAC (the firmware's own radio
+# is not simulated here; the practice lab runs the firmware on the simulator's shims).
+_BLUETOOTH = r'''
+import os
+FLAG_READ = 0x0002
+FLAG_WRITE = 0x0008
+
+class UUID:
+    def __init__(self, value):
+        self.value = value
+
+class BLE:
+    _active = False
+    def active(self, *on):
+        if on:
+            BLE._active = bool(on[0])
+        return BLE._active
+    def config(self, *names, **values):
+        if names and names[0] == "mac":
+            if not BLE._active:
+                raise OSError(19)
+            return (0, bytes.fromhex(os.getenv("FAKEBOARD_MAC")))
+        raise ValueError("unknown config param")
+    def irq(self, handler):
+        pass
+'''
+
+
+class _Unplugged(Exception):
+    """The cable is pulled at this very moment."""
+
+
+class Running(Protocol):
+    """What `on_boot` returns: firmware that is running; its output goes to `on_output`."""
+
+    @property
+    def running(self) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+
+OnBoot = Callable[["FakeBoard", Callable[[bytes], None]], Awaitable["Running | None"]]
+
+
+def _cook(data: bytes) -> bytes:
+    """What a board's UART does to printed text: every newline goes out as CR LF."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+class FakeBoard:
+    """One board: its flash (a folder), its REPL, its serial port. `async with` or start()/aclose()."""
+
+    def __init__(self, flash_dir: str | os.PathLike[str], *, mac: str = "24:0A:C4:00:00:01",
+                 version: tuple[int, int, int] = (1, 24, 1), platform: str = "esp32",
+                 machine: str = "Generic ESP32 module with ESP32", mpy: int | None = None,
+                 on_boot: OnBoot | None = None, port: int = 0, heapsize: str = "512k") -> None:
+        self.flash_dir = Path(flash_dir)
+        self.mac = mac.upper()
+        self.version = version
+        self.platform = platform
+        self.machine = machine
+        self.mpy = mpy
+        self.on_boot = on_boot
+        self.heapsize = heapsize
+        self.received = 0  # bytes the host has sent, over all connections
+        self.connections = 0
+        self.boots = 0
+        self.execs = 0
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._rom: Path | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._cpu: asyncio.subprocess.Process | None = None
+        self._firmware: Running | None = None
+        self._mode = "off"  # off, friendly, raw, paste, firmware
+        self._line = bytearray()
+        self._paste_left = 0
+        self._budget: int | None = None
+        self._exec_budget: int | None = None
+        self._powered = False
+        self._lock = asyncio.Lock()
+        self._port_lock = asyncio.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def __aenter__(self) -> FakeBoard:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> str:
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self._rom = Path(tempfile.mkdtemp(prefix="fakeboard-rom-"))
+        (self._rom / "boardcpu.py").write_text(_BOARDCPU)
+        (self._rom / "bluetooth.py").write_text(_BLUETOOTH)
+        if self.mpy is None:
+            self.mpy = await self._binary_mpy()
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._port)
+        return self.url
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """The serial port, as pyserial (and so mpremote and safebox-install) opens it."""
+        return f"socket://127.0.0.1:{self.port}"
+
+    async def aclose(self) -> None:
+        """Unplug for good; safe to call twice."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        await self._power_off()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        await asyncio.sleep(0.01)  # let the transports close before the loop goes
+        if self._rom is not None:
+            shutil.rmtree(self._rom, ignore_errors=True)
+            self._rom = None
+
+    def unplug_after(self, nbytes: int | None) -> None:
+        """Pull the cable once the host has sent `nbytes` more bytes (None: never)."""
+        self._budget = nbytes
+
+    def unplug_at_exec(self, n: int | None) -> None:
+        """Pull the cable when the n-th piece of code from now arrives, before it runs (None: never)."""
+        self._exec_budget = n
+
+    async def unplug(self) -> None:
+        """Pull the cable now: the link drops and the board loses power."""
+        self._budget = None
+        await self._power_off()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def firmware(self) -> Running | None:
+        return self._firmware
+
+    async def _binary_mpy(self) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            micropython_binary(), "-c", "import sys; print(sys.implementation._mpy)",
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        return int(out)
+
+    # -- the serial line ------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # One host at a time, like a serial port: a new one waits until the last has closed.
+        async with self._port_lock:
+            await self._serve_one(reader, writer)
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.connections += 1
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a serial line has no Nagle delay: answer byte by byte at once
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if not self._powered:
+                await self._boot(power_on=True)
+            while data := await reader.read(4096):
+                if self._budget is not None and len(data) >= self._budget:
+                    data, self._budget = data[: self._budget], 0
+                elif self._budget is not None:
+                    self._budget -= len(data)
+                self.received += len(data)
+                try:
+                    async with self._lock:
+                        await self._feed_bytes(data)
+                except _Unplugged:
+                    self._budget = 0
+                if self._budget == 0:
+                    await self.unplug()
+                    return
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if self._writer is writer:
+                self._writer = None
+            writer.close()
+
+    # -- power, boot, reboot --------------------------------------------------------------
+    async def _power_off(self) -> None:
+        self._powered = False
+        self._mode = "off"
+        await self._stop_firmware()
+        await self._stop_cpu()
+
+    async def _stop_cpu(self) -> None:
+        cpu, self._cpu = self._cpu, None
+        if cpu is not None and cpu.returncode is None:
+            cpu.kill()
+            await cpu.wait()
+
+    async def _stop_firmware(self) -> None:
+        fw, self._firmware = self._firmware, None
+        if fw is not None:
+            await fw.stop()
+
+    async def _start_cpu(self) -> None:
+        await self._stop_cpu()
+        assert self._rom is not None
+        env = dict(os.environ,
+                   MICROPYPATH=os.pathsep.join([str(self._rom), ".frozen", "lib"]),
+                   FAKEBOARD_VERSION=".".join(map(str, self.version)), FAKEBOARD_PLATFORM=self.platform,
+                   FAKEBOARD_MACHINE=self.machine, FAKEBOARD_MPY=str(self.mpy),
+                   FAKEBOARD_MAC=self.mac.replace(":", "").lower())
+        self._cpu = await asyncio.create_subprocess_exec(
+            micropython_binary(), "-X", f"heapsize={self.heapsize}", str(self._rom / "boardcpu.py"),
+            cwd=self.flash_dir, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+
+    def _banner(self) -> bytes:
+        v = ".".join(map(str, self.version))
+        return (f"MicroPython v{v} on 2024-11-29; {self.machine}\r\n"
+                'Type "help()" for more information.\r\n').encode()
+
+    async def _boot(self, *, power_on: bool) -> None:
+        """A hard boot (power on, reset): firmware if there is main.py and on_boot, else the REPL."""
+        self._powered = True
+        self.boots += 1
+        self._line.clear()
+        await self._stop_firmware()
+        await self._start_cpu()
+        if not power_on:
+            self._send(b"ets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
+        await self._run_main_or_repl()
+
+    async def _run_main_or_repl(self) -> None:
+        if self.on_boot is not None and (self.flash_dir / "main.py").exists():
+            self._mode = "firmware"
+            self._firmware = await self.on_boot(self, lambda data: self._send(_cook(data)))
+            if self._firmware is not None:
+                asyncio.get_running_loop().create_task(self._watch_firmware(self._firmware))
+                return
+        self._mode = "friendly"
+        self._send(self._banner() + b">>> ")
+
+    async def _watch_firmware(self, fw: Running) -> None:
+        """Firmware that ends (a crash, a bad config) leaves the board at the REPL, as on an ESP32."""
+        while self._firmware is fw and fw.running:
+            await asyncio.sleep(0.1)
+        if self._firmware is fw:
+            self._firmware = None
+            self._mode = "friendly"
+            self._send(self._banner() + b">>> ")
+
+    async def _soft_reboot(self, *, then_raw: bool) -> None:
+        self._send(b"MPY: soft reboot\r\n")
+        await self._start_cpu()
+        self._line.clear()
+        if then_raw:
+            self._mode = "raw"
+            self._send(RAW_BANNER + b">")
+        else:
+            await self._run_main_or_repl()
+
+    # -- the REPL -------------------------------------------------------------------------
+    async def _feed_bytes(self, data: bytes) -> None:
+        """Byte by byte, except runs of code in raw and raw-paste mode, which are taken whole."""
+        i = 0
+        while i < len(data):
+            if self._mode in ("raw", "paste"):
+                found = _CONTROL[self._mode].search(data, i)
+                stop = len(data) if found is None else found.start()
+                if stop > i:
+                    self._take_code(data[i:stop])
+                    i = stop
+                    continue
+            await self._feed(data[i])
+            i += 1
+
+    def _take_code(self, chunk: bytes) -> None:
+        self._line += chunk
+        if self._mode != "paste":
+            return
+        left = len(chunk)
+        while left >= self._paste_left:  # one \x01 for every window of bytes taken
+            left -= self._paste_left
+            self._paste_left = PASTE_WINDOW
+            self._send(b"\x01")
+        self._paste_left -= left
+
+    async def _feed(self, c: int) -> None:
+        mode = self._mode
+        if mode == "firmware":
+            if c == CTRL_C:
+                await self._stop_firmware()
+                await self._start_cpu()
+                self._mode = "friendly"
+                self._send(b"Traceback (most recent call last):\r\n  File \"main.py\", line 2, in <module>\r\n"
+                           b"KeyboardInterrupt: \r\n" + self._banner() + b">>> ")
+            return
+        if mode == "friendly":
+            await self._feed_friendly(c)
+        elif mode == "raw":
+            await self._feed_raw(c)
+        elif mode == "paste":
+            await self._feed_paste(c)
+
+    async def _feed_friendly(self, c: int) -> None:
+        if c == CTRL_A:
+            self._line.clear()
+            self._mode = "raw"
+            self._send(b"\r\n" + RAW_BANNER + b">")
+        elif c == CTRL_B:
+            self._line.clear()
+            self._send(b"\r\n" + self._banner() + b">>> ")
+        elif c == CTRL_C:
+            self._line.clear()
+            self._send(b"\r\n>>> ")
+        elif c == CTRL_D:
+            if not self._line:
+                await self._soft_reboot(then_raw=False)
+        elif c == 0x0D:
+            line, self._line = bytes(self._line), bytearray()
+            self._send(b"\r\n")
+            if line.strip():  # the friendly REPL compiles in "single" mode: expressions print
+                out, err = await self._exec(b"exec(compile(%r, '<stdin>', 'single'))" % line.decode(errors="replace"))
+                if out is not None:
+                    self._send(_cook(out + err))
+            if self._mode == "friendly":
+                self._send(b">>> ")
+        elif c == 0x08 or c == 0x7F:
+            if self._line:
+                self._line.pop()
+                self._send(b"\x08 \x08")
+        elif c >= 0x20 or c == 0x09:
+            self._line.append(c)
+            self._send(bytes([c]))
+
+    async def _feed_raw(self, c: int) -> None:
+        if c == CTRL_A:
+            if bytes(self._line) == b"\x05A":
+                self._line.clear()
+                self._mode = "paste"
+                self._paste_left = PASTE_WINDOW
+                self._send(b"R\x01" + PASTE_WINDOW.to_bytes(2, "little"))
+            else:
+                self._line.clear()
+                self._send(RAW_BANNER + b">")
+        elif c == CTRL_B:
+            self._line.clear()
+            self._mode = "friendly"
+            self._send(b"\r\n" + self._banner() + b">>> ")
+        elif c == CTRL_C:
+            self._line.clear()
+        elif c == CTRL_D:
+            self._send(b"OK")
+            line, self._line = bytes(self._line), bytearray()
+            if not line:
+                self._send(b"\r\n")
+                await self._soft_reboot(then_raw=True)
+                return
+            await self._exec_raw(line)
+        else:
+            self._line.append(c)
+
+    async def _feed_paste(self, c: int) -> None:
+        if c == CTRL_D:
+            self._send(b"\x04")
+            line, self._line = bytes(self._line), bytearray()
+            self._mode = "raw"
+            await self._exec_raw(line)
+            return
+        self._line.append(c)
+        self._paste_left -= 1
+        if self._paste_left == 0:
+            self._paste_left = PASTE_WINDOW
+            self._send(b"\x01")
+
+    async def _exec_raw(self, code: bytes) -> None:
+        out, err = await self._exec(code)
+        if out is None:  # the code reset the board
+            return
+        self._send(_cook(out) + b"\x04" + _cook(err) + b"\x04>")
+
+    async def _exec(self, code: bytes) -> tuple[bytes | None, bytes]:
+        """Run `code` on the board's interpreter: (output, error text), or (None, b"") if it reset the board."""
+        if self._exec_budget is not None:
+            self._exec_budget -= 1
+            if self._exec_budget <= 0:
+                self._exec_budget = None
+                raise _Unplugged
+        self.execs += 1
+        cpu = self._cpu
+        if cpu is None or cpu.returncode is not None:
+            await self._start_cpu()
+            cpu = self._cpu
+        assert cpu is not None and cpu.stdin is not None and cpu.stdout is not None
+        cpu.stdin.write(b"%d\n" % len(code) + code)
+        with contextlib.suppress(ConnectionError):
+            await cpu.stdin.drain()
+        out = bytearray()
+        err = bytearray()
+        marks = 0
+        while marks < 2:
+            chunk = await cpu.stdout.read(4096)
+            if not chunk:
+                break
+            for b in chunk:
+                if b == CTRL_D:
+                    marks += 1
+                elif marks == 0:
+                    out.append(b)
+                else:
+                    err.append(b)
+        if marks == 2:
+            return bytes(out), bytes(err)
+        # The interpreter ended: machine.reset(), machine.soft_reset() or a crash.
+        rc = await cpu.wait()
+        self._send(_cook(bytes(out)))
+        if rc == _EXIT_SOFT_RESET:
+            await self._soft_reboot(then_raw=False)
+        else:
+            await self._boot(power_on=False)
+        return None, b""
+
+
+class FakeBoardThread:
+    """A FakeBoard on its own event loop in a thread, for code that talks to it synchronously.
+
+    with FakeBoardThread(tmp_path / "flash") as board:
+        installer_function(board.url)
+    """
+
+    def __init__(self, flash_dir: str | os.PathLike[str], **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fakeboard", daemon=True)
+        self.board = FakeBoard(flash_dir, **kwargs)
+
+    def call(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)  # type: ignore[arg-type]
+
+    def __enter__(self) -> FakeBoardThread:
+        self._thread.start()
+        self.call(self.board.start())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.call(self.board.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    @property
+    def url(self) -> str:
+        return self.board.url
+
+    @property
+    def flash_dir(self) -> Path:
+        return self.board.flash_dir
+
+    def unplug_after(self, nbytes: int | None) -> None:
+        async def arm() -> None:
+            self.board.unplug_after(nbytes)
+        self.call(arm())
+
+    def unplug(self) -> None:
+        self.call(self.board.unplug())
+
+    def unplug_at_exec(self, n: int | None) -> None:
+        async def arm() -> None:
+            self.board.unplug_at_exec(n)
+        self.call(arm())
