@@ -20,14 +20,17 @@ DEVICE_OFFLINE = "device_offline"
 DEVICE_ONLINE = "device_online"
 BATTERY_LOW = "battery_low"
 HUB_HEARTBEAT = "hub_heartbeat"
+# An installer's end-to-end test (`safebox-hub test-alarm`): travels as an emergency would,
+# and says plainly that it is a test, so no operator sends anyone.
+TEST_ALARM = "test_alarm"
 
 TYPES = frozenset({
     EMERGENCY, COMMUNITY_SERVICE, LIFE_SERVICE, DOOR_OPENED, DOOR_CLOSED,
     TOILET_OCCUPIED, TOILET_VACATED, TOILET_OVERDUE, DOOR_INACTIVE,
-    DEVICE_OFFLINE, DEVICE_ONLINE, BATTERY_LOW, HUB_HEARTBEAT,
+    DEVICE_OFFLINE, DEVICE_ONLINE, BATTERY_LOW, HUB_HEARTBEAT, TEST_ALARM,
 })
 # Sent at once, ahead of everything else waiting.
-URGENT = frozenset({EMERGENCY, COMMUNITY_SERVICE, LIFE_SERVICE, TOILET_OVERDUE, DOOR_INACTIVE})
+URGENT = frozenset({EMERGENCY, COMMUNITY_SERVICE, LIFE_SERVICE, TOILET_OVERDUE, DOOR_INACTIVE, TEST_ALARM})
 
 ROLES = frozenset({"pendant", "front_door", "toilet_door"})
 MAX_BODY = 16 * 1024

@@ -38,6 +38,8 @@ TAG = "safebox-v1"
 LABEL = "sig1"
 ALG = "ed25519"
 COVERED_COMPONENTS = ("@method", "@authority", "@path", "content-type", "content-digest", "idempotency-key")
+# The profile adapted for GET (SPEC 3.5): no body, so no content headers; the query is covered.
+GET_COMPONENTS = ("@method", "@authority", "@path", "@query")
 CONTENT_TYPE = "application/json"
 LIFETIME_S = 60  # expires = created + LIFETIME_S
 
@@ -145,6 +147,28 @@ def signed_headers(private_key: Ed25519PrivateKey, key_id: str, url: str, body: 
     return {name: message.headers[name] for name in names}
 
 
+def signed_get_headers(private_key: Ed25519PrivateKey, key_id: str, url: str, *,
+                       now: float | None = None) -> dict[str, str]:
+    """The headers that make a GET of `url` (query included) a signed request of the GET profile."""
+    created = int(time.time() if now is None else now)
+    message = _Message("GET", url, {})
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={}, private_keys={key_id: private_key}),
+    )
+    signer.sign(
+        message,
+        key_id=key_id,
+        created=datetime.fromtimestamp(created, timezone.utc),
+        expires=datetime.fromtimestamp(created + LIFETIME_S, timezone.utc),
+        nonce=secrets.token_urlsafe(16),
+        label=LABEL,
+        tag=TAG,
+        covered_component_ids=GET_COMPONENTS,
+    )
+    return {name: message.headers[name] for name in ("Signature-Input", "Signature")}
+
+
 @dataclass(frozen=True)
 class _SignatureInput:
     components: tuple[str, ...]
@@ -218,22 +242,24 @@ class Verifier:
         """The keyid of a request that passes every check; otherwise Refusal for the first that fails.
 
         `url` is the absolute URL as the client addressed it (its authority and path
-        are signed); `body` the exact bytes received.
+        are signed); `body` the exact bytes received. A GET is checked against the GET
+        profile (`GET_COMPONENTS`, no body, no digest).
         """
         fields = get_header_fields(headers)
-        for name in _REQUIRED_HEADERS:
+        is_get = method.upper() == "GET"
+        for name in (_REQUIRED_HEADERS[-2:] if is_get else _REQUIRED_HEADERS):
             if name not in fields:
                 raise Refusal(400, f"missing header {name}")
         sig_input = _parse_signature_input(fields["signature-input"])
         params = sig_input.params
         claimed = params.get("keyid") if isinstance(params.get("keyid"), str) else None
         try:
-            self._check_form(sig_input, fields["content-digest"])
+            self._check_form(sig_input, None if is_get else fields["content-digest"])
             key = self._key_lookup(params["keyid"])
             if key is None:
                 raise Refusal(401, f"unknown keyid {params['keyid']!r}")
             self._check_times(params["created"], params["expires"])
-            self._check_signature(_Message(method, url, headers), key, params["keyid"], body)
+            self._check_signature(_Message(method, url, headers), key, params["keyid"], None if is_get else body)
             # Past this moment the time checks refuse the request anyway.
             expires_at = min(params["expires"], params["created"] + self._max_age)
             if not self._nonces.check_and_add(params["keyid"], params["nonce"], expires_at):
@@ -244,14 +270,17 @@ class Verifier:
         return params["keyid"]
 
     @staticmethod
-    def _check_form(sig_input: _SignatureInput, content_digest: str) -> None:
-        if sig_input.components != COVERED_COMPONENTS:
-            raise Refusal(400, f"covered components must be {' '.join(COVERED_COMPONENTS)} in this order, "
+    def _check_form(sig_input: _SignatureInput, content_digest: str | None) -> None:
+        """`content_digest` None: a GET, checked against the GET profile (no body, no digest)."""
+        expected = GET_COMPONENTS if content_digest is None else COVERED_COMPONENTS
+        if sig_input.components != expected:
+            raise Refusal(400, f"covered components must be {' '.join(expected)} in this order, "
                                f"got {' '.join(sig_input.components)!r}")
         _check_params(sig_input.params)
         if sig_input.params["tag"] != TAG:
             raise Refusal(401, f"wrong tag {sig_input.params['tag']!r}, expected {TAG!r}")
-        _check_digest_form(content_digest)
+        if content_digest is not None:
+            _check_digest_form(content_digest)
 
     def _check_times(self, created: int, expires: int) -> None:
         now = self._clock()
@@ -263,16 +292,20 @@ class Verifier:
             raise Refusal(401, f"expired {now - expires:.0f} s ago")
 
     @staticmethod
-    def _check_signature(message: _Message, key: Ed25519PublicKey, key_id: str, body: bytes) -> None:
+    def _check_signature(message: _Message, key: Ed25519PublicKey, key_id: str, body: bytes | None) -> None:
+        """`body` None: a GET, whose signature covers no body."""
         verifier = _ProfileVerifier(
             signature_algorithm=algorithms.ED25519,
             key_resolver=MappingKeyResolver(public_keys={key_id: key}, private_keys={}),
         )
         try:
-            results = verifier.verify(message, max_age=None, expect_tag=TAG, require_components=COVERED_COMPONENTS)
+            results = verifier.verify(message, max_age=None, expect_tag=TAG,
+                                      require_components=COVERED_COMPONENTS if body is not None else GET_COMPONENTS)
         except HTTPMessageSignaturesException as exc:
             detail = str(exc)
             raise Refusal(401, "signature does not verify" + (f" ({detail})" if detail else "")) from None
+        if body is None:
+            return
         # Without body= the library authenticates the Content-Digest header but never
         # compares it with the body; this is the step that catches an altered body.
         try:

@@ -7,6 +7,7 @@ reach the port, so bind it to localhost unless the network is yours.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -18,6 +19,7 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import CONTENT_TYPE, Refusal, Verifier
 
+from . import enrol, relay
 from .store import Outcome, Store, StoreError
 
 log = logging.getLogger("safebox.receiver")
@@ -29,9 +31,10 @@ MAX_PAGE = 1000
 
 
 def _answer(http_status: int, status: str, event_id: str | None, reason: str | None = None,
-            *, retry_after: int | None = None) -> web.Response:
-    """Every answer is the SPEC's JSON object; retry_later also carries Retry-After."""
-    body: dict[str, Any] = {"status": status, "event_id": event_id, "reason": reason}
+            *, retry_after: int | None = None, extra: dict[str, Any] | None = None) -> web.Response:
+    """Every answer is the SPEC's JSON object; retry_later also carries Retry-After;
+    `extra` adds the hub's directives (SPEC 3.7) to an answer that stored an event."""
+    body: dict[str, Any] = {"status": status, "event_id": event_id, "reason": reason, **(extra or {})}
     headers = {}
     if retry_after is not None:
         body["retry_after"] = retry_after
@@ -45,6 +48,8 @@ def _one_line(text: str) -> str:
 
 
 class _Receiver:
+    answer_delay_s = 0.0  # test only: wait this long between storing an event and answering
+
     def __init__(self, store: Store, verifier: Verifier, clock: Callable[[], float],
                  fail_plan: deque[int]) -> None:
         self._store = store
@@ -73,7 +78,10 @@ class _Receiver:
             # aiohttp would decode it, and the digest covers the bytes as sent.
             return self._refuse(request, 415, "Content-Encoding is not supported", event_id)
         try:
-            return self._accept(request, raw, event_id)
+            answer = self._accept(request, raw, event_id)
+            if self.answer_delay_s and answer.status in (200, 201):
+                await asyncio.sleep(self.answer_delay_s)  # stored, not yet answered: a hub killed now resends
+            return answer
         except StoreError as exc:
             log.error("cannot store event_id=%r: %s", event_id, exc)
             return _answer(503, "retry_later", event_id, "platform storage unavailable",
@@ -99,7 +107,8 @@ class _Receiver:
         if outcome is Outcome.CONFLICT:
             return self._refuse(request, 409, "idempotency key reused with a different body", event_id, key_id)
         log.info("%s event_id=%r type=%s from keyid=%r", outcome.value, event_id, event["type"], key_id)
-        return _answer(201 if outcome is Outcome.ACCEPTED else 200, outcome.value, event_id)
+        return _answer(201 if outcome is Outcome.ACCEPTED else 200, outcome.value, event_id,
+                       extra=relay.directives(self._store, key_id, self._clock()))
 
     def _injected_fault(self, request: web.Request, http_status: int, event_id: str | None) -> web.Response:
         log.warning("injected fault %d from %s event_id=%r (test fail plan)", http_status, request.remote, event_id)
@@ -127,8 +136,12 @@ class _Receiver:
 
 
 def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: float = 300,
-             max_future: float = 30, fail_plan: Iterable[int] | None = None) -> web.Application:
+             max_future: float = 30, fail_plan: Iterable[int] | None = None,
+             answer_delay_s: float = 0.0) -> web.Application:
     """The receiver as an aiohttp application over `store`.
+
+    `answer_delay_s` is test-only: each stored event (or batch) is answered that much later,
+    so a test can kill a hub between the platform storing and the hub hearing so.
 
     `fail_plan` is test-only fault injection: HTTP statuses (500 or 503) that the
     next POSTs answer, one each, before doing anything else, to prove that a
@@ -141,10 +154,13 @@ def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: f
     verifier = Verifier(store.hub_key, store.nonce_store(clock), max_age=max_age,
                         max_future=max_future, clock=clock)
     receiver = _Receiver(store, verifier, clock, plan)
+    receiver.answer_delay_s = answer_delay_s
     app = web.Application(client_max_size=events.MAX_BODY)
     app.add_routes([
         web.post("/v1/events", receiver.post_event),
         web.get("/v1/events", receiver.list_events),
         web.get("/v1/health", receiver.health),
     ])
+    enrol.add_routes(app, store, clock=clock, max_age=max_age, max_future=max_future)  # POST /v1/enrol
+    relay.Relay(receiver, store, verifier, clock).add_routes(app)  # batches, operator acks (SPEC 3.4-3.7)
     return app

@@ -65,7 +65,8 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = _open(args.db, create=True)
     try:
-        app = make_app(store, fail_plan=[args.fail_status] * args.fail_first)
+        app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
+                       answer_delay_s=args.answer_delay_ms / 1000)
         asyncio.run(_run(app, args.host, args.port, tls))
     except OSError as exc:  # e.g. the port is taken
         raise _UserError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
@@ -105,6 +106,68 @@ def _add_hub(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{'replaced the key of' if replaced else 'enrolled'} hub {args.hub_id}")
+    return 0
+
+
+def _enrol_code(args: argparse.Namespace) -> int:
+    """A one-time enrolment code for a hub: the code alone on stdout, what it is for on stderr."""
+    from .enrol import EnrolCodes
+    store = _open(args.db, create=True)
+    try:
+        issued = EnrolCodes(store).issue(args.hub_id, args.ttl, now=time.time())
+    except ValueError as exc:
+        raise _UserError(str(exc)) from None
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(issued.code)
+    until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(issued.expires_at))
+    print(f"one-time enrolment code for hub {issued.hub_id}, valid until {until}; "
+          f"on the hub: safebox-install enrol --code {issued.code}", file=sys.stderr)
+    return 0
+
+
+def _operator_ack(args: argparse.Namespace) -> int:
+    """An operator takes an event up; the hub learns it from its next answer or poll (SPEC 3.6)."""
+    store = _open(args.db, create=False)
+    try:
+        status, ack = store.operator_ack(args.event_id, hub_id=args.hub_id, operator=args.operator, now=time.time())
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    finally:
+        store.close()
+    if status == "unknown":
+        raise _UserError(f"no stored event {args.event_id!r}" + (f" from hub {args.hub_id!r}" if args.hub_id else ""))
+    if status == "ambiguous":
+        raise _UserError(f"several hubs sent an event {args.event_id!r}: name one with --hub-id")
+    if args.json:
+        print(json.dumps({"status": status, **(ack or {})}))
+    else:
+        print(f"{'acknowledged' if status == 'acknowledged' else 'already acknowledged'}: {args.event_id} "
+              f"(hub {ack['hub_id']}, at {ack['acked_at']})")
+    return 0
+
+
+def _heartbeat_interval(args: argparse.Namespace) -> int:
+    """What the platform asks a hub for in its answers (`off`: ask nothing)."""
+    seconds = None if args.seconds == "off" else args.seconds
+    if seconds is not None:
+        try:
+            seconds = int(seconds)
+        except ValueError:
+            raise _UserError(f"SECONDS must be a whole number or 'off', not {args.seconds!r}") from None
+        if not 60 <= seconds <= 86400:
+            raise _UserError(f"SECONDS must be 60 .. 86400, not {seconds}")
+    store = _open(args.db, create=True)
+    try:
+        store.set_heartbeat_interval(args.hub_id, seconds)
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"hub {args.hub_id}: heartbeat interval {'left to the hub' if seconds is None else f'{seconds} s'}"
+          " (told in the next answer)")
     return 0
 
 
@@ -155,6 +218,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--fail-first", type=_count, default=0, metavar="N",
                        help="test only: answer the first N POSTs with --fail-status")
     serve.add_argument("--fail-status", type=int, choices=sorted(FAULT_STATUSES), default=500)
+    serve.add_argument("--answer-delay-ms", type=_count, default=0, metavar="MS",
+                       help="test only: answer each stored event this long after storing it")
     serve.set_defaults(run=_serve)
 
     add_hub = commands.add_parser("add-hub", help="enrol a hub's public key")
@@ -162,6 +227,27 @@ def _parser() -> argparse.ArgumentParser:
     add_hub.add_argument("hub_id")
     add_hub.add_argument("public_key", metavar="PUBLIC_KEY_TEXT", help="base64 of the raw 32-byte Ed25519 key")
     add_hub.set_defaults(run=_add_hub)
+
+    code = commands.add_parser("enrol-code", help="issue a one-time code with which a hub enrols its key")
+    code.add_argument("--db", type=Path, required=True)
+    code.add_argument("--hub-id", required=True, help="the hub_id in the hub's hub.toml")
+    code.add_argument("--ttl", type=int, default=24 * 3600, metavar="SECONDS",
+                      help="how long the code works (60 s .. 7 days; default 1 day)")
+    code.set_defaults(run=_enrol_code)
+
+    op = commands.add_parser("operator-ack", help="an operator takes an event up (the hub tells the device)")
+    op.add_argument("--db", type=Path, required=True)
+    op.add_argument("event_id", metavar="EVENT_ID")
+    op.add_argument("--hub-id", help="needed only when two hubs sent the same event id")
+    op.add_argument("--operator", help="who took it up (kept with the ack)")
+    op.add_argument("--json", action="store_true")
+    op.set_defaults(run=_operator_ack)
+
+    hb = commands.add_parser("heartbeat-interval", help="ask a hub for hub_heartbeat events every SECONDS")
+    hb.add_argument("--db", type=Path, required=True)
+    hb.add_argument("hub_id", metavar="HUB_ID")
+    hb.add_argument("seconds", metavar="SECONDS", help="60 .. 86400, or 'off' to leave it to the hub")
+    hb.set_defaults(run=_heartbeat_interval)
 
     listing = commands.add_parser("events", help="list stored events")
     listing.add_argument("--db", type=Path, required=True)

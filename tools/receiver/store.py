@@ -53,6 +53,23 @@ CREATE TABLE IF NOT EXISTS nonces (
 CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);
 """
 
+# Operators taking events up (simulated: `safebox-receiver operator-ack`), in the order they
+# did, for hubs to learn (SPEC 3.6); per-hub settings the platform hands back in answers.
+_RELAY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operator_acks (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    hub_id   TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    acked_at REAL NOT NULL,
+    operator TEXT,
+    UNIQUE (hub_id, event_id)
+);
+CREATE TABLE IF NOT EXISTS hub_settings (
+    hub_id               TEXT PRIMARY KEY,
+    heartbeat_interval_s INTEGER
+);
+"""
+
 _EVENT_COLUMNS = ("id, hub_id, event_id, type, device_id, counter, occurred_at, received_at, "
                   "signature_verified, acked_by_operator_at, body")
 
@@ -117,6 +134,7 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             with self._db:
                 self._db.executescript(_SCHEMA)
+                self._db.executescript(_RELAY_SCHEMA)
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
@@ -162,19 +180,28 @@ class Store:
 
     def record_event(self, hub_id: str, body: bytes, event: dict[str, Any], *, now: float) -> Outcome:
         """Store a verified, validated event unless its (hub, event id) is already stored."""
+        with self._transaction() as db:
+            return self._record_in(db, hub_id, body, event, now)
+
+    def record_events(self, hub_id: str, items: list[tuple[bytes, dict[str, Any]]], *, now: float) -> list[Outcome]:
+        """`record_event` for the events of a batch, in order, in one transaction (all or none)."""
+        with self._transaction() as db:
+            return [self._record_in(db, hub_id, body, event, now) for body, event in items]
+
+    @staticmethod
+    def _record_in(db: sqlite3.Connection, hub_id: str, body: bytes, event: dict[str, Any], now: float) -> Outcome:
         digest = hashlib.sha256(body).hexdigest()
         device = event.get("device") or {}
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO events (hub_id, event_id, body, body_sha256, type, device_id, counter, "
-                "occurred_at, received_at, signature_verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
-                "ON CONFLICT (hub_id, event_id) DO NOTHING",
-                (hub_id, event["event_id"], body, digest, event["type"], device.get("id"),
-                 event.get("counter"), event["occurred_at"], events.timestamp(now)))
-            if cursor.rowcount == 1:
-                return Outcome.ACCEPTED
-            (stored,) = db.execute("SELECT body_sha256 FROM events WHERE hub_id = ? AND event_id = ?",
-                                   (hub_id, event["event_id"])).fetchone()
+        cursor = db.execute(
+            "INSERT INTO events (hub_id, event_id, body, body_sha256, type, device_id, counter, "
+            "occurred_at, received_at, signature_verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+            "ON CONFLICT (hub_id, event_id) DO NOTHING",
+            (hub_id, event["event_id"], body, digest, event["type"], device.get("id"),
+             event.get("counter"), event["occurred_at"], events.timestamp(now)))
+        if cursor.rowcount == 1:
+            return Outcome.ACCEPTED
+        (stored,) = db.execute("SELECT body_sha256 FROM events WHERE hub_id = ? AND event_id = ?",
+                               (hub_id, event["event_id"])).fetchone()
         return Outcome.DUPLICATE if stored == digest else Outcome.CONFLICT
 
     def events(self, *, since_id: int = 0, limit: int | None = None) -> list[StoredEvent]:
@@ -188,3 +215,53 @@ class Store:
         with self._transaction() as db:
             (count,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
         return count
+
+    # -- operator acks and hub settings (SPEC 3.6, 3.7) -----------------------------------
+
+    def operator_ack(self, event_id: str, *, hub_id: str | None = None, operator: str | None = None,
+                     now: float) -> tuple[str, dict[str, Any] | None]:
+        """An operator takes up a stored event. Returns ("acknowledged" | "already" | "unknown" |
+        "ambiguous", the ack as {seq, hub_id, event_id, acked_at} when there is one)."""
+        with self._transaction() as db:
+            sql, params = "SELECT hub_id FROM events WHERE event_id = ?", [event_id]
+            if hub_id is not None:
+                sql, params = sql + " AND hub_id = ?", [event_id, hub_id]
+            hubs = [row[0] for row in db.execute(sql, params).fetchall()]
+            if not hubs:
+                return "unknown", None
+            if len(hubs) > 1:
+                return "ambiguous", None
+            cursor = db.execute("INSERT INTO operator_acks (hub_id, event_id, acked_at, operator) VALUES (?, ?, ?, ?) "
+                                "ON CONFLICT (hub_id, event_id) DO NOTHING", (hubs[0], event_id, now, operator))
+            if cursor.rowcount == 1:
+                db.execute("UPDATE events SET acked_by_operator_at = ? WHERE hub_id = ? AND event_id = ?",
+                           (events.timestamp(now), hubs[0], event_id))
+            row = db.execute("SELECT seq, hub_id, event_id, acked_at FROM operator_acks WHERE hub_id = ? "
+                             "AND event_id = ?", (hubs[0], event_id)).fetchone()
+        return ("acknowledged" if cursor.rowcount == 1 else "already"), _ack_json(row)
+
+    def operator_acks(self, hub_id: str, *, since_seq: int = 0, since_time: float | None = None,
+                      limit: int = 100) -> list[dict[str, Any]]:
+        """A hub's operator acks after `since_seq` (and at or after `since_time`), oldest first."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT seq, hub_id, event_id, acked_at FROM operator_acks WHERE hub_id = ? "
+                              "AND seq > ? AND acked_at >= ? ORDER BY seq LIMIT ?",
+                              (hub_id, since_seq, -1.0 if since_time is None else since_time, limit)).fetchall()
+        return [_ack_json(row) for row in rows]
+
+    def set_heartbeat_interval(self, hub_id: str, seconds: int | None) -> None:
+        """What the platform asks a hub for in its answers (None: ask nothing, the hub keeps its own)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO hub_settings (hub_id, heartbeat_interval_s) VALUES (?, ?) "
+                       "ON CONFLICT (hub_id) DO UPDATE SET heartbeat_interval_s = excluded.heartbeat_interval_s",
+                       (hub_id, seconds))
+
+    def heartbeat_interval(self, hub_id: str) -> int | None:
+        with self._transaction() as db:
+            row = db.execute("SELECT heartbeat_interval_s FROM hub_settings WHERE hub_id = ?", (hub_id,)).fetchone()
+        return None if row is None else row[0]
+
+
+def _ack_json(row: tuple) -> dict[str, Any]:
+    seq, hub_id, event_id, acked_at = row
+    return {"seq": seq, "hub_id": hub_id, "event_id": event_id, "acked_at": events.timestamp(acked_at)}

@@ -25,6 +25,9 @@ module corrects it (the ESP32 is a Bluetooth 4.2 part: legacy advertising only):
 Faults: `drop_rate` loses that share of advertising PDUs on their way to each hub
 (a seeded `random.Random`, so a run repeats), and `drop_filter(address, data)` can drop
 chosen ones. `rssi_dbm` sets the RSSI hubs report, per advertiser address if wanted.
+`acl_filter(source, destination, data)` loses chosen LE ACL packets (e.g. the ATT write
+that carries an ack) and cuts that link, as a supervision timeout would end it: both
+ends see the disconnection at once.
 """
 
 from __future__ import annotations
@@ -161,9 +164,24 @@ class AirLink(LocalLink):
                 logger.debug("ACL to %s dropped: no such connection", destination_address)
                 return
             source = connection.self_address
+            if self._air.acl_filter is not None and self._air.acl_filter(
+                    source.to_string(with_type_qualifier=False),
+                    destination_address.to_string(with_type_qualifier=False), bytes(data)):
+                asyncio.get_running_loop().call_soon(self._cut, sender_controller, receiver, connection)
+                return
             asyncio.get_running_loop().call_soon(receiver.on_link_acl_data, source, transport, data)
             return
         super().send_acl_data(sender_controller, destination_address, transport, data)
+
+    @staticmethod
+    def _cut(sender: Controller, receiver: Controller, connection: Any,
+             reason: int = hci.HCI_CONNECTION_TIMEOUT_ERROR) -> None:
+        """End a link at both ends, as a supervision timeout would (a packet was lost on it)."""
+        if sender.le_connections.get(connection.peer_address) is connection:
+            sender.on_le_disconnected(connection, reason)
+        other = receiver.le_connections.get(connection.self_address)
+        if other is not None:
+            receiver.on_le_disconnected(other, reason)
 
     def send_advertising_pdu(self, sender_controller: Controller, packet: ll.AdvertisingPdu) -> None:
         loop = asyncio.get_running_loop()
@@ -177,6 +195,7 @@ class AirLink(LocalLink):
 
 
 DropFilter = Callable[[str, bytes], bool]
+AclFilter = Callable[[str, str, bytes], bool]  # (source, destination, L2CAP bytes) -> lose it and cut the link
 
 
 class Air:
@@ -198,6 +217,7 @@ class Air:
         self.link = AirLink(self)
         self.drop_rate = drop_rate
         self.drop_filter = drop_filter
+        self.acl_filter: AclFilter | None = None
         self.rssi_dbm = rssi_dbm
         self.rssi_by_address: dict[str, int] = {}
         self.hub_attaches = 0

@@ -1,6 +1,7 @@
 """`safebox-sim`: the simulated home.
 
   safebox-sim demo [--json] [--presses N] [--workdir DIR]
+  safebox-sim run SCENARIO.toml [--json] [--workdir DIR]   (tools/sim/SCENARIOS.md)
 """
 
 from __future__ import annotations
@@ -20,6 +21,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_scenario(args: argparse.Namespace) -> int:
+    from safebox.tools.sim.scenario import runner, spec
+    try:
+        scenario = spec.load(args.scenario)
+    except spec.ScenarioError as exc:
+        print(f"safebox-sim: {exc}", file=sys.stderr)
+        return 2
+    result = runner.run(scenario, workdir=args.workdir)
+    if not args.json:
+        result.pop("device_consoles", None)
+    print(json.dumps(result, indent=1) if args.json else runner.render(result))
+    return 0 if result["passed"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="safebox-sim", description="The simulated home safety box.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every process's log lines")
@@ -29,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presses", type=int, default=1, help="how many presses (the median latency is shown)")
     p.add_argument("--workdir", type=Path, help="keep the home's files here (default: a temporary folder)")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("run", help="run a scenario file on simulated time; exit 0 only if every expectation holds")
+    p.add_argument("scenario", type=Path, help="the scenario TOML file (format: tools/sim/SCENARIOS.md)")
+    p.add_argument("--json", action="store_true", help="stored events and each expectation's result as JSON")
+    p.add_argument("--workdir", type=Path, help="keep the home's files here (default: a temporary folder)")
+    p.set_defaults(func=_run_scenario)
     return parser
 
 

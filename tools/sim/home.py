@@ -8,16 +8,15 @@
 * the platform: `safebox-receiver serve` as its own process, over real TLS with a
   throwaway CA, storing in SQLite.
 
-Pairing here is what an installer's tools do: a fresh random key per device, written
-to the device's config.json and to the hub's device registry.
+Devices are installed with the installer's own tools (tools/installer): the image is
+flashed into the device's flash folder and pairing makes a fresh random key, written to
+the device's config.json and to the hub's device registry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import ssl
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from safebox.firmware.boards import BOARDS
-from safebox.hub.devices import Device, Devices
+from safebox.hub.devices import Device
 from safebox.tools import build, tlsca
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.firmware_process import FirmwareProcess
@@ -35,6 +34,7 @@ from safebox.tools.sim.processes import ChildProcess
 
 BOARD = "esp32-devkitc"
 _ESPRESSIF_OUI = "24:0A:C4"
+FRESH_BATTERY_UV = 1_975_000  # 3.95 V behind the boards' 1:2 divider: a fresh cell, about 75 %
 
 
 @dataclass
@@ -49,6 +49,21 @@ class SimDevice:
     def pin(self, name: str) -> int:
         return BOARDS[BOARD][name]
 
+    async def press(self, button: str, hold_s: float = 0.12) -> None:
+        """Hold a pendant button: its pin and, through its diode, the shared wake line
+        (firmware/boards.py) go low together, and come back up together."""
+        bridge = self.firmware.bridge
+        pins = [self.pin(button), self.pin("button_wake")]
+        for pin in pins:
+            bridge.set_pin(pin, 0)
+        await asyncio.sleep(hold_s)
+        for pin in pins:
+            bridge.set_pin(pin, 1)
+
+    def set_door(self, is_open: bool, open_level: int = 0) -> None:
+        """Open or close the door a contact sensor watches (an NC reed by default: open reads 0)."""
+        self.firmware.bridge.set_pin(self.pin("contact"), open_level if is_open else 1 - open_level)
+
 
 def parse_time(text: str) -> float:
     """An RFC 3339 time from the protocol -> unix seconds."""
@@ -59,16 +74,24 @@ class SimHome:
     """Use as `async with SimHome(workdir) as home:`; everything is stopped on the way out."""
 
     def __init__(self, workdir: Path, *, hub_id: str = "hub-sim-0001", home_id: str = "home-sim-0001",
-                 receiver_args: tuple[str, ...] = ()) -> None:
+                 receiver_args: tuple[str, ...] = (), enrol: bool = True) -> None:
+        """`enrol=False` leaves the hub unknown to the platform (the installer's `enrol` does it)."""
         self.workdir = Path(workdir)
         self.hub_id = hub_id
         self.home_id = home_id
         self.receiver_args = receiver_args
+        self.enrol = enrol
         self.air = Air()
         self.devices: list[SimDevice] = []
         self.hub: ChildProcess | None = None
+        self.hub_runs: list[list[str]] = []  # output lines of hub processes ended by kill_hub/restart_hub
         self.receiver: ChildProcess | None = None
         self.platform_url = ""
+        # Where the hub is told the platform is, when not platform_url itself: the chaos run
+        # (tools/chaos.py) puts a fault-injecting TCP proxy here, in front of the receiver.
+        self.hub_platform_url: str | None = None
+        # TOML appended to the hub's config (e.g. a [rules] table with short timers for the chaos run).
+        self.hub_config_extra = ""
         self._ssl: ssl.SSLContext | None = None
         self._image = self.workdir / "image"
 
@@ -95,7 +118,8 @@ class SimHome:
             build.stage(self._image)
             await self._start_receiver(tls)
             self._write_hub_config(tls.ca_cert)
-            await self._enrol_hub()
+            if self.enrol:
+                await self._enrol_hub()
             await self.start_hub()
         except BaseException:
             await self.aclose()
@@ -126,9 +150,9 @@ class SimHome:
         self.hub_config.parent.mkdir(parents=True, exist_ok=True)
         self.hub_config.write_text(
             f'hub_id = "{self.hub_id}"\nhome_id = "{self.home_id}"\nstate_dir = "state"\n\n'
-            f'[platform]\nurl = "{self.platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 5\n\n'
+            f'[platform]\nurl = "{self.hub_platform_url or self.platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 5\n\n'
             f'[ble]\nbackend = "sim"\nsim_hci = "{self.air.hci_spec}"\n\n'
-            f'[relay]\nbackoff_initial_s = 0.2\nbackoff_max_s = 5\n')
+            f'[relay]\nbackoff_initial_s = 0.2\nbackoff_max_s = 5\n' + self.hub_config_extra)
 
     async def _run_cli(self, module: str, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -151,25 +175,51 @@ class SimHome:
         await self.hub.start(r"hub ready")
         await self.air.wait_hubs(1)
 
+    async def kill_hub(self) -> int | None:
+        """SIGKILL the hub process: no clean-up of any kind, as in a power cut. Its output so
+        far stays in `hub_runs`; returns its exit status."""
+        if self.hub is None:
+            return None
+        code = await self.hub.kill()
+        self.hub_runs.append(self.hub.lines)
+        return code
+
+    async def restart_hub(self) -> None:
+        """Start the hub again on the same state folder (after `kill_hub` or a stop)."""
+        if self.hub is not None and self.hub.running:
+            await self.hub.stop()
+            self.hub_runs.append(self.hub.lines)
+        await self.start_hub()
+
     async def hub_status(self) -> dict[str, Any]:
         """`safebox-hub status --json`, as an installer would ask over SSH."""
         return json.loads(await self._run_cli("safebox.hub.cli", "status", "--config", str(self.hub_config),
                                               "--json"))
 
     # -- devices -------------------------------------------------------------------------
-    async def add_device(self, role: str, room: str = "") -> SimDevice:
-        """Pair a new device and power it on; returns once its firmware says it is ready."""
+    async def add_device(self, role: str, room: str = "", *, settings: dict[str, Any] | None = None) -> SimDevice:
+        """Flash and pair a new device with the installer's tools, power it on; returns once
+        its firmware says it is ready. Its flash is a folder: the image, then config.json.
+        `settings` are added to its config.json (firmware/config.py: e.g. heartbeat_s)."""
+        from safebox.hub import config as hub_config
+        from safebox.tools.installer.board import FolderBoard
+        from safebox.tools.installer.flash import Image, flash
+        from safebox.tools.installer.pairing import pair
+
         n = len(self.devices) + 1
         mac = f"{_ESPRESSIF_OUI}:{n >> 16 & 0xFF:02X}:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}"
-        device = Device.new(mac, role, room)
-        Devices.load(self.hub_config.parent / "state" / "devices.json").add(device)
-        flash = self.workdir / "devices" / device.id
-        flash.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self._image / "main.py", flash / "main.py")
-        config = {"role": role, "board": BOARD, "key": device.key.hex()}
-        (flash / "config.json").write_text(json.dumps(config))
-        os.chmod(flash / "config.json", 0o600)
-        firmware = FirmwareProcess(self.air, flash, mac=mac, lib_dir=self._image / "lib", name=device.id)
+        board = FolderBoard(self.workdir / "devices" / mac.replace(":", "").lower(), mac)
+
+        def install() -> Device:
+            flash(board, Image.from_dir(self._image))
+            return pair(board, hub_config.load(self.hub_config), role, room, board_name=BOARD, reset=False).device
+
+        device = await asyncio.to_thread(install)
+        if settings:
+            config_file = board.folder / "config.json"
+            config_file.write_text(json.dumps({**json.loads(config_file.read_text()), **settings}))
+        firmware = FirmwareProcess(self.air, board.folder, mac=mac, lib_dir=board.folder / "lib", name=device.id)
+        firmware.bridge.set_adc(BOARDS[BOARD]["battery_adc"], FRESH_BATTERY_UV)
         await firmware.start()
         await firmware.wait_for_line(r"^ready ", timeout=10)
         sim = SimDevice(device, firmware)
@@ -177,7 +227,7 @@ class SimHome:
         return sim
 
     async def press(self, device: SimDevice, button: str, hold_s: float = 0.12) -> None:
-        await device.firmware.bridge.press(device.pin(button), hold_s)
+        await device.press(button, hold_s)
 
     # -- the platform's view -------------------------------------------------------------
     async def stored_events(self) -> list[dict[str, Any]]:
