@@ -18,6 +18,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bumble.device import Device
+from bumble.hci import OwnAddressType
 from bumble.host import Host
 from bumble.transport.common import AsyncPipeSink
 
@@ -196,6 +197,35 @@ async def test_in_process_hub_on_the_link_scans_and_connects(air: Air, periphera
             await client.write_gatt_char(ACK, bytes(13), response=True)
         await peripheral.wait_for_line(f"^IRQ 3 \\d+ ack {bytes(13).hex()} ")
     air.unplug(controller)
+
+
+async def test_connect_to_a_device_that_stopped_advertising_times_out_and_the_next_connects(
+    air: Air, peripheral: FirmwareProcess
+) -> None:
+    # A device seen advertising that then goes quiet (asleep) before the hub connects.
+    asleep = air.plug_device("asleep", "5C:CF:7F:10:20:99")
+    sleeper = Device(host=Host(asleep, AsyncPipeSink(asleep)))
+    await sleeper.power_on()
+    await sleeper.start_advertising(own_address_type=OwnAddressType.PUBLIC, auto_restart=False)
+    sightings, awake = Sightings("5C:CF:7F:10:20:99"), Sightings(MAC)
+    async with attach_hci(air.hci_spec), BleakScanner(
+        lambda d, a: (sightings(d, a), awake(d, a)), scanning_mode="passive", backend=BumbleScanner
+    ):
+        _, gone, _ = await sightings.nth(1)
+        _, found, _ = await awake.nth(1)
+        await sleeper.stop_advertising()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(5):  # bumble 0.0.236 alone never ends the cancelled attempt
+                async with BleakClient(gone, backend=BumbleClient, timeout=1):
+                    pass
+        took = time.monotonic() - started
+        assert 1 <= took < 2, took
+        async with BleakClient(found, backend=BumbleClient, timeout=5) as client:
+            await client.write_gatt_char(ACK, bytes(13), response=True)
+        await peripheral.wait_for_line(f"^IRQ 3 \\d+ ack {bytes(13).hex()} ")
+    await sleeper.power_off()
+    air.unplug(asleep)
 
 
 async def _spawn_hub(air: Air, *, connect: bool) -> asyncio.subprocess.Process:

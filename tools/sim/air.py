@@ -21,6 +21,11 @@ module corrects it (the ESP32 is a Bluetooth 4.2 part: legacy advertising only):
   `AirLink.send_acl_data` sends from the connection's own address.
 * Non-connectable advertising (`gap_advertise(..., connectable=False)`) is not sent at
   all; here it is, reported as ADV_NONCONN_IND / ADV_SCAN_IND, and cannot be connected.
+* LE Create Connection Cancel is answered but the attempt never ends: no LE Connection
+  Complete (Unknown Connection Identifier, Core spec Vol 4 Part E 7.8.13) and the attempt
+  stays pending. A hub whose connect timed out (the device went to sleep before the hub
+  reached it) then waits for ever, and every later connect is refused. `HubController`
+  ends the attempt as the spec has it.
 
 Faults: `drop_rate` loses that share of advertising PDUs on their way to each hub
 (a seeded `random.Random`, so a run repeats), and `drop_filter(address, data)` can drop
@@ -101,13 +106,25 @@ class DeviceController(Controller):
 
 
 class HubController(Controller):
-    """The controller behind a hub's HCI socket: reports advertisements as BlueZ would see them."""
+    """The controller behind a hub's HCI socket: reports advertisements as BlueZ would see
+    them and ends a cancelled connection attempt (see the module doc)."""
 
     def __init__(self, name: str, air: Air, host_source: Any = None, host_sink: Any = None) -> None:
         super().__init__(name, host_source=host_source, host_sink=host_sink, link=air.link)
         self.le_features = _LEGACY_FEATURES
         self._air = air
         self._pdu: ll.AdvInd | None = None
+
+    def on_hci_le_create_connection_cancel_command(self, command: Any) -> Any:
+        pending, self.pending_le_connection = self.pending_le_connection, None
+        if pending is None:
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
+        # After the Command Complete for the cancel, the attempt ends with this event.
+        asyncio.get_running_loop().call_soon(self.send_hci_packet, hci.HCI_LE_Connection_Complete_Event(
+            status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR, connection_handle=0,
+            role=hci.Role.CENTRAL, peer_address_type=pending.peer_address_type, peer_address=pending.peer_address,
+            connection_interval=0, peripheral_latency=0, supervision_timeout=0, central_clock_accuracy=0))
+        return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
 
     def on_advertising_pdu(self, pdu: ll.AdvInd | ll.AdvExtInd) -> None:
         self._pdu = pdu if isinstance(pdu, ll.AdvInd) else None

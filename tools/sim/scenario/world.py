@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from bumble import hci
 from bumble.device import Device as BumbleDevice
 from bumble.hci import Address
 
@@ -55,27 +54,6 @@ _ESPRESSIF_OUI = "24:0A:C4"
 PRESS_HOLD_S = 0.12
 LONG_PRESS_HOLD_S = 2.5
 _EMPTY_MV, _FULL_MV = 3300, 4150  # a Li-ion cell, as firmware/power.py reads it
-
-
-class _HubController(HubController):
-    """The hub's controller, with LE Create Connection Cancel as the spec has it.
-
-    bumble 0.0.236's virtual controller answers the cancel but never sends the LE
-    Connection Complete event (status Unknown Connection Identifier) that ends the
-    attempt (Core spec Vol 4 Part E 7.8.13), so a host whose connect timed out (the
-    device went to sleep before the hub reached it) waits for ever, and with it
-    every later ack. To move into tools/sim/air.py (HubController) for every hub.
-    """
-
-    def on_hci_le_create_connection_cancel_command(self, command: Any) -> Any:
-        pending, self.pending_le_connection = self.pending_le_connection, None
-        if pending is None:
-            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
-        asyncio.get_running_loop().call_soon(self.send_hci_packet, hci.HCI_LE_Connection_Complete_Event(
-            status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR, connection_handle=0,
-            role=hci.Role.CENTRAL, peer_address_type=pending.peer_address_type, peer_address=pending.peer_address,
-            connection_interval=0, peripheral_latency=0, supervision_timeout=0, central_clock_accuracy=0))
-        return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
 
 
 @dataclass
@@ -211,7 +189,7 @@ class World:
     @contextlib.asynccontextmanager
     async def _hub_radio(self, cfg: hub_config.HubConfig) -> AsyncIterator[Backends]:
         self.hub_starts += 1
-        controller = _HubController(f"hub-{self.hub_starts}", self.air)
+        controller = HubController(f"hub-{self.hub_starts}", self.air)
         radio = BumbleDevice.with_hci("safebox-hub", Address.generate_static_address(), controller, controller)
         try:
             async with bleak_backend.use_device(radio):
