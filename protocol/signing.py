@@ -118,6 +118,27 @@ class _ProfileVerifier(HTTPMessageVerifier):
         return None
 
 
+def _sign(message: _Message, private_key: Ed25519PrivateKey, key_id: str, components: tuple[str, ...],
+          now: float | None, body: bytes | None) -> None:
+    """Add Signature-Input and Signature (and Content-Digest, given a body) to `message`."""
+    created = int(time.time() if now is None else now)
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={}, private_keys={key_id: private_key}),
+    )
+    signer.sign(
+        message,
+        key_id=key_id,
+        created=datetime.fromtimestamp(created, timezone.utc),
+        expires=datetime.fromtimestamp(created + LIFETIME_S, timezone.utc),
+        nonce=secrets.token_urlsafe(16),
+        label=LABEL,
+        tag=TAG,
+        covered_component_ids=components,
+        body=body,
+    )
+
+
 def signed_headers(private_key: Ed25519PrivateKey, key_id: str, url: str, body: bytes,
                    idempotency_key: str, *, now: float | None = None,
                    method: str = "POST") -> dict[str, str]:
@@ -126,23 +147,8 @@ def signed_headers(private_key: Ed25519PrivateKey, key_id: str, url: str, body: 
     `body` must be the exact bytes that go on the wire. A re-sent event calls this
     again: fresh `created` and nonce, same idempotency key.
     """
-    created = int(time.time() if now is None else now)
     message = _Message(method, url, {"Content-Type": CONTENT_TYPE, "Idempotency-Key": idempotency_key})
-    signer = HTTPMessageSigner(
-        signature_algorithm=algorithms.ED25519,
-        key_resolver=MappingKeyResolver(public_keys={}, private_keys={key_id: private_key}),
-    )
-    signer.sign(
-        message,
-        key_id=key_id,
-        created=datetime.fromtimestamp(created, timezone.utc),
-        expires=datetime.fromtimestamp(created + LIFETIME_S, timezone.utc),
-        nonce=secrets.token_urlsafe(16),
-        label=LABEL,
-        tag=TAG,
-        covered_component_ids=COVERED_COMPONENTS,
-        body=body,
-    )
+    _sign(message, private_key, key_id, COVERED_COMPONENTS, now, body)
     names = ("Content-Type", "Content-Digest", "Idempotency-Key", "Signature-Input", "Signature")
     return {name: message.headers[name] for name in names}
 
@@ -150,22 +156,8 @@ def signed_headers(private_key: Ed25519PrivateKey, key_id: str, url: str, body: 
 def signed_get_headers(private_key: Ed25519PrivateKey, key_id: str, url: str, *,
                        now: float | None = None) -> dict[str, str]:
     """The headers that make a GET of `url` (query included) a signed request of the GET profile."""
-    created = int(time.time() if now is None else now)
     message = _Message("GET", url, {})
-    signer = HTTPMessageSigner(
-        signature_algorithm=algorithms.ED25519,
-        key_resolver=MappingKeyResolver(public_keys={}, private_keys={key_id: private_key}),
-    )
-    signer.sign(
-        message,
-        key_id=key_id,
-        created=datetime.fromtimestamp(created, timezone.utc),
-        expires=datetime.fromtimestamp(created + LIFETIME_S, timezone.utc),
-        nonce=secrets.token_urlsafe(16),
-        label=LABEL,
-        tag=TAG,
-        covered_component_ids=GET_COMPONENTS,
-    )
+    _sign(message, private_key, key_id, GET_COMPONENTS, now, None)
     return {name: message.headers[name] for name in ("Signature-Input", "Signature")}
 
 
