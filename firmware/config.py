@@ -22,6 +22,8 @@ _SETTINGS = {
     "contact_open_level": (0, 0, 1),  # pin level of an open door: 0 for an NC reed (boards.py)
     "pir": (0, 0, 1),  # toilet door: a PIR module on pin "pir" gives the occupancy object
     "sleep": (1, 0, 1),  # light sleep between events (0 only for bench work on a USB supply)
+    "deep_sleep": (1, 0, 1),  # doors on ext0 boards: deep sleep when idle (firmware/power.py)
+    "awake_after_event_ms": (10000, 0, 600000),  # doors: light sleep only, this long after a change
 }
 # After "heard", a pendant waits up to 30 s for "the platform has it"; door
 # sensors have nobody watching them and wait 2 s (a platform answering at once

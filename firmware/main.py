@@ -9,6 +9,7 @@
 #   event <counter> <what>          sending <counter>       acked <counter> kind <k>
 #   linger <counter> [ended ...]    heartbeat <counter> <objects>
 #   sleep <ms> <why>                woke <pin|timer> <ms>
+#   deepsleep <ms> <why>            (doors; the next line is a boot)
 
 import asyncio
 import sys
@@ -83,6 +84,8 @@ async def _main(cfg):
     sender = Sender(radio, store, cfg, fb, power, role.heartbeat_objects,
                     battery_low=lambda: battery.last_mv and battery.percent() < low_pct)
     role.on_event = sender.event_made
+    if machine.reset_cause() == machine.DEEPSLEEP_RESET and machine.wake_reason() == machine.TIMER_WAKE:
+        sender.heartbeat_now()  # a door's deep sleep ends at its next heartbeat
     tasks = [asyncio.create_task(wdt.run())]
     for i in role.inputs:
         tasks.append(asyncio.create_task(i.run()))

@@ -1,4 +1,4 @@
-# Battery level, and light sleep between events.
+# Battery level, and light sleep between events; deep sleep for the doors.
 #
 # Sleep: when nothing is to be sent, no input is being judged, no feedback is
 # playing and no central is connected, the device switches the radio off and
@@ -11,6 +11,12 @@
 #     contact, at the level it does not have now).
 #   poll boards: slices of _POLL_MS, the inputs read after each one.
 # The watchdog is fed between slices, whether or not it runs during sleep.
+# Doors on ext0 boards deep-sleep when idle (set_deep): nothing pending, nothing
+# being judged, and awake_after_event_ms since the last change. The state last
+# reported goes to flash, EXT0 is armed on the contact at the other level and
+# the timer at the next heartbeat; the wake is a fresh boot (firmware/door.py
+# compares the pin with the saved state, firmware/main.py sends the heartbeat
+# after a timer wake).
 # Sleeping never cuts a radio exchange short: the sender only rests when it
 # is not advertising, and the radio is off before the first slice.
 
@@ -61,11 +67,49 @@ class Power:
         self.enabled = enabled
         self.slept_ms = 0
         self.sleeps = 0
+        self._deep = None  # doors on ext0 boards: the Contact whose state a deep sleep keeps
+        self._save_state = None  # and save_state(level) -> bool, which puts it on flash
+        self._awake_after_ms = 0
+        self._awake_until = time.ticks_ms()
 
     def set_wake(self, pin_no, level=None, wake_from=None):
         """ext0: wake on `pin_no` at `level`, or at wake_from.wake_level() when None."""
         self._wake = (Pin(pin_no, Pin.IN, Pin.PULL_UP) if wake_from is None else wake_from.pin, level)
         self._wake_from = wake_from
+
+    def set_deep(self, contact, save_state, awake_after_ms):
+        """Doors: deep sleep when idle, woken by `contact` leaving the state last reported
+        (EXT0) or by the timer. save_state(level) puts that state on flash first (the next
+        boot compares the pin with it); light sleep only for awake_after_ms after a change."""
+        if self._mode == WAKE_EXT0:
+            self._deep = contact
+            self._save_state = save_state
+            self._awake_after_ms = awake_after_ms
+
+    def stay_awake(self):
+        """A change was just reported: light sleep only, for awake_after_ms, so that the
+        running firmware sees the door close again (no deep-sleep boot to miss it in)."""
+        self._awake_until = time.ticks_add(time.ticks_ms(), self._awake_after_ms)
+
+    def deep_in(self):
+        """ms until deep sleep is allowed (0 or less: now); None: never on this device."""
+        if self._deep is None:
+            return None
+        return time.ticks_diff(self._awake_until, time.ticks_ms())
+
+    def deep_sleep(self, ms, why=""):
+        """Deep-sleep up to `ms`: a fresh boot follows (DEEPSLEEP_RESET, wake_reason TIMER_WAKE
+        or EXT0_WAKE). Returns (without sleeping) only when the state could not be saved."""
+        contact = self._deep
+        if contact is None or self._save_state is None or not self._save_state(contact.state):
+            return
+        self._fb.stop()
+        self._radio.off()
+        level = 1 - contact.state
+        contact.pin.irq(trigger=Pin.WAKE_HIGH if level else Pin.WAKE_LOW, wake=machine.DEEPSLEEP)
+        print("deepsleep", ms, why)
+        self._wdt.feed()
+        machine.deepsleep(max(1, ms))
 
     def quiet(self):
         """True when nothing would be cut short by sleeping now."""

@@ -80,6 +80,10 @@ class Sender:
         self.acked = 0
         self.refused = 0
 
+    def heartbeat_now(self):
+        """Woken from deep sleep by the timer: the heartbeat is due."""
+        self._next_heartbeat = time.ticks_ms()
+
     def signal(self):
         """Something happened (a new event, an ack written, a central gone): look again."""
         self._flag.set()
@@ -241,6 +245,11 @@ class Sender:
                 await self._heartbeat()
                 continue
             if self._power.enabled and self._power.quiet():
+                deep_in = self._power.deep_in()  # doors: deep sleep, after a while in light sleep
+                if deep_in is not None and deep_in <= 0:
+                    self._power.deep_sleep(left, "idle")  # returns only if it could not
+                elif deep_in is not None:
+                    left = min(left, deep_in)
                 self._power.sleep(left, "idle")
                 await asyncio.sleep_ms(0)
             else:

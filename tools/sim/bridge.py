@@ -213,6 +213,9 @@ class _Boot:
 
     async def op_sleep(self, msg: dict[str, Any]) -> None:
         self.bridge.last_sleep = (msg["kind"], msg.get("ms"))
+        self.bridge.last_sleep_wake = msg.get("wake")
+        if msg["kind"] == "deep":
+            self.bridge.deep_sleeps.append((time.monotonic(), msg.get("ms"), msg.get("wake")))
 
     async def op_reset(self, msg: dict[str, Any]) -> None:
         self.bridge.last_reset_cause = int(msg["cause"])
@@ -437,6 +440,8 @@ class Bridge:
         self.irq_log: list[tuple[float, int, tuple[int, ...]]] = []
         self.boots = 0
         self.last_sleep: tuple[str, int | None] | None = None
+        self.last_sleep_wake: list[int] | None = None  # deep sleep's EXT0 source: [pin, level, already at it]
+        self.deep_sleeps: list[tuple[float, int | None, list[int] | None]] = []  # (monotonic, ms, wake), every one
         self.last_reset_cause: int | None = None
         self.on_watchdog: Callable[[], None] | None = None
         self.on_pin: Callable[[int | str, int], None] | None = None

@@ -28,16 +28,25 @@ Assumptions (stated, not measured; change them here):
   more than the simulator's instant bring-up;
 * each light-sleep slice costs 1 ms awake to wake, feed the watchdog and read the inputs
   (the firmware sleeps in slices of 4 s on ext0 boards, 30 ms on poll boards);
-* a deep-sleep boot (for the projection below) costs 350 ms awake before the firmware runs;
+* a deep-sleep wake is a boot: 350 ms awake at the CPU current before the firmware's own work,
+  once per wake (door events and heartbeats). Source: ESP-IDF's `deep_sleep_wake_stub` example
+  README (Espressif) logs "cpu_start: Starting scheduler on PRO CPU" at 309 ms after reset with
+  the default bootloader (image validated on every wake); MicroPython's start and importing the
+  frozen firmware are taken as the other ~40 ms (an assumption, not measured on a board; the
+  CPython port's BOOT_S is 0.3 s). `CONFIG_BOOTLOADER_SKIP_VALIDATE_IN_DEEP_SLEEP` would shorten it;
+* a door stays in light sleep for `awake_window_s` after each change (config
+  `awake_after_event_ms`, 10 s), so a quick close is seen by the running firmware; counted per
+  event at the light-sleep current (pairs within one window counted twice: an upper bound);
 * board: low-Iq LDO (HT7833-class, 4 uA), battery divider 2 uA, indicator LED 3 mA,
   active buzzer 25 mA; no USB-serial chip (a dev board's CP2102 + AMS1117 draw ~5-10 mA:
   dev boards are for the bench, never for a home);
 * the cell: one 18650 Li-ion, 2600 mAh, 85 % usable above the firmware's 3.3 V empty point,
   self-discharge 2 % a month.
 
-Light sleep is what the firmware does (firmware/power.py). Deep sleep is given as a
-projection only: it needs the simulator to model a timed deep sleep that a pin can also end,
-and, for the pendant, a latch that remembers which button woke it (see firmware/README.md).
+As built (firmware/power.py, `built_mode`): the door sensors deep-sleep between events on the
+ESP32 (EXT0 on the contact + the heartbeat timer); the pendant light-sleeps (deep sleep would
+need a latch that remembers which button woke it: a projection only), and so does every role on
+the ESP32-C3 (no pin wake in MicroPython's machine API there).
 """
 
 from __future__ import annotations
@@ -81,6 +90,7 @@ class Assumptions:
     ext0_slice_s: float = 4.0  # firmware/power.py _SLICE_MS
     poll_slice_s: float = 0.030  # firmware/power.py _POLL_MS
     deep_boot_s: float = 0.350
+    awake_window_s: float = 10.0  # firmware/config.py awake_after_event_ms (doors, deep sleep)
     ldo_iq_ma: float = 0.004
     divider_ma: float = 0.002
     led_ma: float = 3.0
@@ -103,6 +113,14 @@ class Profile:
     events_per_day: float
     heartbeats_per_day: float = 24.0
     note: str = ""
+
+
+DEEP_SLEEP_ROLES = ("front_door", "toilet_door")
+
+
+def built_mode(role: str, chip: Chip) -> str:
+    """How the firmware as built sleeps between events: "deep" for a door on an EXT0 chip."""
+    return "deep" if role in DEEP_SLEEP_ROLES and chip.wake == "ext0" else "light"
 
 
 PROFILES = (
@@ -270,6 +288,10 @@ def per_day(profile: Profile, event: Activity, heartbeat: Activity, chip: Chip, 
     hb = charge(Activity(**{**heartbeat.__dict__, "asleep_s": 0.0}), chip, mode, a)
     asleep_s = max(0.0, DAY_S - profile.events_per_day * awake_event - profile.heartbeats_per_day * awake_beat)
     sleep = asleep_s * sleep_current_ma(chip, mode, a)
+    if mode == "deep" and profile.role in DEEP_SLEEP_ROLES:
+        # light sleep, not deep, for the window after each change
+        window_s = min(asleep_s, profile.events_per_day * a.awake_window_s)
+        sleep += window_s * (sleep_current_ma(chip, "light", a) - sleep_current_ma(chip, "deep", a))
     e_mah = profile.events_per_day * ev.total_mas / 3600
     h_mah = profile.heartbeats_per_day * hb.total_mas / 3600
     s_mah = sleep / 3600

@@ -8,8 +8,10 @@ device on the air and drives its pins; its output lines go to a logger and `line
 It behaves like a board:
 * `machine.reset()` and a late watchdog feed reboot it (reset_cause HARD_RESET / WDT_RESET);
 * `machine.deepsleep(ms)` powers it off for `ms` and boots it with DEEPSLEEP_RESET
-  (wake_reason TIMER_WAKE); `machine.deepsleep()` sleeps until any input pin is driven
-  (wake_reason EXT0_WAKE: configured wake sources are not modelled);
+  (wake_reason TIMER_WAKE); with an EXT0 source armed for DEEPSLEEP
+  (`Pin.irq(trigger=Pin.WAKE_LOW/WAKE_HIGH, wake=machine.DEEPSLEEP)`) it boots earlier, with
+  wake_reason EXT0_WAKE, as soon as that pin is at its level (at once if it already is);
+  `machine.deepsleep()` without EXT0 sleeps until any input pin is driven (EXT0_WAKE);
 * an uncaught exception or the end of main.py leaves it sitting at the REPL: not running,
   not rebooted (as on an ESP32), until `restart()`;
 * `kill()` is a power cut; `restart()` is power on again (PWRON_RESET).
@@ -163,6 +165,14 @@ class FirmwareProcess:
             sleep_ms = self.bridge.last_sleep[1] if self.bridge.last_sleep else None
             cause, wake = DEEPSLEEP_RESET, TIMER_WAKE
             delay = None if sleep_ms is None else sleep_ms / 1000
+            ext0 = self.bridge.last_sleep_wake
+            if ext0 is not None:  # the armed pin ends the sleep at its level, the timer (if any) otherwise
+                self.exits.append((rc, cause))
+                self.log.info("exit %s: deep sleep %s ms or pin %s at %s", rc, sleep_ms, ext0[0], ext0[1])
+                if await self._wait_ext0(ext0, delay):
+                    wake = EXT0_WAKE
+                await self._spawn(cause, wake)
+                return
         else:
             self.log.info("stopped (exit %s): at the REPL, not rebooting", rc)
             self.exits.append((rc, 0))
@@ -176,6 +186,22 @@ class FirmwareProcess:
         elif delay > 0:
             await asyncio.sleep(delay)
         await self._spawn(cause, wake)
+
+    async def _wait_ext0(self, ext0: list[int], delay: float | None) -> bool:
+        """True when pin ext0[0] is (or comes) at level ext0[1] within `delay` s (None: ever)."""
+        pin, level, already = ext0[0], ext0[1], bool(ext0[2]) if len(ext0) > 2 else False
+        deadline = None if delay is None else time.monotonic() + delay
+        while True:
+            self._wake.clear()
+            if already or self.bridge.pin_levels.get(pin) == level:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return False
 
     def _on_watchdog(self) -> None:
         if self.running:

@@ -308,6 +308,7 @@ class PortDevice:
         self._pin_listeners: list[Callable[[int, int], None]] = []
         self.wake_levels: dict[int, int] = {}  # light-sleep wake sources armed by Pin.irq(wake=...)
         self._wake_on_pin = False
+        self._deep_wake: dict[int, int] = {}  # a timed deep sleep's EXT0 source: pin -> level
         self._pending_boot: asyncio.TimerHandle | None = None
 
     # -- power -------------------------------------------------------------------------
@@ -343,22 +344,32 @@ class PortDevice:
             self._pending_boot.cancel()
             self._pending_boot = None
         self._wake_on_pin = False
+        self._deep_wake = {}
         if self.boot is not None:
             self.boot.end()
 
-    def reset(self, cause: int, after_s: float | None = 0.0, wake_reason: int = 0) -> None:
+    def reset(self, cause: int, after_s: float | None = 0.0, wake_reason: int = 0,
+              wake_pins: dict[int, int] | None = None) -> None:
         """End this boot and boot again with `cause` after `after_s` (None: at the next input
         change), plus the time a board takes to boot (a crashing firmware's reset loop still
-        lets simulated time pass)."""
+        lets simulated time pass). With `wake_pins` (a timed deep sleep with EXT0 armed: pin ->
+        level) a pin at its level boots it earlier, with EXT0_WAKE (at once if one already is)."""
         self.power_off()
         loop = asyncio.get_running_loop()
-        if after_s is None:
+        if after_s is None and not wake_pins:
             self._wake_on_pin = True
             return
-        self._pending_boot = loop.call_later(after_s + BOOT_S, self._reboot, cause, wake_reason)
+        if wake_pins:
+            if any(self.pin_levels.get(pin) == level for pin, level in wake_pins.items()):
+                after_s, wake_reason = 0.0, EXT0_WAKE
+            else:
+                self._deep_wake = dict(wake_pins)
+        if after_s is not None:
+            self._pending_boot = loop.call_later(after_s + BOOT_S, self._reboot, cause, wake_reason)
 
     def _reboot(self, cause: int, wake_reason: int) -> None:
         self._pending_boot = None
+        self._deep_wake = {}
         self.power_on(cause, wake_reason)
 
     def _watchdog_expired(self, boot: Boot, feeds: int) -> None:
@@ -393,6 +404,12 @@ class PortDevice:
         if self._wake_on_pin:
             self._wake_on_pin = False
             self.power_on(DEEPSLEEP_RESET, EXT0_WAKE)
+        elif self._deep_wake.get(pin) == level:  # EXT0 ends a timed deep sleep
+            self._deep_wake = {}
+            if self._pending_boot is not None:
+                self._pending_boot.cancel()
+            self._pending_boot = asyncio.get_running_loop().call_later(BOOT_S, self._reboot, DEEPSLEEP_RESET,
+                                                                       EXT0_WAKE)
 
     async def press(self, pin: int, hold_s: float, *, active: int = 0) -> None:
         self.set_pin(pin, active)

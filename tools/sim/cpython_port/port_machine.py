@@ -5,7 +5,8 @@ scenario (`PortDevice.set_pin`/`set_adc`); an edge calls the Pin.irq handler fro
 event loop, as micropython.schedule would. Outputs are recorded on the board.
 Resets end the boot (`Reset`) and boot again: reset() at once with HARD_RESET, a late
 watchdog with WDT_RESET, deepsleep(ms) after ms with DEEPSLEEP_RESET (without ms: at
-the next input change, wake_reason EXT0_WAKE; configured wake sources are not modelled).
+the next input change, wake_reason EXT0_WAKE; deepsleep(ms) with an EXT0 pin armed: at ms or
+when that pin reaches its level, whichever is first).
 """
 
 from safebox.tools.sim.cpython_port import device as _dev
@@ -251,7 +252,10 @@ def soft_reset():
 
 
 def deepsleep(time_ms=None):
-    _board.reset(DEEPSLEEP_RESET, None if time_ms is None else time_ms / 1000, TIMER_WAKE)
+    # An armed EXT0 source (Pin.irq(trigger=WAKE_LOW/WAKE_HIGH, wake=...)) ends a timed deep
+    # sleep early, with wake_reason EXT0_WAKE, when its pin reaches its level.
+    _board.reset(DEEPSLEEP_RESET, None if time_ms is None else time_ms / 1000, TIMER_WAKE,
+                 wake_pins=dict(_board.wake_levels))
     raise _dev.Reset("machine.deepsleep()")
 
 

@@ -21,6 +21,7 @@ from safebox.tools.sim.scenario.world import LONG_PRESS_HOLD_S, PRESS_HOLD_S, Wo
 
 log = logging.getLogger("safebox.sim.scenario")
 _STEP_TIMEOUT_S = 30.0
+_END_SLACK_S = 1e-3  # run this long past the duration (see run())
 
 
 def run(scenario: Scenario, *, workdir: Path | None = None) -> dict[str, Any]:
@@ -57,6 +58,9 @@ async def _run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
         rest = t0 + scenario.duration - loop.time()
         if rest > 0:
             await asyncio.sleep(rest)
+        # What falls due at the very end is included: a timer computed as clock + (deadline -
+        # clock) may land a rounding error after it.
+        await asyncio.sleep(_END_SLACK_S)
         for task in list(pending):
             task.cancel()
         stored = world.stored_events()

@@ -25,8 +25,9 @@
 # raises "no resources") and leaves the pin's edge handler as it was; Pin.irq with an
 # edge trigger on that pin disarms it. lightsleep(ms) ends early, with wake_reason()
 # EXT0_WAKE, when the armed pin is at its level (at once if it already is).
-# Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0),
-# EXT0 for deepsleep (the simulator restarts a timed deep sleep on its timer only).
+# deepsleep(ms) with EXT0 armed for DEEPSLEEP ends at ms or when the pin reaches its level
+# (the simulator boots it with wake_reason TIMER_WAKE or EXT0_WAKE).
+# Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0).
 from micropython import const
 import sys
 import time
@@ -328,7 +329,12 @@ def soft_reset():
 def deepsleep(time_ms=None):
     # The device is off while it sleeps: the simulator holds the restart for time_ms
     # (or until a pin is driven, when no time is given) and boots it with DEEPSLEEP_RESET.
-    _simlink.notify({"op": "sleep", "kind": "deep", "ms": time_ms})
+    # An EXT0 source armed for DEEPSLEEP ends it early (wake_reason EXT0_WAKE) when its pin
+    # reaches its level; "wake" is [pin, level, already at it].
+    msg = {"op": "sleep", "kind": "deep", "ms": time_ms}
+    if _ext0[0] is not None and _ext0[2] & DEEPSLEEP:
+        msg["wake"] = [_ext0[0], _ext0[1], 1 if _ext0_reached() else 0]
+    _simlink.notify(msg)
     sys.exit(_simlink.EXIT_DEEPSLEEP)
 
 
