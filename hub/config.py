@@ -103,6 +103,8 @@ def load(path: str | Path) -> HubConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     return parse(data, base_dir=path.parent)
 
 
@@ -112,7 +114,7 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     hub_id = top.string("hub_id")
     home_id = top.string("home_id")
     _check_ids(hub_id, home_id)
-    state_dir = _path(top.string("state_dir"), base_dir)
+    state_dir = _path(top.string("state_dir"), base_dir, "state_dir")
 
     p = top.table("platform", required=True)
     url = p.string("url")
@@ -121,8 +123,12 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     except ValueError as exc:
         raise ConfigError(f"platform.url: {exc}") from None
     ca_text = p.string("ca_file", required=False)
-    ca_file = _path(ca_text, base_dir) if ca_text is not None else None
-    if ca_file is not None and not ca_file.is_file():
+    ca_file = _path(ca_text, base_dir, "platform.ca_file") if ca_text is not None else None
+    try:
+        ca_missing = ca_file is not None and not ca_file.is_file()
+    except OSError as exc:  # a name too long for the file system, say
+        raise ConfigError(f"platform.ca_file: unusable path: {exc.strerror}") from None
+    if ca_missing:
         raise ConfigError(f"platform.ca_file: no such file {ca_file}")
     platform = PlatformConfig(url=url, ca_file=ca_file,
                               timeout_s=p.number("timeout_s", 10.0, low=0.1, high=300.0))
@@ -265,9 +271,14 @@ def _check_ids(hub_id: str, home_id: str) -> None:
         raise ConfigError(f"hub_id: cannot prefix hub event ids ({exc})") from None
 
 
-def _path(text: str, base_dir: Path) -> Path:
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else (base_dir / p).resolve()
+def _path(text: str, base_dir: Path, field: str) -> Path:
+    if "\0" in text:
+        raise ConfigError(f"{field}: a path cannot hold a NUL character")
+    try:
+        p = Path(text).expanduser()
+        return p if p.is_absolute() else (base_dir / p).resolve()
+    except (RuntimeError, OSError) as exc:  # '~nosuchuser/...', a name too long
+        raise ConfigError(f"{field}: unusable path {text[:80]!r}: {exc}") from None
 
 
 class _Table:

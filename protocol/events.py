@@ -93,6 +93,10 @@ def decode(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventError(f"body is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise EventError("body is nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise EventError(f"body has an unreadable number: {str(exc)[:80]}") from None
     validate(body)
     return body
 
@@ -127,7 +131,8 @@ def validate(body: Any) -> None:
         _need(isinstance(device, dict), "device", "must be an object or null")
         _need(isinstance(device.get("id"), str) and bool(_DEVICE_ID.match(device["id"])),
               "device.id", "12 lower-case hex digits")
-        _need(device.get("role") in ROLES, "device.role", f"one of {sorted(ROLES)}")
+        role = device.get("role")
+        _need(isinstance(role, str) and role in ROLES, "device.role", f"one of {sorted(ROLES)}")
         _need(set(device) <= {"id", "role", "room"}, "device", "unknown field")
         _need(isinstance(device.get("room", ""), str), "device.room", "must be a string")
         _need(type(counter) is int and 0 <= counter <= 0xFFFFFFFF, "counter", "0 .. 2^32-1")

@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from safebox.protocol import events
-from safebox.protocol.signing import CONTENT_TYPE, Refusal, Verifier
+from safebox.protocol.signing import Refusal, Verifier
 
-from . import enrol, relay
+from . import enrol, relay, request_form
 from .store import Outcome, Store, StoreError
 
 log = logging.getLogger("safebox.receiver")
@@ -67,16 +67,12 @@ class _Receiver:
         event_id = request.headers.get("Idempotency-Key")
         if self._fail_plan:
             return self._injected_fault(request, self._fail_plan.popleft(), event_id)
+        if why := request_form.problem(request):
+            return self._refuse(request, 415, why, event_id)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._refuse(request, 413, f"body exceeds {events.MAX_BODY} bytes", event_id)
-        if request.content_type != CONTENT_TYPE:
-            return self._refuse(request, 415, f"Content-Type must be {CONTENT_TYPE}, "
-                                              f"got {request.content_type!r}", event_id)
-        if request.headers.get("Content-Encoding", "identity") != "identity":
-            # aiohttp would decode it, and the digest covers the bytes as sent.
-            return self._refuse(request, 415, "Content-Encoding is not supported", event_id)
         try:
             answer = self._accept(request, raw, event_id)
             if self.answer_delay_s and answer.status in (200, 201):

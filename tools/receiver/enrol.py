@@ -29,8 +29,9 @@ from typing import Any
 from aiohttp import web
 
 from safebox.protocol import events
-from safebox.protocol.signing import CONTENT_TYPE, Refusal, Verifier, public_key_from_text
+from safebox.protocol.signing import Refusal, Verifier, public_key_from_text
 
+from . import request_form
 from .store import Store, StoreError
 
 log = logging.getLogger("safebox.receiver.enrol")
@@ -179,11 +180,11 @@ class _EnrolEndpoint:
     async def post(self, request: web.Request) -> web.Response:
         hub_id = None
         try:
+            if why := request_form.problem(request):
+                raise EnrolRefused(415, "bad_request", why)
             raw = await request.content.read(MAX_BODY + 1)
             if len(raw) > MAX_BODY:
                 raise EnrolRefused(413, "bad_request", f"body exceeds {MAX_BODY} bytes")
-            if request.content_type != CONTENT_TYPE:
-                raise EnrolRefused(415, "bad_request", f"Content-Type must be {CONTENT_TYPE}")
             doc = _parse(raw)
             hub_id = doc["hub_id"]
             try:

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from safebox.protocol import events
-from safebox.protocol.signing import CONTENT_TYPE, Refusal, Verifier
+from safebox.protocol.signing import Refusal, Verifier
 
+from . import request_form
 from .store import Outcome, Store, StoreError
 
 if TYPE_CHECKING:
@@ -142,14 +143,11 @@ class Relay:
         batch_key = request.headers.get("Idempotency-Key")
         if receiver._fail_plan:
             return receiver._injected_fault(request, receiver._fail_plan.popleft(), batch_key)
+        if why := request_form.problem(request):
+            return receiver._refuse(request, 415, why, batch_key)
         raw = await request.content.read(BATCH_MAX_BODY + 1)
         if len(raw) > BATCH_MAX_BODY:
             return receiver._refuse(request, 413, f"batch body exceeds {BATCH_MAX_BODY} bytes", batch_key)
-        if request.content_type != CONTENT_TYPE:
-            return receiver._refuse(request, 415, f"Content-Type must be {CONTENT_TYPE}, "
-                                                  f"got {request.content_type!r}", batch_key)
-        if request.headers.get("Content-Encoding", "identity") != "identity":
-            return receiver._refuse(request, 415, "Content-Encoding is not supported", batch_key)
         try:
             key_id = self._verifier.verify(request.method, str(request.url), request.headers, raw)
         except Refusal as refusal:
