@@ -99,7 +99,23 @@ class BumbleHost:
     async def connect(self, address: hci.Address, timeout: float) -> Connection:
         # The controller takes one connection attempt at a time; BlueZ queues them too.
         async with self._connect_lock:
-            return await self.device.connect(address, timeout=timeout)
+            attempt = asyncio.ensure_future(self.device.connect(address, timeout=timeout))
+            try:
+                return await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # Abandoned from outside (a caller's timeout shorter than `timeout`). bumble
+                # cancels the attempt at the controller only on its own timeout; left pending,
+                # the controller refuses every later connect (COMMAND_DISALLOWED), and an
+                # attempt that completes after bumble stopped waiting trips an assertion in its
+                # host and leaves a link nobody owns. So end it as BlueZ does: cancel at the
+                # controller, wait for the attempt to end, and drop a link that won the race.
+                if not attempt.done():
+                    with contextlib.suppress(Exception):
+                        await self.device.send_command(hci.HCI_LE_Create_Connection_Cancel_Command())
+                    with contextlib.suppress(BaseException):
+                        connection = await asyncio.wait_for(attempt, 5.0)
+                        await connection.disconnect()
+                raise
 
     async def close(self) -> None:
         self._listeners.clear()
