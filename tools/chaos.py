@@ -1,0 +1,839 @@
+"""The chaos run: thousands of events from a simulated home while faults are injected at random.
+
+    python -m safebox.tools.chaos [--seed 1] [--events 10000] [--devices 16] [--mix pendant:12,...]
+                                  [--json] [--write [RESULTS.md]] [--workdir DIR]
+
+A simulated home (tools/sim/home.SimHome: the real firmware on the `micropython` binary, the
+hub and the receiver as real processes, real TLS) with --devices devices. Residents press
+pendant buttons and open and close doors, concurrently, as fast as the firmware takes them
+(each device keeps at most a few events waiting for their ack). Meanwhile, from a seeded
+random schedule:
+
+  platform   hub SIGKILLed and restarted; receiver killed and down for a while; receiver
+             answering 500 or 503 to its next requests; requests timing out (a proxy that
+             swallows them); answers lost after the platform stored the event (the hub must
+             re-send and be told "duplicate"); the network refusing connections
+  air        advertisements dropped (a share of them, for a while); acknowledgements lost
+             (the ATT write carrying the ack, or its response, lost and the link cut)
+  devices    rebooted mid-send (power cycle with events waiting); battery changed (off for
+             a few seconds, flash kept)
+
+Between the hub and the receiver sits a TCP proxy in this process (the hub's platform URL
+points at it; TLS passes through it untouched), which is how timeouts, lost answers and
+refused connections are made.
+
+At the end every fault is undone, the home is given time to drain, and the counts are made:
+
+  created        events the devices stored, from each firmware's own `event <counter> ...` lines
+  stored         device events at the platform (its SQLite file)
+  lost           created but not stored                                     must be 0
+  stored twice   more than one row for a (device, counter)                  must be 0
+  wrong content  stored with another type than the firmware made           must be 0
+  phantom        stored but never created by a firmware                     must be 0
+  dead letters   events the hub gave up on (platform refused them)          must be 0
+  dropped        events a device dropped because its store was full         must be 0
+  alarms         toilet_overdue for toilet visits longer than the limit: expected, raised,
+                 missed, unexpected, and how late they reached the platform (worst delay)
+
+Exit status 1 when a must-be-zero count is not zero. Fixed seed: the same choices of buttons,
+doors, faults and their timing; the interleaving of processes still varies from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import re
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safebox.tools.bench import Table, generated_line, machine_line, percentile
+
+PENDING_CAP = 6  # events a device may have waiting for their ack before the residents wait
+TOILET_LIMIT_S = 10.0  # rules.toilet.overdue_after_s for the run (the hub's minimum)
+STARTUP_GRACE_S = 3.0  # rules.startup_grace_s for the run
+_EVENT = re.compile(r"^event (\d+) (.+)$")
+_ACKED = re.compile(r"^acked (\d+) kind (\d+)")
+_DROPPED = re.compile(r"^(?:store full: dropped|dropped) (.+)")
+_PENDANT_TYPES = {"emergency", "community_service", "life_service"}
+DEFAULT_MIX = "pendant:12,front_door:2,toilet_door:2"
+
+
+# -- the proxy between the hub and the receiver ------------------------------------------------------
+
+class FaultProxy:
+    """A TCP proxy whose mode decides what happens to the hub's HTTPS traffic.
+
+    pass      everything goes through
+    refuse    the listening socket is closed: connections are refused
+    blackhole connections are accepted and nothing is forwarded either way: requests time out
+    mute      requests reach the receiver, answers are swallowed: stored, but the hub never hears so
+    """
+
+    def __init__(self, target: Callable[[], int]) -> None:
+        self._target = target
+        self.mode = "pass"
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def set_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        old, self.mode = self.mode, mode
+        if mode in ("refuse", "blackhole", "mute"):
+            for w in list(self._conns):  # kept-alive connections are cut as a failing network would
+                w.transport.abort()
+        if mode == "refuse" and self._server is not None:
+            self._server.close()
+            self._server = None
+        if old == "refuse" and mode != "refuse":
+            for _ in range(50):
+                try:
+                    await self.start()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._conns):
+            w.transport.abort()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.mode == "refuse":
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target())
+        except (OSError, ValueError):
+            writer.transport.abort()  # the receiver is down: the hub sees the connection drop
+            return
+        self._conns |= {writer, up_writer}
+        try:
+            await asyncio.gather(self._pump(reader, up_writer, "up"), self._pump(up_reader, writer, "down"),
+                                 return_exceptions=True)
+        finally:
+            self._conns -= {writer, up_writer}
+            for w in (writer, up_writer):
+                w.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+        while data := await reader.read(65536):
+            if self.mode == "blackhole" or (self.mode == "mute" and direction == "down"):
+                continue
+            writer.write(data)
+            await writer.drain()
+        writer.transport.abort()
+
+
+# -- what happened ---------------------------------------------------------------------------------
+
+@dataclass
+class Created:
+    device: str
+    counter: int
+    type: str
+    at: float  # when the simulator saw the firmware's line
+
+
+@dataclass
+class Visit:
+    """A toilet visit: the door closed at `closed_at`, opened at `opened_at`."""
+
+    device: str
+    closed_at: float
+    opened_at: float = 0.0
+
+
+@dataclass
+class Fault:
+    kind: str
+    start: float
+    end: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Result:
+    seed: int
+    devices: dict[str, int]
+    target: int
+    created: int = 0
+    stored: int = 0
+    lost: int = 0
+    stored_twice: int = 0
+    wrong_content: int = 0
+    phantom: int = 0
+    dead_letters: int = 0
+    dropped: int = 0
+    left_in_outbox: int = 0
+    presses_not_registered: int = 0
+    hub_events_stored: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    seconds_total: float = 0.0
+    seconds_load: float = 0.0
+    seconds_drain: float = 0.0
+    delivery_ms: dict[str, float] = field(default_factory=dict)
+    urgent_delivery_ms: dict[str, float] = field(default_factory=dict)
+    alarms: dict[str, Any] = field(default_factory=dict)
+    acks_per_event: float = 0.0
+    lost_ids: list[str] = field(default_factory=list)
+    phantom_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    MUST_BE_ZERO = ("lost", "stored_twice", "wrong_content", "phantom", "dead_letters", "dropped")
+
+    @property
+    def ok(self) -> bool:
+        return all(getattr(self, name) == 0 for name in self.MUST_BE_ZERO) and self.created >= self.target
+
+
+def _type_of(role: str, what: str) -> str:
+    """The event type the platform should store for a firmware `event` line's text."""
+    words = what.split()
+    if words[:1] == ["door"] and len(words) > 1:
+        return "door_opened" if words[1] == "open" else "door_closed"
+    return words[0] if words else "?"
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+class _Dev:
+    """The simulator's view of one device."""
+
+    def __init__(self, sim: Any, role: str, rng: random.Random) -> None:
+        self.sim = sim
+        self.role = role
+        self.rng = rng
+        self.on = True
+        self.busy_fault = False
+        self.parsed = 0
+        self.created: dict[int, str] = {}
+        self.acked: set[int] = set()
+        self.dropped: list[str] = []
+        self.is_open = False
+
+    @property
+    def fw(self) -> Any:
+        return self.sim.firmware
+
+    def sync(self) -> None:
+        lines = self.fw.lines
+        while self.parsed < len(lines):
+            line = lines[self.parsed].strip()
+            self.parsed += 1
+            if m := _EVENT.match(line):
+                self.created[int(m.group(1))] = _type_of(self.role, m.group(2))
+            elif m := _ACKED.match(line):
+                self.acked.add(int(m.group(1)))
+            elif m := _DROPPED.match(line):
+                self.dropped.append(m.group(1))
+
+    @property
+    def pending(self) -> int:
+        self.sync()
+        return len(self.created.keys() - self.acked)
+
+
+class ChaosRun:
+    def __init__(self, *, seed: int, events: int, mix: dict[str, int], workdir: Path,
+                 fault_scale: float = 1.0, log: Callable[[str], None] | None = None,
+                 injectors: tuple[str, ...] = ("platform", "air", "devices")) -> None:
+        self.injectors = injectors
+        self.seed = seed
+        self.target = events
+        self.mix = mix
+        self.workdir = workdir
+        self.fault_scale = fault_scale
+        self.rng = random.Random(seed)
+        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.devs: list[_Dev] = []
+        self.faults: list[Fault] = []
+        self.times: dict[tuple[str, int], float] = {}
+        self.visits: list[Visit] = []
+        self.not_registered = 0
+        self.stop = asyncio.Event()
+        self.home: Any = None
+        self.proxy: FaultProxy | None = None
+
+    # -- counts ---------------------------------------------------------------------------------
+    def created_total(self) -> int:
+        return sum(len(d.created) for d in self.devs)
+
+    def platform(self) -> list[tuple[Any, ...]]:
+        db = Path(self.home.receiver_db)
+        if not db.exists():
+            return []
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute("SELECT event_id, type, device_id, counter, received_at, body FROM events").fetchall()
+        finally:
+            con.close()
+
+    def hub_db(self, sql: str) -> int:
+        con = sqlite3.connect(f"file:{Path(self.home.hub_state) / 'hub.db'}?mode=ro", uri=True, timeout=10)
+        try:
+            return int(con.execute(sql).fetchone()[0])
+        except sqlite3.Error:
+            return -1
+        finally:
+            con.close()
+
+    # -- residents ----------------------------------------------------------------------------------
+    async def _wait_event(self, dev: _Dev, mark: int, timeout: float = 3.0) -> int | None:
+        try:
+            line = await dev.fw.wait_for_line(r"^event \d+ ", timeout=timeout, start=mark)
+        except TimeoutError:
+            self.not_registered += 1
+            return None
+        counter = int(line.split()[1])
+        self.times[(dev.sim.id, counter)] = time.time()
+        return counter
+
+    async def _ready(self, dev: _Dev) -> bool:
+        while not self.stop.is_set():
+            if dev.on and dev.pending < PENDING_CAP:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def pendant(self, dev: _Dev) -> None:
+        buttons = ["emergency", "community_service", "life_service"]
+        while await self._ready(dev):
+            button = dev.rng.choices(buttons, weights=(2, 4, 4))[0]
+            hold = 2.3 if dev.rng.random() < 0.02 else dev.rng.uniform(0.08, 0.15)
+            mark = len(dev.fw.lines)
+            await self.home.press(dev.sim, button, hold)
+            await self._wait_event(dev, mark)
+            await asyncio.sleep(dev.rng.uniform(0.08, 0.3))
+
+    async def door(self, dev: _Dev) -> None:
+        while await self._ready(dev):
+            dev.is_open = not dev.is_open
+            mark = len(dev.fw.lines)
+            dev.sim.set_door(dev.is_open)
+            await self._wait_event(dev, mark)
+            await asyncio.sleep(dev.rng.uniform(0.2, 1.0))
+
+    async def toilet(self, dev: _Dev) -> None:
+        """Visits: the door closes (someone in), stays closed a short or a long while, opens."""
+        mark = len(dev.fw.lines)
+        dev.sim.set_door(True)  # start from an open door (vacant)
+        dev.is_open = True
+        await self._wait_event(dev, mark)
+        while await self._ready(dev):
+            mark = len(dev.fw.lines)
+            dev.sim.set_door(False)
+            dev.is_open = False
+            visit = Visit(dev.sim.id, time.time())
+            if await self._wait_event(dev, mark) is not None:
+                visit.closed_at = self.times[(dev.sim.id, max(dev.created))] if dev.created else visit.closed_at
+            long = dev.rng.random() < 0.35
+            stay = TOILET_LIMIT_S + dev.rng.uniform(2.5, 5) if long else dev.rng.uniform(0.5, TOILET_LIMIT_S - 3)
+            await self._sleep_unless_stopped(stay)
+            mark = len(dev.fw.lines)
+            dev.sim.set_door(True)
+            dev.is_open = True
+            visit.opened_at = time.time()
+            self.visits.append(visit)
+            await self._wait_event(dev, mark)
+            await asyncio.sleep(dev.rng.uniform(0.5, 2.0))
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    # -- faults ------------------------------------------------------------------------------------------
+    def _record(self, kind: str, detail: str = "") -> Fault:
+        fault = Fault(kind, time.time(), detail=detail)
+        self.faults.append(fault)
+        self.log(f"  fault: {kind} {detail}".rstrip())
+        return fault
+
+    async def _gap(self, rng: random.Random, mean_s: float) -> bool:
+        """Sleep an exponential gap; False once the run is stopping."""
+        await self._sleep_unless_stopped(rng.expovariate(1.0 / (mean_s * self.fault_scale)))
+        return not self.stop.is_set()
+
+    async def platform_faults(self, rng: random.Random) -> None:
+        kinds: list[tuple[str, int, Callable[[random.Random, Fault], Awaitable[None]]]] = [
+            ("hub SIGKILL + restart", 3, self._hub_kill),
+            ("receiver killed, down a while", 2, self._receiver_down),
+            ("receiver answers 500s", 2, self._receiver_errors),
+            ("receiver answers 503 retry-later", 1, self._receiver_busy),
+            ("requests time out", 2, self._proxy_mode("blackhole")),
+            ("answers lost after storing", 2, self._proxy_mode("mute")),
+            ("network refuses connections", 1, self._proxy_mode("refuse")),
+        ]
+        while await self._gap(rng, 12.0):
+            kind, _, act = rng.choices(kinds, weights=[w for _, w, _ in kinds])[0]
+            fault = self._record(kind)
+            try:
+                await act(rng, fault)
+            finally:
+                fault.end = time.time()
+
+    async def air_faults(self, rng: random.Random) -> None:
+        while await self._gap(rng, 10.0):
+            if rng.random() < 0.5:
+                rate = rng.uniform(0.3, 0.9)
+                fault = self._record("advertisements dropped", f"{rate:.0%} for a while")
+                self.home.air.drop_rate = rate
+                await asyncio.sleep(rng.uniform(3, 10))
+                self.home.air.drop_rate = 0.0
+            else:
+                share = rng.uniform(0.3, 0.8)
+                fault = self._record("acknowledgements lost", f"{share:.0%} of ack writes or their responses")
+                lost = Counter[str]()
+                fault_rng = random.Random(rng.random())
+
+                def lose(source: str, destination: str, data: bytes) -> bool:
+                    if len(data) < 5 or data[2:4] != b"\x04\x00":
+                        return False  # not ATT
+                    is_ack_write = data[4] == 0x12 and len(data) == 4 + 3 + 13
+                    is_write_response = data[4] == 0x13 and len(data) == 5
+                    if (is_ack_write or is_write_response) and fault_rng.random() < share:
+                        lost["write" if is_ack_write else "response"] += 1
+                        return True
+                    return False
+
+                self.home.air.acl_filter = lose
+                await asyncio.sleep(rng.uniform(3, 10))
+                self.home.air.acl_filter = None
+                fault.detail += f": {lost['write']} ack writes and {lost['response']} responses lost"
+            fault.end = time.time()
+
+    async def device_faults(self, rng: random.Random) -> None:
+        while await self._gap(rng, 4.0):
+            candidates = [d for d in self.devs if d.on and not d.busy_fault]
+            if not candidates:
+                continue
+            waiting = [d for d in candidates if d.pending > 0]
+            if rng.random() < 0.6:
+                dev = rng.choice(waiting or candidates)
+                fault = self._record("device rebooted mid-send", f"{dev.sim.id} with {dev.pending} event(s) waiting")
+                await self._power_cycle(dev, 0.0)
+            else:
+                dev = rng.choice(candidates)
+                off = rng.uniform(1.0, 4.0)
+                fault = self._record("battery changed", f"{dev.sim.id} off {off:.1f} s, {dev.pending} waiting")
+                await self._power_cycle(dev, off)
+            fault.end = time.time()
+
+    async def _power_cycle(self, dev: _Dev, off_s: float) -> None:
+        dev.on = False
+        dev.busy_fault = True
+        try:
+            await dev.fw.kill()
+            if off_s:
+                await asyncio.sleep(off_s)
+            mark = len(dev.fw.lines)
+            await dev.fw.restart()
+            try:
+                await dev.fw.wait_for_line(r"^ready ", timeout=15, start=mark)
+            except TimeoutError:
+                self.log(f"  {dev.sim.id} did not say ready after its restart")
+        finally:
+            dev.on = True
+            dev.busy_fault = False
+
+    async def _hub_kill(self, rng: random.Random, fault: Fault) -> None:
+        await self.home.hub.kill()
+        down = rng.uniform(0.5, 4.0)
+        fault.detail = f"down {down:.1f} s"
+        await asyncio.sleep(down)
+        await self._start_hub()
+
+    async def _start_hub(self) -> None:
+        for attempt in range(3):
+            try:
+                await self.home.start_hub()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried, and reported if it keeps failing
+                self.log(f"  hub did not start (attempt {attempt + 1}): {exc}")
+                if self.home.hub is not None:
+                    await self.home.hub.kill()
+                await asyncio.sleep(1.0)
+        raise RuntimeError("the hub does not start again")
+
+    async def _restart_receiver(self, extra: tuple[str, ...] = (), *, kill: bool = True, down_s: float = 0.0) -> None:
+        from safebox.tools.sim.processes import ChildProcess
+        old = self.home.receiver
+        args = list(old.argv[3:])
+        for flag in ("--fail-first", "--fail-status"):
+            if flag in args:
+                i = args.index(flag)
+                del args[i:i + 2]
+        args[args.index("--port") + 1] = "0"
+        await (old.kill() if kill else old.stop())
+        if down_s:
+            await asyncio.sleep(down_s)
+        new = ChildProcess("receiver", old.argv[2], *args, *extra)
+        m = await new.start(r"listening on (https://\S+)")
+        self.home.receiver = new
+        self.home.platform_url = m.group(1)
+
+    async def _receiver_down(self, rng: random.Random, fault: Fault) -> None:
+        down = rng.uniform(2.0, 10.0)
+        fault.detail = f"down {down:.1f} s"
+        await self._restart_receiver(down_s=down)
+
+    async def _receiver_errors(self, rng: random.Random, fault: Fault) -> None:
+        n = rng.randint(3, 20)
+        fault.detail = f"next {n} requests"
+        await self._restart_receiver(("--fail-first", str(n), "--fail-status", "500"), kill=False)
+
+    async def _receiver_busy(self, rng: random.Random, fault: Fault) -> None:
+        n = rng.randint(2, 8)
+        fault.detail = f"next {n} requests"
+        await self._restart_receiver(("--fail-first", str(n), "--fail-status", "503"), kill=False)
+
+    def _proxy_mode(self, mode: str) -> Callable[[random.Random, Fault], Awaitable[None]]:
+        async def act(rng: random.Random, fault: Fault) -> None:
+            assert self.proxy is not None
+            hold = rng.uniform(2.0, 8.0)
+            fault.detail = f"for {hold:.1f} s"
+            await self.proxy.set_mode(mode)
+            await asyncio.sleep(hold)
+            await self.proxy.set_mode("pass")
+        return act
+
+    # -- the whole run ----------------------------------------------------------------------------------
+    async def run(self) -> Result:
+        from safebox.tools.sim.home import SimHome
+
+        started = time.time()
+        result = Result(self.seed, dict(self.mix), self.target)
+        self.proxy = FaultProxy(lambda: int(self.home.platform_url.rsplit(":", 1)[1]))
+        await self.proxy.start()
+        home = SimHome(self.workdir)
+        home.hub_platform_url = self.proxy.url
+        home.hub_config_extra = (f"\n[rules]\nstartup_grace_s = {STARTUP_GRACE_S}\n\n"
+                                 f"[rules.toilet]\noverdue_after_s = {TOILET_LIMIT_S}\n")
+        self.home = home
+        try:
+            async with home:
+                for role, count in self.mix.items():
+                    for _ in range(count):
+                        sim = await home.add_device(role, role.replace("_", " "))
+                        self.devs.append(_Dev(sim, role, random.Random(f"{self.seed}-{len(self.devs)}")))
+                self.log(f"home up: {len(self.devs)} devices ({', '.join(f'{n} {r}' for r, n in self.mix.items())}),"
+                         f" hub {home.hub_id}, platform {home.platform_url} behind proxy {self.proxy.url}")
+                load_started = time.time()
+                drivers = [asyncio.create_task(
+                    {"pendant": self.pendant, "front_door": self.door, "toilet_door": self.toilet}[d.role](d))
+                    for d in self.devs]
+                chosen = {"platform": self.platform_faults, "air": self.air_faults, "devices": self.device_faults}
+                injectors = [asyncio.create_task(f(random.Random(f"{self.seed}-{f.__name__}")))
+                             for name, f in chosen.items() if name in self.injectors]
+                last = 0.0
+                while self.created_total() < self.target:
+                    await asyncio.sleep(0.5)
+                    for task in drivers + injectors:
+                        if task.done() and task.exception() is not None:
+                            raise task.exception()  # type: ignore[misc]
+                    if time.time() - last > 10:
+                        last = time.time()
+                        rate = self.created_total() / max(time.time() - load_started, 1e-6)
+                        self.log(f"  {self.created_total():,} events created, {rate:.1f}/s, "
+                                 f"{len(self.faults)} faults so far")
+                self.stop.set()
+                await asyncio.gather(*drivers, *injectors)
+                result.seconds_load = time.time() - load_started
+                await self._undo_faults()
+                drain_started = time.time()
+                await self._drain(result)
+                result.seconds_drain = time.time() - drain_started
+                self._count(result)
+        finally:
+            await self.proxy.close()
+            self._save_logs()
+        result.seconds_total = time.time() - started
+        return result
+
+    def _save_logs(self) -> None:
+        """Every process's output lines into <workdir>/logs, for looking into a failed count."""
+        try:
+            logs = self.workdir / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            if self.home is not None and self.home.hub is not None:
+                (logs / "hub.log").write_text("\n".join(self.home.hub.lines) + "\n")
+            if self.home is not None and self.home.receiver is not None:
+                (logs / "receiver.log").write_text("\n".join(self.home.receiver.lines) + "\n")
+            for d in self.devs:
+                (logs / f"{d.sim.id}.log").write_text("\n".join(d.fw.lines) + "\n")
+            (logs / "faults.json").write_text(json.dumps([asdict(f) for f in self.faults], indent=1))
+        except OSError as exc:
+            self.log(f"logs not saved: {exc}")
+
+    async def _undo_faults(self) -> None:
+        assert self.proxy is not None
+        await self.proxy.set_mode("pass")
+        self.home.air.drop_rate = 0.0
+        self.home.air.acl_filter = None
+        if not self.home.hub.running:
+            await self._start_hub()
+        if not self.home.receiver.running:
+            await self._restart_receiver()
+
+    async def _drain(self, result: Result, timeout_s: float = 600.0) -> None:
+        self.log(f"load done: {self.created_total():,} events created; draining (faults undone)")
+        deadline = time.time() + timeout_s
+        last = 0.0
+        while time.time() < deadline:
+            for d in self.devs:
+                d.sync()
+            wanted = {f"{d.sim.id}-{c}" for d in self.devs for c in d.created}
+            stored = {row[0] for row in self.platform()}
+            missing = wanted - stored
+            if not missing and all(d.pending == 0 for d in self.devs):
+                break
+            if time.time() - last > 10:
+                last = time.time()
+                self.log(f"  {len(missing):,} events not at the platform yet, "
+                         f"{sum(d.pending for d in self.devs)} waiting on devices")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3.0)  # time for a wrong second copy to arrive
+
+    def _count(self, r: Result) -> None:
+        for d in self.devs:
+            d.sync()
+        created = {(d.sim.id, c): t for d in self.devs for c, t in d.created.items()}
+        rows = self.platform()
+        device_rows = [row for row in rows if row[2] is not None]
+        per_key = Counter((row[2], row[3]) for row in device_rows)
+        stored = {(row[2], row[3]): row for row in device_rows}
+        r.created = len(created)
+        r.stored = len(stored)
+        r.lost_ids = sorted(f"{dev}-{c}" for dev, c in created.keys() - stored.keys())
+        r.lost = len(r.lost_ids)
+        r.stored_twice = sum(n - 1 for n in per_key.values() if n > 1) + \
+            sum(n - 1 for n in Counter(row[0] for row in rows).values() if n > 1)
+        r.phantom_ids = sorted(f"{dev}-{c}" for dev, c in stored.keys() - created.keys())
+        r.phantom = len(r.phantom_ids)
+        r.wrong_content = sum(1 for key, t in created.items() if key in stored and stored[key][1] != t)
+        r.hub_events_stored = len(rows) - len(device_rows)
+        r.dead_letters = max(0, self.hub_db("SELECT COUNT(*) FROM dead_letter"))
+        r.left_in_outbox = self.hub_db("SELECT COUNT(*) FROM outbox")
+        r.dropped = sum(len(d.dropped) for d in self.devs)
+        r.presses_not_registered = self.not_registered
+        r.faults = dict(Counter(f.kind for f in self.faults))
+        from safebox.tools.sim.home import parse_time
+        delays = {key: (parse_time(stored[key][4]) - self.times[key]) * 1000
+                  for key in created.keys() & stored.keys() if key in self.times}
+        r.delivery_ms = _stats(list(delays.values()))
+        r.urgent_delivery_ms = _stats([v for k, v in delays.items() if created[k] in _PENDANT_TYPES])
+        acks = sum(1 for line in self.home.hub.lines if "ack kind" in line and "written" in line)
+        r.acks_per_event = round(acks / max(1, r.created), 2)  # of the last hub process only
+        r.alarms = self._alarms(rows)
+        if r.lost:
+            r.notes.append(f"lost (first 20): {', '.join(r.lost_ids[:20])}")
+        if r.phantom:
+            r.notes.append(f"phantom (first 20): {', '.join(r.phantom_ids[:20])}")
+
+    def _alarms(self, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+        """toilet_overdue at the platform against the visits the residents made."""
+        from safebox.tools.sim.home import parse_time
+        raised = []
+        for event_id, type_, _dev, _c, received_at, body in rows:
+            if type_ != "toilet_overdue":
+                continue
+            data = json.loads(bytes(body)).get("data", {})
+            device = (data.get("device") or {}).get("id")
+            since = parse_time(data["since"]) if isinstance(data.get("since"), str) else None
+            limit = float(data.get("limit_s", TOILET_LIMIT_S))
+            raised.append({"event_id": event_id, "device": device, "since": since, "due": (since or 0) + limit,
+                           "received": parse_time(received_at)})
+        long_visits = [v for v in self.visits if v.opened_at - v.closed_at >= TOILET_LIMIT_S + 1.5]
+        short_visits = [v for v in self.visits if v.opened_at - v.closed_at <= TOILET_LIMIT_S - 1.5]
+        matched: set[str] = set()
+        missed, late = [], []
+        for v in long_visits:
+            hit = next((a for a in raised if a["device"] == v.device and a["event_id"] not in matched
+                        and a["since"] is not None and v.closed_at - 2 <= a["since"] <= v.opened_at), None)
+            if hit is None:
+                missed.append(v)
+                continue
+            matched.add(hit["event_id"])
+            late.append(hit["received"] - hit["due"])
+        unexpected = [a for a in raised if a["event_id"] not in matched]
+        false_on_short = [a for a in unexpected if any(
+            v.device == a["device"] and a["since"] is not None and v.closed_at - 2 <= a["since"] <= v.opened_at
+            for v in short_visits)]
+        return {
+            "limit_s": TOILET_LIMIT_S,
+            "visits": len(self.visits),
+            "expected": len(long_visits),
+            "raised": len(raised),
+            "missed": len(missed),
+            "unexpected": len(unexpected),
+            "false_on_short_visits": len(false_on_short),
+            "late_s": _stats([x * 1000 for x in late], scale=0.001),
+            "late_over_5s": sum(1 for x in late if x > 5),
+            "missed_details": [f"{v.device} closed {v.opened_at - v.closed_at:.1f} s at {v.closed_at:.0f}"
+                               for v in missed[:10]],
+        }
+
+
+def _stats(values: list[float], scale: float = 1.0) -> dict[str, float]:
+    if not values:
+        return {}
+    return {"n": len(values), "median": round(percentile(values, 50) * scale, 2),
+            "p99": round(percentile(values, 99) * scale, 2), "max": round(max(values) * scale, 2)}
+
+
+# -- output -------------------------------------------------------------------------------------------
+
+def tables(r: Result) -> list[Table]:
+    def verdict(name: str) -> str:
+        return "ok" if getattr(r, name) == 0 else "FAIL"
+
+    counts = Table(
+        f"Chaos run: {r.created:,} events from {sum(r.devices.values())} devices, seed {r.seed}",
+        ["count", "value", "must be"],
+        [["events created (firmware `event` lines)", r.created, f">= {r.target:,}"],
+         ["stored at the platform (device events)", r.stored, "= created"],
+         ["lost", r.lost, f"0 ({verdict('lost')})"],
+         ["stored twice", r.stored_twice, f"0 ({verdict('stored_twice')})"],
+         ["stored with the wrong type", r.wrong_content, f"0 ({verdict('wrong_content')})"],
+         ["phantom (stored, never created)", r.phantom, f"0 ({verdict('phantom')})"],
+         ["dead letters at the hub", r.dead_letters, f"0 ({verdict('dead_letters')})"],
+         ["dropped by a device (store full)", r.dropped, f"0 ({verdict('dropped')})"],
+         ["left in the hub's outbox at the end", r.left_in_outbox, "-"],
+         ["hub events stored (rules, heartbeats)", r.hub_events_stored, "-"],
+         ["presses the firmware did not register (device off)", r.presses_not_registered, "-"]],
+        [f"devices: {', '.join(f'{n} {k}' for k, n in r.devices.items())}; load {r.seconds_load:.0f} s "
+         f"({r.created / max(r.seconds_load, 1e-6):.1f} events/s), drain {r.seconds_drain:.0f} s, "
+         f"total {r.seconds_total:.0f} s (real time).",
+         f"acks written per event by the last hub process: {r.acks_per_event} (heard + delivered).",
+         *r.notes, f"machine: {machine_line()}"])
+    faults = Table("Faults injected (seeded schedule)", ["fault", "times"],
+                   [[k, n] for k, n in sorted(r.faults.items(), key=lambda kv: -kv[1])],
+                   [f"{sum(r.faults.values())} faults in {r.seconds_load:.0f} s of load."])
+    d, u, a = r.delivery_ms, r.urgent_delivery_ms, r.alarms
+    late = a.get("late_s", {})
+    timing = Table("Delivery under faults and alarms", ["measure", "n", "median", "p99", "worst"],
+                   [["device event: line seen -> stored at the platform (ms)", d.get("n", 0), d.get("median", "-"),
+                     d.get("p99", "-"), d.get("max", "-")],
+                    ["pendant button events only (ms)", u.get("n", 0), u.get("median", "-"), u.get("p99", "-"),
+                     u.get("max", "-")],
+                    [f"toilet_overdue: due -> stored at the platform (s), limit {a.get('limit_s')} s",
+                     late.get("n", 0), late.get("median", "-"), late.get("p99", "-"), late.get("max", "-")]],
+                   [f"toilet visits {a.get('visits', 0)}, longer than the limit {a.get('expected', 0)}: alarms raised "
+                    f"{a.get('raised', 0)}, missed {a.get('missed', 0)}, unexpected {a.get('unexpected', 0)} "
+                    f"(of which on visits shorter than the limit: {a.get('false_on_short_visits', 0)}), "
+                    f"more than 5 s late {a.get('late_over_5s', 0)}.",
+                    "delays include the faults: an event made while the hub was down or the platform unreachable "
+                    "waits for it; the worst delay is the price of the worst fault, not a steady state.",
+                    *[f"missed: {m}" for m in a.get("missed_details", [])]])
+    return [counts, faults, timing]
+
+
+def parse_mix(text: str, devices: int) -> dict[str, int]:
+    mix: dict[str, int] = {}
+    for part in text.split(","):
+        role, _, n = part.partition(":")
+        mix[role.strip()] = int(n or 1)
+    total = sum(mix.values())
+    if total != devices:  # scale the mix to the device count, pendants taking the rest
+        scaled = {role: max(0, round(n * devices / total)) for role, n in mix.items()}
+        first = next(iter(scaled))
+        scaled[first] += devices - sum(scaled.values())
+        mix = {role: n for role, n in scaled.items() if n > 0}
+    return mix
+
+
+async def run(*, seed: int = 1, events: int = 10_000, devices: int = 16, mix: str = DEFAULT_MIX,
+              workdir: Path | None = None, fault_scale: float = 1.0,
+              log: Callable[[str], None] | None = None,
+              injectors: tuple[str, ...] = ("platform", "air", "devices")) -> Result:
+    with tempfile.TemporaryDirectory(prefix="safebox-chaos-") as tmp:
+        chaos = ChaosRun(seed=seed, events=events, mix=parse_mix(mix, devices), workdir=Path(workdir or tmp),
+                         fault_scale=fault_scale, log=log, injectors=injectors)
+        return await chaos.run()
+
+
+class _QuietRepeats(logging.Filter):
+    """Let a log message through a few times, then only count it (a stuck loop must not flood)."""
+
+    def __init__(self, allowed: int = 3) -> None:
+        super().__init__()
+        self.allowed = allowed
+        self.seen: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.name}: {record.msg}"
+        self.seen[key] += 1
+        return self.seen[key] <= self.allowed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m safebox.tools.chaos", description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--events", type=int, default=10_000, help="events to create (default 10,000)")
+    parser.add_argument("--devices", type=int, default=16)
+    parser.add_argument("--mix", default=DEFAULT_MIX, help=f"roles and counts (default {DEFAULT_MIX}); "
+                                                           "scaled to --devices")
+    parser.add_argument("--fault-scale", type=float, default=1.0,
+                        help="multiply the mean gap between faults (smaller: more faults)")
+    parser.add_argument("--faults", default="platform,air,devices",
+                        help="which fault injectors run (default: platform,air,devices; 'none' for none)")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of the tables")
+    parser.add_argument("--write", nargs="?", const="", metavar="RESULTS.md",
+                        help="update the chaos section of the results page")
+    parser.add_argument("--workdir", type=Path, help="keep the simulated home's files here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    quiet = _QuietRepeats()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
+    result = asyncio.run(run(seed=args.seed, events=args.events, devices=args.devices, mix=args.mix,
+                             workdir=args.workdir, fault_scale=args.fault_scale,
+                             injectors=tuple(f for f in args.faults.split(",") if f and f != "none")))
+    ts = tables(result)
+    if args.json:
+        print(json.dumps({**asdict(result), "ok": result.ok}, indent=1))
+    else:
+        for t in ts:
+            print(t.text() + "\n")
+    if args.write is not None:
+        from safebox.tools.bench import default_results_path, update_section
+        path = args.write or default_results_path()
+        cmd = f"python -m safebox.tools.chaos --seed {args.seed} --events {args.events} --devices {args.devices}"
+        update_section(path, "chaos", "\n".join([
+            "## Chaos run", "", generated_line(cmd + " --write"), "",
+            f"Reproduce: `{cmd}` (exit status 1 when a must-be-zero count is not zero). A reduced run "
+            "(300 events, a few faults) is in the test suite: `tests/test_chaos.py`.", "",
+            *[t.markdown() + "\n" for t in ts]]))
+        print(f"wrote the chaos section of {path}", file=sys.stderr)
+    print(f"chaos: {'ok' if result.ok else 'FAILED'}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
