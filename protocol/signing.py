@@ -180,7 +180,7 @@ def _parse_signature_input(value: str) -> _SignatureInput:
     if not isinstance(inner, list):
         raise Refusal(400, f"Signature-Input {LABEL!r} is not an inner list")
     # A component with parameters (e.g. ;sf) is spelled out so it can never equal a bare name.
-    components = tuple(";".join([str(item), *item_params]) for item, item_params in inner)
+    components = tuple(";".join([str(item)] + list(item_params)) for item, item_params in inner)
     return _SignatureInput(components, dict(params))
 
 
