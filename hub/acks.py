@@ -8,10 +8,9 @@ whenever the hub next hears ANY frame from that device (events and heartbeats ar
 connectable), or at once when the device was heard in the last `advertising_s` (it is
 advertising right now: after kind 1 it lingers ~30 s advertising its event frame, so kind
 2 normally follows within a second). A higher kind replaces a lower one still owed; once
-written, a kind is never owed again. An owed ack gets one quick connection attempt
-(`Radio.write_ack(quick=True)`): a device that has gone quiet must not hold the adapter,
-which serialises connections, for the long retries a kind 1 deserves; the next frame
-heard brings the next attempt.
+written, a kind is never owed again. An owed ack gets one connection attempt
+(`Radio.write_ack(quick=True)`), not the retries a kind 1 deserves: the next frame heard
+brings the next attempt. (The radio makes any attempt only while the device advertises.)
 
 One connection per device at a time is enough: while an ack for a (device, counter, kind)
 is on its way, or was delivered in the last `quiet_s`, further requests for it are dropped.
@@ -26,13 +25,11 @@ import time
 from collections.abc import Callable
 
 from safebox.hub.devices import Device, Devices
-from safebox.hub.radio import Radio
+from safebox.hub.radio import ADVERTISING_S, Radio
 from safebox.hub.store import HubStore, StoreError
 from safebox.protocol import bthome
 
 log = logging.getLogger("safebox.hub.acks")
-
-ADVERTISING_S = 1.0  # heard this recently: the device is advertising now (its intervals are well under 1 s)
 
 
 class Acks:

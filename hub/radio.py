@@ -14,6 +14,18 @@ hub heartbeat; the hub keeps relaying and keeping time whatever the radio does.
 Acks go through bleak-retry-connector's `establish_connection`, which sorts connection
 errors into tiers with their own backoff (out of slots, device missing, transient D-Bus
 errors) and ends with an error that says what to do; that final error is logged.
+
+The adapter makes one connection at a time (the controller has one LE initiator; BlueZ
+queues the rest; service discovery on a link overlaps with the next connection), so an
+attempt must not hold it for a device that is not there. A device can only be connected
+while it advertises, and ours advertise only while they have something to say: so an
+attempt starts only if the device was heard in the last `ADVERTISING_S`, and is abandoned,
+waiting in the queue or holding the initiator, once the device has been silent for
+`ASLEEP_S` (asleep in its backoff). Its next frame asks for the ack again.
+Without this, a burst of lost acks leaves many devices asleep at once, each attempt to
+reach one holds the initiator for the whole connect timeout, the devices that are awake
+wait behind them, and the home's acks stall for minutes (`python -m safebox.tools.chaos
+--probe ack-loss` shows it).
 """
 
 from __future__ import annotations
@@ -47,6 +59,10 @@ RESTART_MAX_S = 60.0
 CHECK_S = 30.0  # how often the supervisor looks at the adapter
 SCANNER_START_S = 20.0
 STALE_S = 2 * 3600.0  # twice the devices' heartbeat period: nothing at all heard means trouble
+ADVERTISING_S = 1.0  # heard this recently: advertising now (ours advertise every 30-500 ms when they do)
+ASLEEP_S = 3.0  # silent this long during an attempt: asleep (connected, it would be silent too, but the
+# link and the service discovery that follows take well under this)
+WRITE_TIMEOUT_S = 5.0  # an ack write and its response (the device stays connected up to 5 s)
 
 FrameCallback = Callable[[str, bytes, "int | None"], None]
 Probe = Callable[[], Awaitable[None]]
@@ -285,44 +301,82 @@ class Radio:
         """Connect to `address`, write `ack`, disconnect. False (logged) when it could
         not be done: the device re-sends its frame and the hub answers that repeat.
 
-        `quick`: one connection attempt within `connect_timeout_s`, for an ack that waits
-        for the device's next frame anyway (kinds 2 and 3); else `connect_attempts` tries
-        with bleak-retry-connector's backoff tiers."""
+        `quick`: one connection attempt, for an ack that waits for the device's next frame
+        anyway (kinds 2 and 3); else up to `connect_attempts`. Each attempt is made only
+        while the device is advertising (see the module's docstring)."""
         device = self._seen.get(address)
         if device is None:
             log.warning("ack to %s not sent: device not seen by the scanner", address)
             return False
         lock = self._locks.setdefault(address, asyncio.Lock())
         attempts = 1 if quick else self._connect_attempts
+        async with lock:
+            for attempt in range(1, attempts + 1):
+                if attempt > 1:
+                    await asyncio.sleep(0.1 * attempt)  # a short pause: other devices' attempts go first
+                try:
+                    client = await self._connect(device, address)
+                except _NotAdvertising:
+                    self.health.ack_failures += 1
+                    log.info("ack to %s not sent: not advertising now; its next frame asks again", address)
+                    return False
+                except (BleakError, asyncio.TimeoutError, OSError) as exc:
+                    # establish_connection's error names the tier and what to do about it.
+                    self.health.ack_failures += 1
+                    log.warning("ack to %s not delivered (attempt %d of %d): %s", address, attempt, attempts,
+                                _text(exc))
+                    continue
+                try:
+                    async with asyncio.timeout(WRITE_TIMEOUT_S):
+                        await client.write_gatt_char(ACK_CHAR_UUID, ack, response=True)
+                    self.health.acks_written += 1
+                    return True
+                except (BleakError, asyncio.TimeoutError, OSError) as exc:
+                    self.health.ack_failures += 1
+                    log.warning("ack to %s not delivered: %s", address, _text(exc) if str(exc) else
+                                f"no write response within {WRITE_TIMEOUT_S:.0f} s")
+                    return False
+                finally:
+                    try:
+                        async with asyncio.timeout(WRITE_TIMEOUT_S):
+                            await client.disconnect()
+                    except (BleakError, asyncio.TimeoutError, OSError) as exc:
+                        log.debug("disconnect from %s: %s", address, _text(exc))
+            return False
+
+    async def _connect(self, device: BLEDevice, address: str) -> BleakClient:
+        """One connection attempt, while `address` advertises."""
         extra: dict[str, Any] = {}
         if self._adapter and self._backends.client is None:
             extra["bluez"] = {"adapter": self._adapter}
-        async with lock:
-            try:
-                # establish_connection asks each attempt for up to 20 s; bound the whole.
-                async with asyncio.timeout(self._connect_timeout_s * attempts + 5.0):
-                    client = await establish_connection(
-                        BleakClient, device, address, max_attempts=attempts,
-                        use_services_cache=False, timeout=self._connect_timeout_s, backend=self._backends.client,
-                        **extra)
-            except (BleakError, asyncio.TimeoutError, OSError) as exc:
-                # establish_connection's last error names the tier and what to do about it.
-                self.health.ack_failures += 1
-                log.warning("ack to %s not delivered: %s", address, _text(exc))
-                return False
-            try:
-                await client.write_gatt_char(ACK_CHAR_UUID, ack, response=True)
-                self.health.acks_written += 1
-                return True
-            except (BleakError, asyncio.TimeoutError, OSError) as exc:
-                self.health.ack_failures += 1
-                log.warning("ack to %s not delivered: %s", address, _text(exc))
-                return False
-            finally:
-                try:
-                    await client.disconnect()
-                except (BleakError, asyncio.TimeoutError, OSError) as exc:
-                    log.debug("disconnect from %s: %s", address, _text(exc))
+        if not self.heard_recently(address, ADVERTISING_S):
+            raise _NotAdvertising
+        attempt = asyncio.ensure_future(establish_connection(
+            BleakClient, device, address, max_attempts=1, use_services_cache=False,
+            timeout=self._connect_timeout_s, backend=self._backends.client, **extra))
+        deadline = time.monotonic() + self._connect_timeout_s + 5.0
+        try:
+            while True:
+                done, _ = await asyncio.wait({attempt}, timeout=0.2)
+                if done:
+                    return attempt.result()
+                silent = not self.heard_recently(address, ASLEEP_S)
+                if silent or time.monotonic() > deadline:
+                    break
+            attempt.cancel()
+            await asyncio.wait({attempt})
+            if not attempt.cancelled() and attempt.exception() is None:
+                return attempt.result()  # connected just as it was abandoned: use it
+            if silent:
+                raise _NotAdvertising
+            raise asyncio.TimeoutError(f"no connection within {self._connect_timeout_s:.0f} s")
+        finally:
+            if not attempt.done():  # we were cancelled ourselves
+                attempt.cancel()
+
+
+class _NotAdvertising(Exception):
+    """The device stopped advertising (or never started) before a connection was made."""
 
 
 def _text(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import pytest
 from bleak.exc import BleakError
@@ -13,6 +14,7 @@ from bumble.device import Device as BumbleDevice
 from bumble.hci import Address
 
 from safebox.hub.devices import Device
+from safebox.hub import radio as radio_module
 from safebox.hub.radio import Backends, Radio, sysfs_probe
 from safebox.protocol import bthome
 from safebox.tools.sim import bleak_backend
@@ -50,7 +52,7 @@ async def air_and_radio(frames: list, **kwargs):
             radio = Radio(lambda address, data, rssi: frames.append((address, data)),
                           backends=Backends(scanner=FlakyScanner, client=bleak_backend.BumbleClient),
                           probe=probe, check_s=0.05, restart_first_s=0.05, restart_max_s=0.2,
-                          connect_timeout_s=2, **kwargs)
+                          **{"connect_timeout_s": 2, **kwargs})
             async with radio:
                 yield air, radio
 
@@ -119,6 +121,40 @@ async def test_acks_go_through_establish_connection() -> None:
         assert radio.health.acks_written == 1
         assert not await radio.write_ack("24:0A:C4:00:02:99", ack)  # never seen: not attempted
         await device.stop()
+
+
+async def test_a_device_gone_asleep_does_not_hold_up_the_acks_of_one_advertising(caplog) -> None:
+    """The adapter connects to one device at a time. An ack for a device that stopped
+    advertising (asleep in its backoff) is given up at once or within ASLEEP_S, so the ack for
+    a device that is advertising right now is written, well inside one connect timeout. (Before,
+    each such attempt held the initiator for the whole timeout and a busy home's acks stalled.)"""
+    caplog.set_level(logging.INFO, logger="safebox.hub.radio")
+    frames: list = []
+    async with air_and_radio(frames, connect_timeout_s=30, connect_attempts=3) as (air, radio):
+        sleepy, awake = Device.new("24:0A:C4:00:02:03", "pendant"), Device.new("24:0A:C4:00:02:04", "pendant")
+        devices = {d.address: ScriptedDevice(air, d) for d in (sleepy, awake)}
+        for d in devices.values():
+            await d.start()
+            await d.send_event("emergency")
+        await _until(lambda: {a for a, _ in frames} == set(devices))
+        await devices[sleepy.address].go_quiet()  # asleep just as the hub turns to it
+        started = time.monotonic()
+        seal = lambda d: bthome.seal_ack(d.key, d.mac, bthome.ACK_HEARD, 1, 1_800_000_000)  # noqa: E731
+        first = asyncio.create_task(radio.write_ack(sleepy.address, seal(sleepy)))
+        await asyncio.sleep(0)  # the sleepy device's attempt takes the initiator first
+        second = asyncio.create_task(radio.write_ack(awake.address, seal(awake)))
+        assert await second is True
+        took = time.monotonic() - started
+        assert await first is False
+        assert devices[awake.address].acks == [(bthome.ACK_HEARD, 1)] and devices[sleepy.address].acks == []
+        # ASLEEP_S (3 s) and a connection; before, a whole connect timeout (20 s here): a wide margin
+        assert took < 10.0, f"the awake device waited {took:.1f} s (asleep after {radio_module.ASLEEP_S} s)"
+        # once asleep for good, an ack is not even attempted
+        assert await radio.write_ack(sleepy.address, seal(sleepy)) is False
+        for d in devices.values():
+            await d.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines.count(f"ack to {sleepy.address} not sent: not advertising now; its next frame asks again") == 2
 
 
 async def test_sysfs_probe_names_a_missing_adapter() -> None:
