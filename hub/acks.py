@@ -1,7 +1,8 @@
 """Acknowledgements back to devices, sent without holding up anything else (SPEC 1.7).
 
 Kind 1 (heard) answers an event frame at once: a device advertises an event in a burst of
-repeats and every repeat asks for it. Kinds 2 (the platform has it) and 3 (an operator took
+repeats and every repeat asks for it. The ack is sealed once the link is up (`_seal`): if
+the platform has the event by then, it says kind 2, and one connection does for both. Kinds 2 (the platform has it) and 3 (an operator took
 it up) come later, when the device may be asleep, so they are OWED: kept in SQLite
 (`owed_acks`, device + counter + kind, expiring after `relay.ack_ttl_s`) and written
 whenever the hub next hears ANY frame from that device (events and heartbeats are
@@ -12,8 +13,9 @@ written, a kind is never owed again. An owed ack gets one connection attempt
 (`Radio.write_ack(quick=True)`), not the retries a kind 1 deserves: the next frame heard
 brings the next attempt. (The radio makes any attempt only while the device advertises.)
 
-One connection per device at a time is enough: while an ack for a (device, counter, kind)
-is on its way, or was delivered in the last `quiet_s`, further requests for it are dropped.
+One connection per device at a time: while an ack for a (device, counter, kind) is on its
+way, or was delivered in the last `quiet_s`, further requests for it are dropped, and an
+ack whose turn comes after one that said as much is not written.
 If an ack is lost the device re-sends its frame, or is heard again, and it is asked again.
 """
 
@@ -45,6 +47,7 @@ class Acks:
         self._busy: set[tuple[str, int, int]] = set()
         self._done: dict[tuple[str, int, int], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._device_locks: dict[str, asyncio.Lock] = {}  # one ack at a time per device
         self._owed_devices: set[str] | None = None  # device ids with acks owed; loaded lazily
         self._written: dict[tuple[str, int], int] = {}  # (address, counter) -> highest kind written
         self.sent = 0
@@ -104,24 +107,44 @@ class Acks:
 
     async def _send(self, device: Device, counter: int, kind: int, key: tuple[str, int, int]) -> None:
         try:
-            ack = bthome.seal_ack(device.key, device.mac, kind, counter, int(self._clock()))
-            started = time.monotonic()
-            if await self._radio.write_ack(device.address, ack, quick=kind >= bthome.ACK_DELIVERED):
-                self._done[key] = self._clock()
-                self.sent += 1
-                if len(self._written) > 4096:
-                    self._written.clear()
-                self._written[(device.address, counter)] = max(kind, self._written.get((device.address, counter), 0))
-                if kind >= bthome.ACK_DELIVERED and self._store is not None:
-                    try:
-                        self._store.ack_written(device.id, counter, kind)
-                    except StoreError as exc:  # owed still: written again next time, which is harmless
-                        log.error("%s: ack kind %d for counter %d written but not recorded: %s",
-                                  device.address, kind, counter, exc)
-                log.info("%s: ack kind %d for counter %d written in %d ms", device.address, kind, counter,
-                         (time.monotonic() - started) * 1000)
+            async with self._device_locks.setdefault(device.address, asyncio.Lock()):
+                if self._written.get((device.address, counter), 0) >= kind:
+                    return  # the ack before this one said as much (see `_seal`)
+                written = [kind]
+                started = time.monotonic()
+                ok = await self._radio.write_ack(device.address, lambda: self._seal(device, counter, written),
+                                                 quick=kind >= bthome.ACK_DELIVERED)
+            if ok:
+                self._record(device, counter, written[0], started)
         finally:
             self._busy.discard(key)
+
+    def _seal(self, device: Device, counter: int, kind: list[int]) -> bytes:
+        """The ack, made once the link is up: by then the platform may have the event (the uplink
+        takes milliseconds, a connection hundreds), and then kind 2 says it, in this connection."""
+        if kind[0] == bthome.ACK_HEARD and self._store is not None:
+            try:
+                owed = self._store.owed_acks(device.id, self._clock())
+            except StoreError as exc:
+                log.error("owed acks not read: %s", exc)
+                owed = []
+            kind[0] = max([kind[0]] + [a.kind for a in owed if a.counter == counter])
+        return bthome.seal_ack(device.key, device.mac, kind[0], counter, int(self._clock()))
+
+    def _record(self, device: Device, counter: int, kind: int, started: float) -> None:
+        self._done[(device.address, counter, kind)] = self._clock()
+        self.sent += 1
+        if len(self._written) > 4096:
+            self._written.clear()
+        self._written[(device.address, counter)] = max(kind, self._written.get((device.address, counter), 0))
+        if kind >= bthome.ACK_DELIVERED and self._store is not None:
+            try:
+                self._store.ack_written(device.id, counter, kind)
+            except StoreError as exc:  # owed still: written again next time, which is harmless
+                log.error("%s: ack kind %d for counter %d written but not recorded: %s",
+                          device.address, kind, counter, exc)
+        log.info("%s: ack kind %d for counter %d written in %d ms", device.address, kind, counter,
+                 (time.monotonic() - started) * 1000)
 
     async def close(self) -> None:
         """Cancel acks under way; safe to call twice."""

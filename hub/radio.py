@@ -16,12 +16,14 @@ errors into tiers with their own backoff (out of slots, device missing, transien
 errors) and ends with an error that says what to do; that final error is logged.
 
 The adapter makes one connection at a time (the controller has one LE initiator; BlueZ
-queues the rest; service discovery on a link overlaps with the next connection), so an
-attempt must not hold it for a device that is not there. A device can only be connected
-while it advertises, and ours advertise only while they have something to say: so an
-attempt starts only if the device was heard in the last `ADVERTISING_S`, and is abandoned,
-waiting in the queue or holding the initiator, once the device has been silent for
-`ASLEEP_S` (asleep in its backoff). Its next frame asks for the ack again.
+queues the rest), so an attempt must not hold it for a device that is not there. A device
+can only be connected while it advertises, and ours advertise only while they have
+something to say. So at most `IN_FLIGHT` attempts are made at once (one establishing its
+link while another discovers services), each waits its turn here, starts only if the device
+was heard in the last `ADVERTISING_S` when its turn comes, and is abandoned once the device
+has been silent for `ASLEEP_S` (asleep in its backoff). Its next frame asks for the ack
+again. The ack itself is made (`ack` may be a function) once the link is up, so it says
+the most the hub knows by then (heard, or already delivered: one connection, not two).
 Without this, a burst of lost acks leaves many devices asleep at once, each attempt to
 reach one holds the initiator for the whole connect timeout, the devices that are awake
 wait behind them, and the home's acks stall for minutes (`python -m safebox.tools.chaos
@@ -62,6 +64,7 @@ STALE_S = 2 * 3600.0  # twice the devices' heartbeat period: nothing at all hear
 ADVERTISING_S = 1.0  # heard this recently: advertising now (ours advertise every 30-500 ms when they do)
 ASLEEP_S = 3.0  # silent this long during an attempt: asleep (connected, it would be silent too, but the
 # link and the service discovery that follows take well under this)
+IN_FLIGHT = 2  # connection attempts at once
 WRITE_TIMEOUT_S = 5.0  # an ack write and its response (the device stays connected up to 5 s)
 
 FrameCallback = Callable[[str, bytes, "int | None"], None]
@@ -142,6 +145,7 @@ class Radio:
         self._seen: dict[str, BLEDevice] = {}
         self._heard: dict[str, float] = {}  # address -> monotonic time last heard
         self._locks: dict[str, asyncio.Lock] = {}
+        self._initiator = asyncio.Semaphore(IN_FLIGHT)
         self._last_any = time.monotonic()
         self._trouble = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -297,9 +301,10 @@ class Radio:
 
     # -- acks -------------------------------------------------------------------------
 
-    async def write_ack(self, address: str, ack: bytes, *, quick: bool = False) -> bool:
-        """Connect to `address`, write `ack`, disconnect. False (logged) when it could
-        not be done: the device re-sends its frame and the hub answers that repeat.
+    async def write_ack(self, address: str, ack: bytes | Callable[[], bytes], *, quick: bool = False) -> bool:
+        """Connect to `address`, write `ack` (or what `ack()` returns once connected),
+        disconnect. False (logged) when it could not be done: the device re-sends its frame
+        and the hub answers that repeat.
 
         `quick`: one connection attempt, for an ack that waits for the device's next frame
         anyway (kinds 2 and 3); else up to `connect_attempts`. Each attempt is made only
@@ -328,7 +333,7 @@ class Radio:
                     continue
                 try:
                     async with asyncio.timeout(WRITE_TIMEOUT_S):
-                        await client.write_gatt_char(ACK_CHAR_UUID, ack, response=True)
+                        await client.write_gatt_char(ACK_CHAR_UUID, ack() if callable(ack) else ack, response=True)
                     self.health.acks_written += 1
                     return True
                 except (BleakError, asyncio.TimeoutError, OSError) as exc:
@@ -345,34 +350,35 @@ class Radio:
             return False
 
     async def _connect(self, device: BLEDevice, address: str) -> BleakClient:
-        """One connection attempt, while `address` advertises."""
+        """One connection attempt, in turn, while `address` advertises."""
         extra: dict[str, Any] = {}
         if self._adapter and self._backends.client is None:
             extra["bluez"] = {"adapter": self._adapter}
-        if not self.heard_recently(address, ADVERTISING_S):
-            raise _NotAdvertising
-        attempt = asyncio.ensure_future(establish_connection(
-            BleakClient, device, address, max_attempts=1, use_services_cache=False,
-            timeout=self._connect_timeout_s, backend=self._backends.client, **extra))
-        deadline = time.monotonic() + self._connect_timeout_s + 5.0
-        try:
-            while True:
-                done, _ = await asyncio.wait({attempt}, timeout=0.2)
-                if done:
-                    return attempt.result()
-                silent = not self.heard_recently(address, ASLEEP_S)
-                if silent or time.monotonic() > deadline:
-                    break
-            attempt.cancel()
-            await asyncio.wait({attempt})
-            if not attempt.cancelled() and attempt.exception() is None:
-                return attempt.result()  # connected just as it was abandoned: use it
-            if silent:
+        async with self._initiator:
+            if not self.heard_recently(address, ADVERTISING_S):
                 raise _NotAdvertising
-            raise asyncio.TimeoutError(f"no connection within {self._connect_timeout_s:.0f} s")
-        finally:
-            if not attempt.done():  # we were cancelled ourselves
+            attempt = asyncio.ensure_future(establish_connection(
+                BleakClient, device, address, max_attempts=1, use_services_cache=False,
+                timeout=self._connect_timeout_s, backend=self._backends.client, **extra))
+            deadline = time.monotonic() + self._connect_timeout_s + 5.0
+            try:
+                while True:
+                    done, _ = await asyncio.wait({attempt}, timeout=0.2)
+                    if done:
+                        return attempt.result()
+                    silent = not self.heard_recently(address, ASLEEP_S)
+                    if silent or time.monotonic() > deadline:
+                        break
                 attempt.cancel()
+                await asyncio.wait({attempt})
+                if not attempt.cancelled() and attempt.exception() is None:
+                    return attempt.result()  # connected just as it was abandoned: use it
+                if silent:
+                    raise _NotAdvertising
+                raise asyncio.TimeoutError(f"no connection within {self._connect_timeout_s:.0f} s")
+            finally:
+                if not attempt.done():  # we were cancelled ourselves
+                    attempt.cancel()
 
 
 class _NotAdvertising(Exception):

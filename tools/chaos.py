@@ -834,8 +834,8 @@ def tables(r: Result) -> list[Table]:
         [f"devices: {', '.join(f'{n} {k}' for k, n in r.devices.items())}; load {r.seconds_load:.0f} s "
          f"({r.created / max(r.seconds_load, 1e-6):.1f} events/s), drain {r.seconds_drain:.0f} s, "
          f"total {r.seconds_total:.0f} s (real time).",
-         f"acks written per event: {r.acks_per_event} (kind 1 heard + kind 2 delivered, each its own BLE "
-         f"connection); fault injectors: {', '.join(r.injectors) or 'none'}; residents' pace: "
+         f"acks written per event: {r.acks_per_event}, one BLE connection each (kind 2 'delivered' "
+         f"in place of kind 1 'heard' when the platform answered while the link was made); fault injectors: {', '.join(r.injectors) or 'none'}; residents' pace: "
          + (f"a pause of {r.pace_s:g} s on average between one resident's actions." if r.pace_s else
             "as fast as each device takes them (up to 6 events waiting for their ack)."),
          *r.notes, f"machine: {machine_line()}"])
