@@ -67,7 +67,7 @@ def run(quick: bool = False, presses: int | None = None) -> list[Table]:
     finger = hold_ms + RELEASE_DEBOUNCE_MS
     rows = [
         _row("press -> stored at the platform (signature verified)", stored),
-        _row("press -> pendant got the hub's ack (kind 1, heard)", acked),
+        _row("press -> pendant got its first ack (heard, or already delivered)", acked),
         _row(f"stored at the platform, after the finger (-{finger:.0f} ms)", [x - finger for x in stored]),
     ]
     notes = [f"{n} emergency presses, one at a time, each waited for until stored; one pendant, one hub, "
