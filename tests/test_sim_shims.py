@@ -13,7 +13,7 @@ import pytest
 from safebox.tools.sim.firmware_process import SHIMS_DIR, micropython_binary
 
 MP_DIR = Path(__file__).parent / "mp"
-SOURCES = sorted(SHIMS_DIR.glob("[!_]*.py")) + [SHIMS_DIR / "_simlink.py"] + sorted(MP_DIR.glob("*.py"))
+SOURCES = [p for p in sorted(SHIMS_DIR.glob("*.py")) if p.name != "__init__.py"] + sorted(MP_DIR.glob("*.py"))
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)

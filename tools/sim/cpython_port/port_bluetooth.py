@@ -1,13 +1,9 @@
 """`bluetooth` for one boot (see loader.py): MicroPython's BLE API, peripheral role,
 bound directly to a bumble Device on the simulator's air.
 
-Semantics follow tools/sim/shims/bluetooth.py (the micropython-binary tier) and the
-ESP32/NimBLE port: BLE() is one object per boot; before active(True) every call but
-active(), irq() and config(gap_name=) raises OSError(ENODEV); config('mac') is
-(0, public address, display order); attribute buffers hold 20 bytes unless
-gatts_set_buffer says otherwise; IRQ handlers run from the event loop, one at a time;
-`addr` in IRQ data is a memoryview valid only during the call; an exception in the
-handler is printed and the handler removed. Advertising stops when a central connects.
+The API's semantics are tools/sim/shims/_bleapi.py's, shared with the micropython-binary
+tier; this module carries the radio's part with bumble. IRQ handlers run from the event
+loop, one at a time. Advertising stops when a central connects.
 
 Calls that need the radio to do something (power on, advertise, disconnect) return at
 once and are carried out in order by the boot's radio task; everything else is immediate.
@@ -27,74 +23,26 @@ from bumble.device import Device as _Device
 from bumble.host import Host as _Host
 from bumble.transport.common import AsyncPipeSink as _AsyncPipeSink
 
-FLAG_READ = 0x0002
-FLAG_WRITE_NO_RESPONSE = 0x0004
-FLAG_WRITE = 0x0008
-FLAG_NOTIFY = 0x0010
-FLAG_INDICATE = 0x0020
-ADDR_PUBLIC = 0x00
-ADDR_RANDOM = 0x01
+from safebox.tools.sim.shims._bleapi import (  # noqa: F401 (the module's public names)
+    ADDR_PUBLIC,
+    ADDR_RANDOM,
+    FLAG_INDICATE,
+    FLAG_NOTIFY,
+    FLAG_READ,
+    FLAG_WRITE,
+    FLAG_WRITE_NO_RESPONSE,
+    IRQ_CENTRAL_CONNECT,
+    IRQ_CENTRAL_DISCONNECT,
+    IRQ_CONNECTION_UPDATE,
+    IRQ_GATTS_INDICATE_DONE,
+    IRQ_GATTS_WRITE,
+    IRQ_MTU_EXCHANGED,
+    UUID,
+    BLEBase,
+)
 
-_DEFAULT_ATTR_LEN = 20
-_ADV_MAX = 31
-_GAP_NAME_MAX = 31
 _NIMBLE_DEFAULT_ADV_MS = (30.0, 60.0)
-_IRQ_CENTRAL_CONNECT = 1
-_IRQ_CENTRAL_DISCONNECT = 2
-_IRQ_GATTS_WRITE = 3
-_IRQ_GATTS_INDICATE_DONE = 20
-_IRQ_MTU_EXCHANGED = 21
-_IRQ_CONNECTION_UPDATE = 27
-
 _board = _boot.device  # noqa: F821 (set by the loader)
-
-
-class UUID:
-    """A 16-bit (int), 32/128-bit (raw little-endian bytes) or 128-bit (str) UUID."""
-
-    def __init__(self, value):
-        if isinstance(value, int):
-            if value < 0 or value > 0xFFFF:
-                raise ValueError("invalid UUID")
-            self._data = bytes((value & 0xFF, value >> 8))
-        elif isinstance(value, UUID):
-            self._data = value._data
-        elif isinstance(value, (bytes, bytearray, memoryview)) and len(value) in (2, 4, 16):
-            self._data = bytes(value)
-        else:
-            digits = str(value).replace("-", "")
-            if len(digits) != 32:
-                raise ValueError("invalid UUID")
-            self._data = bytes(reversed(bytes.fromhex(digits)))
-
-    def __eq__(self, other):
-        return isinstance(other, UUID) and self._data == other._data
-
-    def __hash__(self):
-        return hash(self._data)
-
-    def __repr__(self):
-        be = bytes(reversed(self._data)).hex()
-        if len(self._data) <= 4:
-            return "UUID(0x%s)" % be
-        return "UUID('%s-%s-%s-%s-%s')" % (be[:8], be[8:12], be[12:16], be[16:20], be[20:])
-
-    def _bumble(self):
-        return _BUUID.from_bytes(self._data)
-
-
-class _Attr:
-    def __init__(self):
-        self.data = b""
-        self.alloc = _DEFAULT_ATTR_LEN
-        self.append = False
-
-    def central_wrote(self, data):
-        self.data = ((self.data + data) if self.append else data)[: self.alloc]
-
-
-def _buf(data):
-    return data.encode() if isinstance(data, str) else bytes(data)
 
 
 def _permissions(flags):
@@ -106,32 +54,23 @@ def _permissions(flags):
     return permissions
 
 
-class BLE:
+class BLE(BLEBase):
     _instance = None
 
-    def __new__(cls, *args):
-        if BLE._instance is None:
-            BLE._instance = object.__new__(cls)
-            BLE._instance._setup()
-        return BLE._instance
-
-    def __init__(self, *args):
-        pass
-
     def _setup(self):
-        self._active = False
-        self._handler = None
-        self._db = {}
-        self._adv = b""
-        self._resp = b""
-        self._mtu = 256
-        self._name = b"MPY ESP32"
-        self._addr = bytearray(6)
+        BLEBase._setup(self)
         self._controller = None
         self._device = None
+        self._attributes = {}
         self._ops = None
         self._worker = None
         _boot.closers.append(self._power_off)  # noqa: F821
+
+    def _check(self):
+        _boot.check_alive()  # noqa: F821
+
+    def _print_unhandled(self, e):
+        _boot.print_exception(e, "Unhandled exception in IRQ callback handler")  # noqa: F821
 
     # -- the radio task: async bumble work, in call order ---------------------------
     def _do(self, coro_fn, *args):
@@ -152,24 +91,17 @@ class BLE:
             except Exception:
                 _board.log.exception("radio operation %s failed", getattr(coro_fn, "__name__", coro_fn))
 
-    # -- general ------------------------------------------------------------------
-    def active(self, *args):
-        _boot.check_alive()  # noqa: F821
-        if args:
-            on = bool(args[0])
-            if on and self._device is None:
-                self._controller = _board.air.plug_device("fw-" + _board.name, _board.mac)
-                host = _Host(self._controller, _AsyncPipeSink(self._controller))
-                self._device = _Device(name=self._name.decode(errors="replace"), host=host)
-                self._device.gatt_server.max_mtu = self._mtu
-                self._device.on(_Device.EVENT_CONNECTION, self._on_connection)
-                self._do(self._device.power_on)
-            elif not on:
-                self._power_off()
-            self._active = on
-            if not on:
-                self._db = {}
-        return self._active
+    # -- the radio: a bumble Device ---------------------------------------------------
+    def _radio_active(self, on):
+        if on and self._device is None:
+            self._controller = _board.air.plug_device("fw-" + _board.name, _board.mac)
+            host = _Host(self._controller, _AsyncPipeSink(self._controller))
+            self._device = _Device(name=self._name.decode(errors="replace"), host=host)
+            self._device.gatt_server.max_mtu = self._mtu
+            self._device.on(_Device.EVENT_CONNECTION, self._on_connection)
+            self._do(self._device.power_on)
+        elif not on:
+            self._power_off()
 
     def _power_off(self):
         if self._worker is not None:
@@ -181,75 +113,22 @@ class BLE:
         self._controller = None
         self._device = None
 
-    def _need_active(self):
-        _boot.check_alive()  # noqa: F821
-        if not self._active:
-            raise OSError(_errno.ENODEV)
-
-    def config(self, *args, **kwargs):
-        if kwargs:
-            if args:
-                raise TypeError("can't specify pos and kw args")
-            for key, value in kwargs.items():
-                if key == "gap_name":
-                    name = _buf(value)
-                    if len(name) > _GAP_NAME_MAX:
-                        raise OSError(_errno.EINVAL)
-                    self._name = name
-                    if self._device is not None:
-                        self._device.name = name.decode(errors="replace")
-                elif key == "mtu":
-                    if value < 23 or value > 517:
-                        raise OSError(_errno.EINVAL)
-                    self._mtu = value
-                    if self._device is not None:
-                        self._device.gatt_server.max_mtu = value
-                elif key == "addr_mode":
-                    self._need_active()
-                    if value != ADDR_PUBLIC:
-                        raise OSError(_errno.EINVAL)  # only the public address is simulated
-                elif key in ("bond", "mitm", "io", "le_secure", "rxbuf"):
-                    pass
-                else:
-                    raise ValueError("unknown config param")
-            return None
-        if len(args) != 1:
-            raise TypeError("must query one param")
-        key = args[0]
+    def _radio_config(self, key, value):
+        if self._device is None:
+            return
         if key == "gap_name":
-            return self._name
-        self._need_active()
-        if key == "mac":
-            return (ADDR_PUBLIC, bytes(int(p, 16) for p in _board.mac.split(":")))
-        if key == "mtu":
-            return self._mtu
-        if key == "addr_mode":
-            return ADDR_PUBLIC
-        raise ValueError("unknown config param")
+            self._device.name = value.decode(errors="replace")
+        elif key == "mtu":
+            self._device.gatt_server.max_mtu = value
 
-    def irq(self, handler):
-        _boot.check_alive()  # noqa: F821
-        self._handler = handler
+    def _radio_mac(self):
+        return bytes(int(p, 16) for p in _board.mac.split(":"))
 
-    # -- GAP ----------------------------------------------------------------------
-    def gap_advertise(self, interval_us, adv_data=None, *, resp_data=None, connectable=True):
-        self._need_active()
+    def _radio_advertise(self, interval_us, connectable):
         if interval_us is None:
             self._do(self._stop_advertising)
-            return None
-        if adv_data is not None:
-            adv_data = _buf(adv_data)
-            if len(adv_data) > _ADV_MAX:
-                raise OSError(_errno.EINVAL)
-            self._adv = adv_data
-        if resp_data is not None:
-            resp_data = _buf(resp_data)
-            if len(resp_data) > _ADV_MAX:
-                raise OSError(_errno.EINVAL)
-            self._resp = resp_data
+            return
         units = interval_us // 625
-        if units and (units < 0x20 or units > 0x4000):
-            raise OSError(_errno.EINVAL)
         if units:
             min_ms = max_ms = units * 0.625
         else:
@@ -259,7 +138,6 @@ class BLE:
         else:
             kind = _AdvType.UNDIRECTED_SCANNABLE if self._resp else _AdvType.UNDIRECTED
         self._do(self._start_advertising, kind, self._adv, self._resp, min_ms, max_ms)
-        return None
 
     async def _start_advertising(self, kind, adv, resp, min_ms, max_ms):
         device = self._device
@@ -275,8 +153,7 @@ class BLE:
         if self._device is not None and self._device.is_advertising:
             await self._device.stop_advertising()
 
-    def gap_disconnect(self, conn_handle):
-        self._need_active()
+    def _radio_disconnect(self, conn_handle):
         connection = self._device.lookup_connection(conn_handle) if self._device else None
         if connection is None:
             return False
@@ -290,119 +167,79 @@ class BLE:
         peer = connection.peer_address
         addr = bytes(reversed(peer.address_bytes))
         addr_type = 0 if peer.is_public else 1
-        self._irq(_IRQ_CENTRAL_CONNECT, (handle, addr_type), addr)
+        self._irq(IRQ_CENTRAL_CONNECT, (handle, addr_type), addr)
 
         def on_disconnection(reason):
-            self._irq(_IRQ_CENTRAL_DISCONNECT, (handle, addr_type), addr)
+            self._irq(IRQ_CENTRAL_DISCONNECT, (handle, addr_type), addr)
 
         def on_mtu():
-            self._irq(_IRQ_MTU_EXCHANGED, (handle, connection.att_mtu))
+            self._irq(IRQ_MTU_EXCHANGED, (handle, connection.att_mtu))
 
         def on_update():
             p = connection.parameters
-            self._irq(_IRQ_CONNECTION_UPDATE, (handle, round(p.connection_interval / 1.25),
-                                               p.peripheral_latency, round(p.supervision_timeout / 10), 0))
+            self._irq(IRQ_CONNECTION_UPDATE, (handle, round(p.connection_interval / 1.25),
+                                              p.peripheral_latency, round(p.supervision_timeout / 10), 0))
 
         connection.on(_Connection.EVENT_DISCONNECTION, on_disconnection)
         connection.on(_Connection.EVENT_CONNECTION_ATT_MTU_UPDATE, on_mtu)
         connection.on(_Connection.EVENT_CONNECTION_PARAMETERS_UPDATE, on_update)
 
     # -- GATT server --------------------------------------------------------------
-    def gatts_register_services(self, services_definition):
-        self._need_active()
+    def _radio_register(self, services):
         server = self._device.gatt_server
         server.attributes.clear()
         server.attributes_by_handle.clear()
         server.services.clear()
         self._device.add_default_services()
-        self._db = {}
         result = []
-        for service in services_definition:
-            uuid, characteristics = service
-            if not isinstance(uuid, UUID):
-                raise ValueError("invalid service UUID")
+        self._attributes = {}
+        for uuid, chars in services:
             made = []
-            for characteristic in characteristics:
-                if len(characteristic) < 2 or len(characteristic) > 3:
-                    raise ValueError("invalid characteristic tuple")
-                c_uuid, flags = characteristic[0], characteristic[1]
-                if not isinstance(c_uuid, UUID):
-                    raise ValueError("invalid characteristic UUID")
-                descriptors = [_gatt.Descriptor(d_uuid._bumble(), _permissions(d_flags), self._value())
-                               for d_uuid, d_flags in (characteristic[2] if len(characteristic) == 3 else ())]
-                made.append(_gatt.Characteristic(c_uuid._bumble(), _gatt.Characteristic.Properties(flags & 0xFF),
+            for c_uuid, flags, descs in chars:
+                descriptors = [_gatt.Descriptor(_bumble_uuid(d_uuid), _permissions(d_flags), self._value())
+                               for d_uuid, d_flags in descs]
+                made.append(_gatt.Characteristic(_bumble_uuid(c_uuid), _gatt.Characteristic.Properties(flags & 0xFF),
                                                  _permissions(flags), self._value(), descriptors))
-            server.add_service(_gatt.Service(uuid._bumble(), made))
+            server.add_service(_gatt.Service(_bumble_uuid(uuid), made))
             handles = []
             for characteristic in made:
                 for attribute in [characteristic, *characteristic.descriptors]:
                     if attribute.type == _gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR:
                         continue  # the stack's CCCD: MicroPython does not return its handle
                     attribute.value.handle = attribute.handle
-                    self._db[attribute.handle] = _Attr()
                     handles.append(attribute.handle)
-            result.append(tuple(handles))
-        self._attributes = {a.handle: a for c in made for a in [c, *c.descriptors]}
-        return tuple(result)
+                    self._attributes[attribute.handle] = attribute
+            result.append(handles)
+        return result
 
     def _value(self):
         ble = self
         value = _gatt.CharacteristicValue(read=lambda connection: ble._db[value.handle].data,
-                                          write=lambda connection, data: ble._central_wrote(connection, value, data))
+                                          write=lambda connection, data: ble._wrote(connection, value, data))
         value.handle = 0
         return value
 
-    def _central_wrote(self, connection, value, data):
-        attr = self._db.get(value.handle)
-        if attr is None:
-            return
-        attr.central_wrote(bytes(data))
-        self._irq(_IRQ_GATTS_WRITE, (connection.handle, value.handle))
+    def _wrote(self, connection, value, data):
+        if self._central_wrote(value.handle, data):
+            self._irq(IRQ_GATTS_WRITE, (connection.handle, value.handle))
 
-    def _attr(self, value_handle):
-        self._need_active()
-        attr = self._db.get(value_handle)
-        if attr is None:
-            raise OSError(_errno.EINVAL)
-        return attr
-
-    def gatts_read(self, value_handle):
-        attr = self._attr(value_handle)
-        data = attr.data
-        if attr.append:
-            attr.data = b""
-        return data
-
-    def gatts_write(self, value_handle, data, send_update=False):
-        attr = self._attr(value_handle)
-        data = _buf(data)
-        attr.alloc = max(attr.alloc, len(data))
-        attr.data = data
-        if send_update and self._device is not None:
+    def _radio_attr(self, op, value_handle, *args):
+        if op == "write" and args[1] and self._device is not None:
             characteristic = self._attributes.get(value_handle)
             if characteristic is not None:
                 self._do(self._device.notify_subscribers, characteristic)
-        return len(data)
 
-    def gatts_set_buffer(self, value_handle, length, append=False):
-        attr = self._attr(value_handle)
-        attr.alloc = length
-        attr.append = bool(append)
-        attr.data = b""
-
-    def _notify_indicate(self, conn_handle, value_handle, data, indicate):
-        self._need_active()
+    def _radio_notify(self, conn_handle, value_handle, data, indicate):
         connection = self._device.lookup_connection(conn_handle)
         if connection is None:
             raise OSError(_errno.ENOTCONN)
         attribute = self._attributes.get(value_handle)
         if attribute is None:
             raise OSError(_errno.EINVAL)
-        value = None if data is None else _buf(data)
         if indicate:
-            self._do(self._indicate, connection, attribute, value_handle, value)
+            self._do(self._indicate, connection, attribute, value_handle, data)
         else:
-            self._do(self._device.notify_subscriber, connection, attribute, value, True)
+            self._do(self._device.notify_subscriber, connection, attribute, data, True)
 
     async def _indicate(self, connection, attribute, value_handle, value):
         status = 0
@@ -410,31 +247,12 @@ class BLE:
             await self._device.indicate_subscriber(connection, attribute, value, force=True)
         except TimeoutError:
             status = 14
-        self._irq(_IRQ_GATTS_INDICATE_DONE, (connection.handle, value_handle, status))
+        self._irq(IRQ_GATTS_INDICATE_DONE, (connection.handle, value_handle, status))
 
-    def gatts_notify(self, conn_handle, value_handle, data=None):
-        self._notify_indicate(conn_handle, value_handle, data, False)
-
-    def gatts_indicate(self, conn_handle, value_handle, data=None):
-        self._notify_indicate(conn_handle, value_handle, data, True)
-
-    # -- IRQs -----------------------------------------------------------------------
+    # -- IRQs, from the event loop ------------------------------------------------------
     def _irq(self, event, args, addr=None):
-        _boot.call_soon(self._deliver, event, args, addr)  # noqa: F821
+        _boot.call_soon(self._dispatch, event, args, addr)  # noqa: F821
 
-    def _deliver(self, event, args, addr):
-        if not self._active or self._handler is None:
-            return
-        if addr is not None:
-            self._addr[:] = addr
-            data = tuple(args) + (memoryview(self._addr),)
-        else:
-            data = tuple(args)
-        try:
-            self._handler(event, data)
-        except Exception as e:
-            _boot.print_exception(e, "Unhandled exception in IRQ callback handler")  # noqa: F821
-            self._handler = None
-        finally:
-            for i in range(6):
-                self._addr[i] = 0
+
+def _bumble_uuid(uuid):
+    return _BUUID.from_bytes(uuid._data)
