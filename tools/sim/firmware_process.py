@@ -32,17 +32,19 @@ from pathlib import Path
 
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.bridge import Bridge
+from safebox.tools.sim.shims._machineapi import (  # noqa: F401 (machine.reset_cause/wake_reason values)
+    DEEPSLEEP_RESET,
+    EXT0_WAKE,
+    HARD_RESET,
+    PWRON_RESET,
+    SOFT_RESET,
+    TIMER_WAKE,
+    WDT_RESET,
+)
 
 SHIMS_DIR = Path(__file__).resolve().parent / "shims"
 
-# machine.reset_cause() values (ESP32) and the shim's exit codes (shims/_simlink.py).
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
-TIMER_WAKE = 4
-EXT0_WAKE = 2
+# The shim's exit codes (shims/_simlink.py).
 _EXIT_RESET = 90
 _EXIT_DEEPSLEEP = 91
 _EXIT_SOFT_RESET = 92

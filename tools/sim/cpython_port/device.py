@@ -39,13 +39,16 @@ import greenlet
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.cpython_port.loader import FirmwareImporter
 
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
-TIMER_WAKE = 4
-EXT0_WAKE = 2
+from safebox.tools.sim.shims._machineapi import (  # noqa: F401 (machine.reset_cause/wake_reason values)
+    DEEPSLEEP_RESET,
+    EXT0_WAKE,
+    HARD_RESET,
+    PWRON_RESET,
+    SOFT_RESET,
+    TIMER_WAKE,
+    WDT_RESET,
+)
+
 BOOT_S = 0.3  # from a reset to main.py: the ROM bootloader and MicroPython's start on an ESP32
 
 

@@ -11,19 +11,24 @@ when that pin reaches its level, whichever is first).
 
 from safebox.tools.sim.cpython_port import device as _dev
 
-PWRON_RESET = _dev.PWRON_RESET
-HARD_RESET = _dev.HARD_RESET
-WDT_RESET = _dev.WDT_RESET
-DEEPSLEEP_RESET = _dev.DEEPSLEEP_RESET
-SOFT_RESET = _dev.SOFT_RESET
-SLEEP = 2
-DEEPSLEEP = 4
-PIN_WAKE = 2
-EXT0_WAKE = 2
-EXT1_WAKE = 3
-TIMER_WAKE = 4
-TOUCHPAD_WAKE = 5
-ULP_WAKE = 6
+from safebox.tools.sim.shims._machineapi import (  # noqa: F401 (the module's public names)
+    DEEPSLEEP,
+    DEEPSLEEP_RESET,
+    EXT0_WAKE,
+    EXT1_WAKE,
+    HARD_RESET,
+    PIN_WAKE,
+    PWRON_RESET,
+    SLEEP,
+    SOFT_RESET,
+    TIMER_WAKE,
+    TOUCHPAD_WAKE,
+    ULP_WAKE,
+    WDT_RESET,
+    ADCBase,
+    PWMBase,
+    pin_id,
+)
 
 _board = _boot.device  # noqa: F821 (set by the loader)
 
@@ -135,86 +140,16 @@ for _pin, _level in _board.pin_levels.items():
     _last[_pin] = _level
 
 
-def _pin_id(pin):
-    return pin._id if isinstance(pin, Pin) else pin
-
-
-class PWM:
-    def __init__(self, dest, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
-        self._pin = _pin_id(dest)
-        self._freq = 5000
-        self._duty_u16 = 32768
-        self.init(freq=freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns)
-
-    def init(self, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
+class PWM(PWMBase):
+    def _output(self, freq, duty_u16):
         _boot.check_alive()  # noqa: F821
-        if freq is not None:
-            self._freq = freq
-        if duty is not None:
-            self._duty_u16 = duty * 65535 // 1023
-        if duty_u16 is not None:
-            self._duty_u16 = duty_u16
-        if duty_ns is not None:
-            self._duty_u16 = min(65535, duty_ns * self._freq * 65535 // 1000000000)
-        _board.output(self._pin, self._duty_u16, "pwm")
-
-    def freq(self, value=None):
-        if value is None:
-            return self._freq
-        self.init(freq=value)
-
-    def duty(self, value=None):
-        if value is None:
-            return self._duty_u16 * 1023 // 65535
-        self.init(duty=value)
-
-    def duty_u16(self, value=None):
-        if value is None:
-            return self._duty_u16
-        self.init(duty_u16=value)
-
-    def duty_ns(self, value=None):
-        if value is None:
-            return self._duty_u16 * 1000000000 // (65535 * self._freq)
-        self.init(duty_ns=value)
-
-    def deinit(self):
-        self._duty_u16 = 0
-        _board.output(self._pin, 0, "pwm")
+        _board.output(self._pin, duty_u16, "pwm")
 
 
-class ADC:
-    ATTN_0DB = 0
-    ATTN_2_5DB = 1
-    ATTN_6DB = 2
-    ATTN_11DB = 3
-    WIDTH_9BIT = 9
-    WIDTH_10BIT = 10
-    WIDTH_11BIT = 11
-    WIDTH_12BIT = 12
-    # Upper end of the ESP32's calibrated range per attenuation, microvolts.
-    _FULL_UV = (950000, 1250000, 1750000, 2450000)
-
-    def __init__(self, pin, *, atten=0):
-        self._pin = _pin_id(pin)
-        self._atten = atten
-        self._width = 12
-
-    def atten(self, value):
-        self._atten = value
-
-    def width(self, value):
-        self._width = value
-
-    def read_uv(self):
+class ADC(ADCBase):
+    def _input_uv(self):
         _boot.check_alive()  # noqa: F821
-        return min(_board.adc_uv.get(self._pin, 0), ADC._FULL_UV[self._atten])
-
-    def read_u16(self):
-        return self.read_uv() * 65535 // ADC._FULL_UV[self._atten]
-
-    def read(self):
-        return self.read_u16() >> (16 - self._width)
+        return _board.adc_uv.get(self._pin, 0)
 
 
 class WDT:

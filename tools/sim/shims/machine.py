@@ -33,21 +33,24 @@ import sys
 import time
 import _simlink
 
-PWRON_RESET = const(1)
-HARD_RESET = const(2)
-WDT_RESET = const(3)
-DEEPSLEEP_RESET = const(4)
-SOFT_RESET = const(5)
-
-SLEEP = const(2)
-DEEPSLEEP = const(4)
-
-PIN_WAKE = const(2)
-EXT0_WAKE = const(2)
-EXT1_WAKE = const(3)
-TIMER_WAKE = const(4)
-TOUCHPAD_WAKE = const(5)
-ULP_WAKE = const(6)
+from _machineapi import (  # noqa: F401 (the module's public names)
+    DEEPSLEEP,
+    DEEPSLEEP_RESET,
+    EXT0_WAKE,
+    EXT1_WAKE,
+    HARD_RESET,
+    PIN_WAKE,
+    PWRON_RESET,
+    SLEEP,
+    SOFT_RESET,
+    TIMER_WAKE,
+    TOUCHPAD_WAKE,
+    ULP_WAKE,
+    WDT_RESET,
+    ADCBase,
+    PWMBase,
+    pin_id,
+)
 
 _EXIT_SOFT_RESET = const(92)
 
@@ -206,89 +209,14 @@ for _pin, _value in _simlink.boot_state("adc"):
     _adc_uv[_pin] = _value
 
 
-def _pin_id(pin):
-    return pin._id if isinstance(pin, Pin) else pin
+class PWM(PWMBase):
+    def _output(self, freq, duty_u16):
+        _simlink.notify({"op": "pwm", "pin": self._pin, "freq": freq, "duty_u16": duty_u16})
 
 
-class PWM:
-    def __init__(self, dest, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
-        self._pin = _pin_id(dest)
-        self._freq = 5000
-        self._duty_u16 = 32768
-        self.init(freq=freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns)
-
-    def init(self, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
-        if freq is not None:
-            self._freq = freq
-        if duty is not None:
-            self._duty_u16 = duty * 65535 // 1023
-        if duty_u16 is not None:
-            self._duty_u16 = duty_u16
-        if duty_ns is not None:
-            self._duty_u16 = min(65535, duty_ns * self._freq * 65535 // 1000000000)
-        self._report()
-
-    def _report(self):
-        _simlink.notify({"op": "pwm", "pin": self._pin, "freq": self._freq, "duty_u16": self._duty_u16})
-
-    def freq(self, value=None):
-        if value is None:
-            return self._freq
-        self._freq = value
-        self._report()
-
-    def duty(self, value=None):
-        if value is None:
-            return self._duty_u16 * 1023 // 65535
-        self.init(duty=value)
-
-    def duty_u16(self, value=None):
-        if value is None:
-            return self._duty_u16
-        self.init(duty_u16=value)
-
-    def duty_ns(self, value=None):
-        if value is None:
-            return self._duty_u16 * 1000000000 // (65535 * self._freq)
-        self.init(duty_ns=value)
-
-    def deinit(self):
-        self._duty_u16 = 0
-        _simlink.notify({"op": "pwm", "pin": self._pin, "freq": 0, "duty_u16": 0})
-
-
-class ADC:
-    ATTN_0DB = const(0)
-    ATTN_2_5DB = const(1)
-    ATTN_6DB = const(2)
-    ATTN_11DB = const(3)
-    WIDTH_9BIT = const(9)
-    WIDTH_10BIT = const(10)
-    WIDTH_11BIT = const(11)
-    WIDTH_12BIT = const(12)
-
-    # Upper end of the ESP32's calibrated range per attenuation, microvolts.
-    _FULL_UV = (950000, 1250000, 1750000, 2450000)
-
-    def __init__(self, pin, *, atten=0):
-        self._pin = _pin_id(pin)
-        self._atten = atten
-        self._width = 12
-
-    def atten(self, value):
-        self._atten = value
-
-    def width(self, value):
-        self._width = value
-
-    def read_uv(self):
-        return min(_adc_uv.get(self._pin, 0), ADC._FULL_UV[self._atten])
-
-    def read_u16(self):
-        return self.read_uv() * 65535 // ADC._FULL_UV[self._atten]
-
-    def read(self):
-        return self.read_u16() >> (16 - self._width)
+class ADC(ADCBase):
+    def _input_uv(self):
+        return _adc_uv.get(self._pin, 0)
 
 
 class WDT:

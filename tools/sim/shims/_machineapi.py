@@ -1,0 +1,111 @@
+# Parts of MicroPython's `machine` API (ESP32 port) that are the same in both tiers of the
+# simulator: the reset and wake constants, and PWM and ADC, whose arithmetic firmware can
+# see. shims/machine.py (the `micropython` binary, over _simlink) and
+# cpython_port/port_machine.py (in-process) subclass PWMBase and ADCBase and say where an
+# output goes and where an input comes from. Plain MicroPython subset (no `const`, so
+# CPython imports it as it is).
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+SLEEP = 2
+DEEPSLEEP = 4
+
+PIN_WAKE = 2
+EXT0_WAKE = 2
+EXT1_WAKE = 3
+TIMER_WAKE = 4
+TOUCHPAD_WAKE = 5
+ULP_WAKE = 6
+
+
+def pin_id(pin):
+    # A Pin object or a pin number, as PWM() and ADC() take them.
+    return pin._id if hasattr(pin, "_id") else pin
+
+
+class PWMBase:
+    # LEDC on the ESP32: duty kept as 16 bits; duty() is 10-bit, duty_ns() from the frequency.
+    def __init__(self, dest, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
+        self._pin = pin_id(dest)
+        self._freq = 5000
+        self._duty_u16 = 32768
+        self.init(freq=freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns)
+
+    def _output(self, freq, duty_u16):
+        raise NotImplementedError  # the tier: where the output goes
+
+    def init(self, *, freq=None, duty=None, duty_u16=None, duty_ns=None, invert=False):
+        if freq is not None:
+            self._freq = freq
+        if duty is not None:
+            self._duty_u16 = duty * 65535 // 1023
+        if duty_u16 is not None:
+            self._duty_u16 = duty_u16
+        if duty_ns is not None:
+            self._duty_u16 = min(65535, duty_ns * self._freq * 65535 // 1000000000)
+        self._output(self._freq, self._duty_u16)
+
+    def freq(self, value=None):
+        if value is None:
+            return self._freq
+        self.init(freq=value)
+
+    def duty(self, value=None):
+        if value is None:
+            return self._duty_u16 * 1023 // 65535
+        self.init(duty=value)
+
+    def duty_u16(self, value=None):
+        if value is None:
+            return self._duty_u16
+        self.init(duty_u16=value)
+
+    def duty_ns(self, value=None):
+        if value is None:
+            return self._duty_u16 * 1000000000 // (65535 * self._freq)
+        self.init(duty_ns=value)
+
+    def deinit(self):
+        self._duty_u16 = 0
+        self._output(0, 0)
+
+
+class ADCBase:
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    WIDTH_9BIT = 9
+    WIDTH_10BIT = 10
+    WIDTH_11BIT = 11
+    WIDTH_12BIT = 12
+
+    # Upper end of the ESP32's calibrated range per attenuation, microvolts.
+    _FULL_UV = (950000, 1250000, 1750000, 2450000)
+
+    def __init__(self, pin, *, atten=0):
+        self._pin = pin_id(pin)
+        self._atten = atten
+        self._width = 12
+
+    def _input_uv(self):
+        raise NotImplementedError  # the tier: the microvolts at the pin
+
+    def atten(self, value):
+        self._atten = value
+
+    def width(self, value):
+        self._width = value
+
+    def read_uv(self):
+        return min(self._input_uv(), ADCBase._FULL_UV[self._atten])
+
+    def read_u16(self):
+        return self.read_uv() * 65535 // ADCBase._FULL_UV[self._atten]
+
+    def read(self):
+        return self.read_u16() >> (16 - self._width)
