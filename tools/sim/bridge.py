@@ -30,30 +30,21 @@ from typing import Any
 from bumble import gatt, hci
 from bumble.att import Attribute
 from bumble.core import UUID
-from bumble.device import AdvertisingType, Connection, Device
+from bumble.device import Connection, Device
 from bumble.host import Host
 from bumble.transport.common import AsyncPipeSink
 
 from safebox.tools.sim.air import Air, DeviceController
+from safebox.tools.sim.peripheral import advertising_args, permissions, watch_connection
+from safebox.tools.sim.shims._bleapi import IRQ_GATTS_INDICATE_DONE, IRQ_GATTS_WRITE
 
 logger = logging.getLogger(__name__)
 
-_FLAG_READ = 0x0002
-_FLAG_WRITE_NO_RESPONSE = 0x0004
-_FLAG_WRITE = 0x0008
 _DEFAULT_ATTR_LEN = 20
 _EIO = 5
 _ENODEV = 19
 _EINVAL = 22
 _ENOTCONN = 107
-_NIMBLE_DEFAULT_ADV_MS = (30.0, 60.0)  # NimBLE's fast interval 1, used for interval 0
-
-IRQ_CENTRAL_CONNECT = 1
-IRQ_CENTRAL_DISCONNECT = 2
-IRQ_GATTS_WRITE = 3
-IRQ_GATTS_INDICATE_DONE = 20
-IRQ_MTU_EXCHANGED = 21
-IRQ_CONNECTION_UPDATE = 27
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,22 +102,9 @@ class _AttrValue(gatt.CharacteristicValue[bytes]):
 
 def _characteristic(boot: _Boot, uuid: str, flags: int, descriptors: list[list[Any]]) -> gatt.Characteristic[bytes]:
     """A firmware characteristic (and its descriptors) as bumble attributes on `boot`'s db."""
-    made = [gatt.Descriptor(UUID(d_uuid), _permissions(d_flags), _AttrValue(boot)) for d_uuid, d_flags in descriptors]
+    made = [gatt.Descriptor(UUID(d_uuid), permissions(d_flags), _AttrValue(boot)) for d_uuid, d_flags in descriptors]
     properties = gatt.Characteristic.Properties(flags & 0xFF)
-    return gatt.Characteristic(UUID(uuid), properties, _permissions(flags), _AttrValue(boot), made)
-
-
-def _permissions(flags: int) -> Attribute.Permissions:
-    permissions = Attribute.Permissions(0)
-    if flags & _FLAG_READ:
-        permissions |= Attribute.READABLE
-    if flags & (_FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE):
-        permissions |= Attribute.WRITEABLE
-    return permissions
-
-
-def _address_hex(address: hci.Address) -> str:
-    return bytes(reversed(address.address_bytes)).hex()
+    return gatt.Characteristic(UUID(uuid), properties, permissions(flags), _AttrValue(boot), made)
 
 
 class _Boot:
@@ -290,22 +268,7 @@ class _Boot:
         resp = bytes.fromhex(msg["resp"])
         connectable = bool(msg["connectable"])
         self.bridge.advertising.append(Advertising(now, interval_us, adv, resp, connectable))
-        if units := interval_us // 625:  # NimBLE's conversion; 0.625 ms is exact in binary
-            min_ms = max_ms = units * 0.625
-        else:
-            min_ms, max_ms = _NIMBLE_DEFAULT_ADV_MS
-        if connectable:
-            kind = AdvertisingType.UNDIRECTED_CONNECTABLE_SCANNABLE
-        else:
-            kind = AdvertisingType.UNDIRECTED_SCANNABLE if resp else AdvertisingType.UNDIRECTED
-        await device.start_advertising(
-            advertising_type=kind,
-            own_address_type=hci.OwnAddressType.PUBLIC,
-            advertising_data=adv,
-            scan_response_data=resp,
-            advertising_interval_min=min_ms,
-            advertising_interval_max=max_ms,
-        )
+        await device.start_advertising(**advertising_args(interval_us, adv, resp, connectable))
 
     async def op_ble_disconnect(self, msg: dict[str, Any]) -> bool:
         device = self.need_device()
@@ -316,27 +279,10 @@ class _Boot:
         return True
 
     def on_connection(self, connection: Connection) -> None:
-        if connection.role != hci.Role.PERIPHERAL:
-            return
-        handle = connection.handle
-        peer = connection.peer_address
-        addr_type = 0 if peer.is_public else 1
-        self.irq(IRQ_CENTRAL_CONNECT, [handle, addr_type], addr=_address_hex(peer))
+        def irq(event: int, args: tuple[Any, ...], addr: bytes | None) -> None:
+            self.irq(event, list(args), **({"addr": addr.hex()} if addr is not None else {}))
 
-        def on_disconnection(reason: int) -> None:
-            self.irq(IRQ_CENTRAL_DISCONNECT, [handle, addr_type], addr=_address_hex(peer))
-
-        def on_mtu() -> None:
-            self.irq(IRQ_MTU_EXCHANGED, [handle, connection.att_mtu])
-
-        def on_update() -> None:
-            p = connection.parameters  # in ms; IRQ 27 has HCI units (1.25 ms, 10 ms)
-            interval, timeout = round(p.connection_interval / 1.25), round(p.supervision_timeout / 10)
-            self.irq(IRQ_CONNECTION_UPDATE, [handle, interval, p.peripheral_latency, timeout, 0])
-
-        connection.on(Connection.EVENT_DISCONNECTION, on_disconnection)
-        connection.on(Connection.EVENT_CONNECTION_ATT_MTU_UPDATE, on_mtu)
-        connection.on(Connection.EVENT_CONNECTION_PARAMETERS_UPDATE, on_update)
+        watch_connection(connection, irq)
 
     # -- BLE: GATT server ---------------------------------------------------------------
     async def op_ble_register(self, msg: dict[str, Any]) -> list[list[int]]:

@@ -15,14 +15,14 @@ import errno as _errno
 
 from bumble import gatt as _gatt
 from bumble import hci as _hci
-from bumble.att import Attribute as _Attribute
 from bumble.core import UUID as _BUUID
-from bumble.device import AdvertisingType as _AdvType
-from bumble.device import Connection as _Connection
 from bumble.device import Device as _Device
 from bumble.host import Host as _Host
 from bumble.transport.common import AsyncPipeSink as _AsyncPipeSink
 
+from safebox.tools.sim.peripheral import advertising_args as _advertising_args
+from safebox.tools.sim.peripheral import permissions as _permissions
+from safebox.tools.sim.peripheral import watch_connection as _watch_connection
 from safebox.tools.sim.shims._bleapi import (  # noqa: F401 (the module's public names)
     ADDR_PUBLIC,
     ADDR_RANDOM,
@@ -31,27 +31,13 @@ from safebox.tools.sim.shims._bleapi import (  # noqa: F401 (the module's public
     FLAG_READ,
     FLAG_WRITE,
     FLAG_WRITE_NO_RESPONSE,
-    IRQ_CENTRAL_CONNECT,
-    IRQ_CENTRAL_DISCONNECT,
-    IRQ_CONNECTION_UPDATE,
     IRQ_GATTS_INDICATE_DONE,
     IRQ_GATTS_WRITE,
-    IRQ_MTU_EXCHANGED,
     UUID,
     BLEBase,
 )
 
-_NIMBLE_DEFAULT_ADV_MS = (30.0, 60.0)
 _board = _boot.device  # noqa: F821 (set by the loader)
-
-
-def _permissions(flags):
-    permissions = _Attribute.Permissions(0)
-    if flags & FLAG_READ:
-        permissions |= _Attribute.READABLE
-    if flags & (FLAG_WRITE | FLAG_WRITE_NO_RESPONSE):
-        permissions |= _Attribute.WRITEABLE
-    return permissions
 
 
 class BLE(BLEBase):
@@ -128,26 +114,15 @@ class BLE(BLEBase):
         if interval_us is None:
             self._do(self._stop_advertising)
             return
-        units = interval_us // 625
-        if units:
-            min_ms = max_ms = units * 0.625
-        else:
-            min_ms, max_ms = _NIMBLE_DEFAULT_ADV_MS
-        if connectable:
-            kind = _AdvType.UNDIRECTED_CONNECTABLE_SCANNABLE
-        else:
-            kind = _AdvType.UNDIRECTED_SCANNABLE if self._resp else _AdvType.UNDIRECTED
-        self._do(self._start_advertising, kind, self._adv, self._resp, min_ms, max_ms)
+        self._do(self._start_advertising, _advertising_args(interval_us, self._adv, self._resp, connectable))
 
-    async def _start_advertising(self, kind, adv, resp, min_ms, max_ms):
+    async def _start_advertising(self, args):
         device = self._device
         if device is None:
             return
         if device.is_advertising:
             await device.stop_advertising()
-        await device.start_advertising(advertising_type=kind, own_address_type=_hci.OwnAddressType.PUBLIC,
-                                       advertising_data=adv, scan_response_data=resp,
-                                       advertising_interval_min=min_ms, advertising_interval_max=max_ms)
+        await device.start_advertising(**args)
 
     async def _stop_advertising(self):
         if self._device is not None and self._device.is_advertising:
@@ -161,28 +136,7 @@ class BLE(BLEBase):
         return True
 
     def _on_connection(self, connection):
-        if connection.role != _hci.Role.PERIPHERAL:
-            return
-        handle = connection.handle
-        peer = connection.peer_address
-        addr = bytes(reversed(peer.address_bytes))
-        addr_type = 0 if peer.is_public else 1
-        self._irq(IRQ_CENTRAL_CONNECT, (handle, addr_type), addr)
-
-        def on_disconnection(reason):
-            self._irq(IRQ_CENTRAL_DISCONNECT, (handle, addr_type), addr)
-
-        def on_mtu():
-            self._irq(IRQ_MTU_EXCHANGED, (handle, connection.att_mtu))
-
-        def on_update():
-            p = connection.parameters
-            self._irq(IRQ_CONNECTION_UPDATE, (handle, round(p.connection_interval / 1.25),
-                                              p.peripheral_latency, round(p.supervision_timeout / 10), 0))
-
-        connection.on(_Connection.EVENT_DISCONNECTION, on_disconnection)
-        connection.on(_Connection.EVENT_CONNECTION_ATT_MTU_UPDATE, on_mtu)
-        connection.on(_Connection.EVENT_CONNECTION_PARAMETERS_UPDATE, on_update)
+        _watch_connection(connection, self._irq)
 
     # -- GATT server --------------------------------------------------------------
     def _radio_register(self, services):
