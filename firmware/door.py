@@ -3,9 +3,11 @@
 #
 # Every change of the contact that holds (firmware/inputs.py) is an event:
 # door (0x1A) 1 open / 0 closed, with the battery and, on a toilet door with a
-# PIR, occupancy (0x23) as the PIR sees it at that moment. The heartbeat
-# carries the same objects, so the hub learns the door's state even when an
-# event was lost with the power (a battery change while the door moved).
+# PIR, occupancy (0x23) as the PIR sees it at that moment. The level reported
+# is kept on flash (door_state), and every boot judges the contact against it:
+# a door that moved while the device was off (a deep sleep, a reset, a battery
+# change) is an event as soon as it is back. The heartbeat carries the same
+# objects too.
 # Door events are never urgent: when the store is full the oldest goes.
 
 import machine
@@ -16,7 +18,7 @@ from safebox.protocol import bthome
 from . import feedback, inputs
 from .store import _read, _replace
 
-STATE_PATH = "door_state"  # the contact level last reported, for the boot after a deep sleep
+STATE_PATH = "door_state"  # the contact level last reported, for the next boot
 
 
 def _saved_level():
@@ -44,13 +46,15 @@ class Door:
         self._awake_after_ms = cfg["awake_after_event_ms"]
         self._power = None
         self._saved = _saved_level()
-        if machine.reset_cause() == machine.DEEPSLEEP_RESET and self._saved is not None:
-            # Woken from deep sleep: the door is judged against the state last reported,
-            # so a change while asleep (or while booting) is an event. Blind spot: a door
-            # that moved and came back before this line is not seen (firmware/README.md).
+        if self._saved is not None:
+            # Any boot (a deep-sleep wake, a reset, a battery change): the door is judged
+            # against the state last reported, so a change while it was off is an event.
+            # Blind spot: a door that moved and came back meanwhile is not seen.
             self._contact.state = self._saved
             if self._contact.pin.value() != self._saved:
                 self._contact.poke()
+        else:
+            self._save_state(self._contact.state)  # the first boot: the level found, for the next
 
     def set_wake(self, power):
         power.set_wake(self._pins["contact"], wake_from=self._contact)
@@ -66,7 +70,7 @@ class Door:
         try:
             _replace(STATE_PATH, str(level))
         except OSError as exc:
-            print("door state not saved (no deep sleep):", exc)
+            print("door state not saved (no deep sleep, the next boot cannot compare):", exc)
             return False
         self._saved = level
         return True
@@ -85,6 +89,7 @@ class Door:
             self._fb.show(feedback.FAILED)
             return
         print("event", counter, "door", "open" if is_open else "closed")
+        self._save_state(self._contact.state)  # the next boot compares the contact with it
         if self._power is not None:
             self._power.stay_awake()
         if dropped:

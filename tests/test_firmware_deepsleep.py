@@ -77,6 +77,30 @@ async def test_door_heartbeat_after_a_timer_wake_from_deep_sleep(tmp_path):
         assert not any("watchdog" in line for line in fw.lines)
 
 
+async def test_a_door_moved_while_the_battery_was_out_is_an_event_when_it_is_back(tmp_path):
+    """The hub's toilet rule follows door events: a visit that began while the sensor was off
+    (a battery change, a reset) must not go unseen. Every boot compares the contact with the
+    level last reported (door_state, written with each door event)."""
+    async with SimHome(tmp_path) as home:
+        door = await home.add_device("toilet_door", "bathroom", settings={**SETTINGS, "deep_sleep": 0})
+        fw = door.firmware
+        door.set_door(True)
+        assert [e["type"] for e in await device_events(home, door, 1)] == ["door_opened"]
+        await fw.kill()  # the battery comes out ...
+        door.set_door(False)  # ... someone goes in and shuts the door ...
+        mark = len(fw.lines)
+        await fw.restart()  # ... the battery goes back in
+        await fw.wait_for_line(r"^ready ", timeout=15, start=mark)
+        events = await device_events(home, door, 2)
+        assert [e["type"] for e in events] == ["door_opened", "door_closed"]
+        assert (fw.fs_dir / "door_state").read_text() == "1"  # closed, as last reported
+        mark = len(fw.lines)
+        await fw.restart()  # a reset with the door as reported: nothing new
+        await fw.wait_for_line(r"^ready ", timeout=15, start=mark)
+        await asyncio.sleep(1.0)
+        assert [e["type"] for e in await device_events(home, door, 2)] == ["door_opened", "door_closed"]
+
+
 def test_in_process_port_deep_sleeps_the_door_and_wakes_it_on_the_contact_and_the_timer():
     """The scenario runner's CPython port (tools/sim/cpython_port) runs the same firmware: a
     door opened an hour in wakes from deep sleep on EXT0; the heartbeats come from timer wakes."""
