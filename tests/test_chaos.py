@@ -38,3 +38,56 @@ def test_a_firmware_line_names_the_type_the_platform_must_store():
     assert chaos._type_of("pendant", "life_service long_press") == "life_service"
     assert chaos._type_of("front_door", "door open") == "door_opened"
     assert chaos._type_of("toilet_door", "door closed") == "door_closed"
+
+
+def test_toilet_alarms_are_judged_by_what_the_hub_heard(tmp_path):
+    """A visit the hub heard as long must have its alarm (else missed), and so must one it never
+    heard end; a long visit whose door events reached the hub late (heard as short) is hidden, not
+    missed; a short visit whose opening reached the hub late looks long, and its alarm is due, not
+    unexpected; an alarm for a visit the hub heard as short is unexpected."""
+    import json
+
+    from safebox.protocol import events
+
+    run = chaos.ChaosRun(seed=1, events=1, mix={"toilet_door": 1}, workdir=tmp_path)
+    dev, base, limit = "240ac4000010", 1_800_000_000.0, chaos.TOILET_LIMIT_S
+    rows: list[tuple] = []
+
+    def heard(counter: int, at: float, type_: str) -> None:
+        body = {"occurred_at": events.timestamp(at)}
+        rows.append((f"{dev}-{counter}", type_, dev, counter, events.timestamp(at + 0.01), json.dumps(body).encode()))
+
+    def alarm(n: int, since: float, received: float) -> None:
+        body = {"data": {"since": events.timestamp(since), "limit_s": limit, "device": {"id": dev}}}
+        rows.append((f"hub-1-{n}", "toilet_overdue", None, None, events.timestamp(received), json.dumps(body).encode()))
+
+    # (real closed, real open, hub heard close, hub heard open)
+    visits = {"long, heard long, alarm": (0, 15, 0.1, 15.1), "long, heard short": (20, 35, 40, 41),
+              "short, heard long, alarm": (50, 53, 50.1, 66), "long, heard long, no alarm": (70, 85, 70.1, 85.1),
+              "short, heard short": (90, 92, 90.1, 92.1)}
+    for i, (closed, opened, heard_close, heard_open) in enumerate(visits.values()):
+        run.visits.append(chaos.Visit(dev, base + closed, base + opened, close_counter=2 * i + 1,
+                                      open_counter=2 * i + 2))
+        heard(2 * i + 1, base + heard_close, "door_closed")
+        heard(2 * i + 2, base + heard_open, "door_opened")
+    alarm(1, base + 0.1, base + 0.1 + limit + 0.5)  # 0.5 s after it was due
+    alarm(2, base + 50.1, base + 60.2)
+    alarm(3, base + 40, base + 50)  # the hub heard that door open 1 s after it closed
+    run.visits.append(chaos.Visit(dev, base + 95, base + 110, close_counter=None, open_counter=11))
+    heard(12, base + 120, "door_closed")  # the hub never heard this door open again ...
+    alarm(4, base + 120, base + 130.2)
+    heard(13, base + 135, "door_opened")  # ... until later
+    run.hub_down = [(base + 146, base + 148)]  # the hub was down when this visit fell due; it ended in the grace
+    heard(14, base + 140, "door_closed")
+    heard(15, base + 151.5, "door_opened")
+    heard(16, base + 160, "door_closed")  # within a second of the limit: an alarm may or may not come
+    heard(17, base + 170.5, "door_opened")
+    alarm(5, base + 160, base + 170.1)
+    run.ended_at = base + 200
+
+    a = run._alarms(rows)
+    assert (a["due"], a["raised"], a["missed"], a["unexpected"]) == (4, 5, 1, 1), a
+    assert (a["hidden_by_late_door_events"], a["short_visits_that_looked_long"], a["door_moves_not_registered"]) == \
+        (1, 1, 1), a
+    assert a["late_s"]["max"] == 0.5 and a["missed_details"] == [f"{dev} closed (heard) at {base + 70.1:.3f}"]
+    assert a["unexpected_details"] == [f"hub-1-3 since {base + 40:.3f}"]
