@@ -2,13 +2,13 @@
 
 Kind 1 (heard) answers an event frame at once: a device advertises an event in a burst of
 repeats and every repeat asks for it. The ack is sealed once the link is up (`_seal`): if
-the platform has the event by then, it says kind 2, and one connection does for both. Kinds 2 (the platform has it) and 3 (an operator took
-it up) come later, when the device may be asleep, so they are OWED: kept in SQLite
-(`owed_acks`, device + counter + kind, expiring after `relay.ack_ttl_s`) and written
-whenever the hub next hears ANY frame from that device (events and heartbeats are
-connectable), or at once when the device was heard in the last `advertising_s` (it is
-advertising right now: after kind 1 it lingers ~30 s advertising its event frame, so kind
-2 normally follows within a second). A higher kind replaces a lower one still owed; once
+the platform has the event by then, it says kind 2, and one connection does for both.
+Kinds 2 (the platform has it) and 3 (an operator took it up) come later, when the device
+may be asleep, so they are OWED: kept in SQLite (`owed_acks`, device + counter + kind,
+expiring after `relay.ack_ttl_s`) and written whenever the hub next hears ANY frame from
+that device (events and heartbeats are connectable), or at once when the device was heard
+in the last `advertising_s` (it is advertising right now: after kind 1 it lingers ~30 s
+advertising its event frame, so kind 2 normally follows within a second). A higher kind replaces a lower one still owed; once
 written, a kind is never owed again. An owed ack gets one connection attempt
 (`Radio.write_ack(quick=True)`), not the retries a kind 1 deserves: the next frame heard
 brings the next attempt. (The radio makes any attempt only while the device advertises.)

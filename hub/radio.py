@@ -26,8 +26,8 @@ again. The ack itself is made (`ack` may be a function) once the link is up, so 
 the most the hub knows by then (heard, or already delivered: one connection, not two).
 Without this, a burst of lost acks leaves many devices asleep at once, each attempt to
 reach one holds the initiator for the whole connect timeout, the devices that are awake
-wait behind them, and the home's acks stall for minutes (`python -m safebox.tools.chaos
---probe ack-loss` shows it).
+wait behind them, and the home's acks stall for minutes (`python -m safebox.tools.probe
+ack-loss` shows it).
 """
 
 from __future__ import annotations
