@@ -21,6 +21,10 @@ def test_every_attack_is_refused_and_nothing_stored_is_harmed(tmp_path):
     assert out.returncode == 0 and table["ok"] is True
     assert len(attacks) >= 60 and {row["hop"] for row in attacks} == {"BLE", "HTTPS"}
     assert all(row["refused"] and row["intact"] for row in attacks)
+    for must in ("replayed frame after the hub was SIGKILLed and restarted", "replayed pre-battery-change frame",
+                 "replayed request, byte for byte", "replayed request after the platform restarted",
+                 "idempotency key reused with a different body", "enrolment with a made-up one-time code"):
+        assert any(row["attack"].startswith(must) and row["ok"] for row in attacks), must
     # the controls prove the same path accepts what is genuine (else "refused" would mean nothing)
-    assert len(controls) >= 4 and all(row["ok"] and "accepted" in row["seen"] or "duplicate" in row["seen"]
+    assert len(controls) >= 4 and all(row["ok"] and ("accepted" in row["seen"] or "duplicate" in row["seen"])
                                       for row in controls)

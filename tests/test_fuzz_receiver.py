@@ -40,8 +40,12 @@ SF_PIECES = ['sig1=', '("@method" "@authority" "@path" "content-type" "content-d
              ';nonce="AAAAAAAAAAAAAAAAAAAAAA"', ';tag="safebox-v1"', ':AAAA:', 'sha-256=', ', ', '"', '(', ')', ';',
              '=', '?1', '-1', '1e3', '*']
 sf_text = st.lists(st.sampled_from(SF_PIECES) | header_text.map(lambda s: s[:10]), max_size=10).map("".join)
-# Content-Encoding values that trip the reported bug are kept out of the general properties.
-_BAD_ENCODINGS = {"gzip", "x-gzip", "deflate", "br"}
+
+
+def _not_brotli(headers: dict[str, str]) -> bool:
+    """Content-Encoding br is refused by aiohttp's own parser in plain text, before the app (a known
+    limit, pinned below): the properties about the app's JSON answers leave it out."""
+    return not any(k.lower() == "content-encoding" and v.strip().lower() == "br" for k, v in headers.items())
 
 
 
@@ -87,6 +91,7 @@ def test_the_genuine_request_itself_verifies_once():
 @HTTP_FUZZ
 @given(headers_strategy, st.binary(max_size=300))
 def test_receiver_answers_arbitrary_posts_with_json_never_500(harness, headers, body):
+    assume(_not_brotli(headers))
     headers = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length", "transfer-encoding")}
     answered = harness.check("POST", "/v1/events", headers, body)
     assume(answered is not None)  # None: the HTTP client would not send such headers
@@ -136,6 +141,7 @@ def test_receiver_answers_signed_bodies_with_one_field_changed_with_json_never_5
 @given(st.dictionaries(st.sampled_from(["hub_id", "home_id", "public_key", "code", "extra"]) | st.text(max_size=8),
                        json_values, max_size=5) | json_values, headers_strategy)
 def test_receiver_answers_arbitrary_enrolments_with_json_never_500(harness, doc, headers):
+    assume(_not_brotli(headers))
     headers = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length", "transfer-encoding")}
     headers.setdefault("Content-Type", "application/json")
     answered = harness.check("POST", "/v1/enrol", headers, json.dumps(doc).encode())

@@ -489,6 +489,9 @@ async def https_attacks(a: Attacker) -> None:
     h["Content-Encoding"] = "gzip"
     await a.https("Content-Encoding gzip", body3, h, 415, "Content-Encoding")
     h = a.sign(body3, eid3)
+    h["Content-Type"] = ";0*"
+    await a.https("Content-Type that does not parse (';0*', unsigned)", body3, h, 415, "Content-Type")
+    h = a.sign(body3, eid3)
     h["Content-Encoding"] = "br"
     # aiohttp's own parser refuses br (no Brotli) before the app: refused, in plain text.
     await a.https("Content-Encoding br", body3, h, 400, "content-encoding", require_json=False)
@@ -520,6 +523,9 @@ async def https_attacks(a: Attacker) -> None:
     bigint = body3.replace(b'"battery":90', b'"battery":' + b"9" * 5000)
     await a.https("malformed body, signed: a 5,000-digit number", bigint, a.sign(bigint, eid3), 422, ".")
 
+    role_list = body3.replace(b'"role":"pendant"', b'"role":[]')
+    await a.https("malformed body, signed: device.role a JSON list", role_list, a.sign(role_list, eid3), 422, ".")
+
     _, foreign = a.event_body(3, hub_id="hub-other-0002")
     await a.https("body names another hub than the signing keyid", foreign, a.sign(foreign, eid3), 401, "keyid")
     await a.https("Idempotency-Key differs from the body's event_id", body3, a.sign(body3, "240ac4aaaaaa-9"),
@@ -529,6 +535,19 @@ async def https_attacks(a: Attacker) -> None:
                   "different body")
     await a.https("wrong method (PUT /v1/events)", body3, a.sign(body3, eid3), 405, "", method="PUT",
                   require_json=False)
+
+    # Enrolment: a hub nobody issued a code for tries to enrol its own key.
+    intruder = Ed25519PrivateKey.generate()
+    doc = json.dumps({"hub_id": "hub-intruder-0002", "home_id": home.home_id, "code": "ABCD-EFGH-JKMN",
+                      "public_key": signing.public_key_to_text(intruder.public_key())}).encode()
+    await a.https("enrolment with a made-up one-time code (signed by the key it enrols)", doc,
+                  a.sign(doc, "enrol", key=intruder, key_id="hub-intruder-0002",
+                         url=home.platform_url + "/v1/enrol"), 401, "code", path="/v1/enrol")
+    doc = json.dumps({"hub_id": home.hub_id, "home_id": home.home_id, "code": "ABCD-EFGH-JKMN",
+                      "public_key": signing.public_key_to_text(intruder.public_key())}).encode()
+    await a.https("enrolment replacing the real hub's key, made-up code", doc,
+                  a.sign(doc, "enrol", key=intruder, key_id=home.hub_id, url=home.platform_url + "/v1/enrol"),
+                  401, "code", path="/v1/enrol")
 
     # Replay after the platform restarts: the nonce store is in its SQLite file.
     eid4, body4 = a.event_body(4)

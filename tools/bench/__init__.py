@@ -166,7 +166,7 @@ def update_section(path: str | Path, name: str, markdown: str) -> None:
         _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        order = ["bench", "attacks", "fuzz", "chaos"]
+        order = ["bench", "attacks", "fuzz", "chaos", "probe-ack-loss", "probe-adv-drop", "probe-hub-kill"]
         insert_at = len(text)
         if name in order:
             for later in order[order.index(name) + 1:]:
