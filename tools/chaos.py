@@ -295,8 +295,19 @@ class DrivenDevice:
 
     @property
     def pending(self) -> int:
+        """Events made and not yet acknowledged, by the firmware's lines (paces the residents)."""
         self.sync()
         return len(self.created.keys() - self.acked)
+
+    def held(self) -> set[int]:
+        """The counters of the events on the device's flash, waiting for their ack: its store
+        file, the truth even when an `acked` line was lost with the power (a process killed
+        just after it took an ack)."""
+        try:
+            return {int(entry[0]) for entry in json.loads((self.fw.fs_dir / "events.json").read_text())}
+        except (OSError, ValueError, TypeError, IndexError):
+            self.sync()
+            return set(self.created.keys() - self.acked)
 
 
 class ChaosRun:
@@ -719,12 +730,12 @@ class ChaosRun:
             wanted = {f"{d.sim.id}-{c}" for d in self.devs for c in d.created}
             stored = {row[0] for row in self.platform()}
             missing = wanted - stored
-            if not missing and all(d.pending == 0 for d in self.devs):
+            held = sum(len(d.held()) for d in self.devs)
+            if not missing and held == 0:
                 break
             if time.time() - last > 10:
                 last = time.time()
-                self.log(f"  {len(missing):,} events not at the platform yet, "
-                         f"{sum(d.pending for d in self.devs)} waiting on devices")
+                self.log(f"  {len(missing):,} events not at the platform yet, {held} waiting on devices")
             await asyncio.sleep(0.5)
         else:
             result.notes.append(f"drain stopped at its time budget ({self.max_drain_s / 60:.0f} min)")
@@ -742,7 +753,7 @@ class ChaosRun:
         r.created = len(created)
         r.stored = len(stored)
         missing = created.keys() - stored.keys()
-        on_devices = {(d.sim.id, c) for d in self.devs for c in d.created.keys() - d.acked}
+        on_devices = {(d.sim.id, c) for d in self.devs for c in d.held()}
         at_hub = {tuple(eid.rsplit("-", 1)) for eid in self.hub_outbox_ids()}
         at_hub = {(dev, int(c)) for dev, c in at_hub if c.isdigit()}
         r.undelivered_on_devices = len(missing & on_devices)
