@@ -899,7 +899,8 @@ def tables(r: Result) -> list[Table]:
          f"({r.created / max(r.seconds_load, 1e-6):.1f} events/s), drain {r.seconds_drain:.0f} s, "
          f"total {r.seconds_total:.0f} s (real time).",
          f"acks written per event: {r.acks_per_event}, one BLE connection each (kind 2 'delivered' "
-         f"in place of kind 1 'heard' when the platform answered while the link was made); fault injectors: {', '.join(r.injectors) or 'none'}; residents' pace: "
+         f"in place of kind 1 'heard' when the platform answered while the link was made); "
+         f"fault injectors: {', '.join(r.injectors) or 'none'}; residents' pace: "
          + (f"a pause of {r.pace_s:g} s on average between one resident's actions." if r.pace_s else
             "as fast as each device takes them (up to 6 events waiting for their ack)."),
          *r.notes, f"machine: {machine_line()}"])
@@ -915,8 +916,8 @@ def tables(r: Result) -> list[Table]:
                      u.get("max", "-")],
                     [f"toilet_overdue: due -> stored at the platform (s), limit {a.get('limit_s')} s",
                      late.get("n", 0), late.get("median", "-"), late.get("p99", "-"), late.get("max", "-")]],
-                   [f"toilet visits {a.get('visits', 0)} ({a.get('long_visits', 0)} longer than the limit); alarms due "
-                    f"by what the hub heard {a.get('due', 0)}: raised {a.get('raised', 0)}, missed {a.get('missed', 0)} "
+                   [f"toilet visits {a.get('visits', 0)} ({a.get('long_visits', 0)} longer than the limit); "
+                    f"alarms due by what the hub heard {a.get('due', 0)}: raised {a.get('raised', 0)}, missed {a.get('missed', 0)} "
                     f"(must be 0), unexpected {a.get('unexpected', 0)} (must be 0), more than 5 s late "
                     f"{a.get('late_over_5s', 0)}.",
                     f"faults that delay door events change what the hub can know: long visits it heard as short "

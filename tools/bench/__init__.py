@@ -15,6 +15,8 @@ module needs nothing from here but the class.
 
 from __future__ import annotations
 
+import argparse
+
 import os
 import platform
 import re
@@ -186,6 +188,15 @@ def generated_line(command: str) -> str:
 def default_results_path() -> Path:
     """RESULTS.md at the repository root (this package lives in <root>/tools/bench)."""
     return Path(__file__).resolve().parents[2] / "RESULTS.md"
+
+
+def bench_parser(module: str, doc: str | None,
+                 quick_help: str = "small counts (smoke test)") -> argparse.ArgumentParser:
+    """The command line every benchmark module starts from: `python -m safebox.tools.bench.<module> [--quick]`."""
+    parser = argparse.ArgumentParser(prog=f"python -m safebox.tools.bench.{module}",
+                                     description=(doc or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
 
 
 def print_tables(tables: Sequence[Table], file: Any = None) -> None:

@@ -18,7 +18,6 @@ Each runs over every frame in one pass, with fresh parser state; best of three p
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 import time
@@ -29,7 +28,7 @@ from safebox.hub.devices import Device, Devices
 from safebox.hub.ingest import Ingest
 from safebox.hub.store import Verdict
 from safebox.protocol import bthome
-from safebox.tools.bench import Table, machine_line, print_tables
+from safebox.tools.bench import Table, bench_parser, machine_line, print_tables
 
 DEVICES = 16
 _BUTTONS = bthome.PENDANT_BUTTONS
@@ -162,8 +161,7 @@ def run(quick: bool = False) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m safebox.tools.bench.codec", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
+    parser = bench_parser("codec", __doc__)
     args = parser.parse_args(argv)
     print_tables(run(args.quick))
     return 0

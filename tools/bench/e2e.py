@@ -11,14 +11,13 @@ so every figure includes the 120 ms the finger holds it and the 50 ms release de
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from safebox.tools.bench import Table, machine_line, percentile, print_tables
+from safebox.tools.bench import Table, bench_parser, machine_line, percentile, print_tables
 
 HOLD_S = 0.12  # as the demo: longer than the 50 ms debounce, shorter than a long press
 RELEASE_DEBOUNCE_MS = 50
@@ -80,8 +79,7 @@ def run(quick: bool = False, presses: int | None = None) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m safebox.tools.bench.e2e", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 presses (smoke test)")
+    parser = bench_parser("e2e", __doc__, quick_help="3 presses (smoke test)")
     parser.add_argument("--presses", type=int, help="how many presses (default 50)")
     args = parser.parse_args(argv)
     print_tables(run(args.quick, args.presses))

@@ -21,7 +21,6 @@ No figure here is asserted by a test; `run(quick=True)` is the smoke test's size
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -38,7 +37,7 @@ from safebox.hub.store import HubStore
 from safebox.hub.uplink import Uplink
 from safebox.protocol import events
 from safebox.tools import tlsca
-from safebox.tools.bench import Table, machine_line, percentile, print_tables
+from safebox.tools.bench import Table, bench_parser, machine_line, percentile, print_tables
 from safebox.tools.bench.outbox import _filesystem
 from safebox.tools.sim.home import SimHome, parse_time
 from safebox.tools.sim.processes import ChildProcess
@@ -258,8 +257,7 @@ def run(quick: bool = False) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m safebox.tools.bench.hub", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts, a smoke test")
+    parser = bench_parser("hub", __doc__)
     parser.add_argument("--presses", type=int, help="presses for the latency figure (default 40)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

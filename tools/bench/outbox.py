@@ -19,7 +19,6 @@ because fsync costs what the disk says.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sqlite3
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from safebox.hub.store import HubStore
 from safebox.protocol import events
-from safebox.tools.bench import Table, machine_line, print_tables
+from safebox.tools.bench import Table, bench_parser, machine_line, print_tables
 
 DEVICES = 16
 
@@ -137,8 +136,7 @@ def run(quick: bool = False, directory: str | Path | None = None) -> list[Table]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m safebox.tools.bench.outbox", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
+    parser = bench_parser("outbox", __doc__)
     parser.add_argument("--dir", help="where the temporary databases go (default: the temp folder)")
     args = parser.parse_args(argv)
     print_tables(run(args.quick, args.dir))

@@ -18,7 +18,6 @@ Server and client share one event loop (one core): the figures are for the pair.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ssl
 import tempfile
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.protocol import events, signing
 from safebox.tools import tlsca
-from safebox.tools.bench import Table, machine_line, print_tables
+from safebox.tools.bench import Table, bench_parser, machine_line, print_tables
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.store import Store
 
@@ -159,9 +158,7 @@ def run(quick: bool = False) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m safebox.tools.bench.receiver",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
+    parser = bench_parser("receiver", __doc__)
     args = parser.parse_args(argv)
     print_tables(run(args.quick))
     return 0
