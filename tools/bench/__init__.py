@@ -199,6 +199,14 @@ def bench_parser(module: str, doc: str | None,
     return parser
 
 
+def quick_main(module: str, doc: str | None, run: Callable[[bool], Sequence[Table]],
+               argv: list[str] | None = None) -> int:
+    """`main` of a benchmark module whose only option is --quick: run it, print its tables."""
+    args = bench_parser(module, doc).parse_args(argv)
+    print_tables(run(args.quick))
+    return 0
+
+
 def print_tables(tables: Sequence[Table], file: Any = None) -> None:
     out = file or sys.stdout
     for t in tables:

@@ -28,7 +28,7 @@ from safebox.hub.devices import Device, Devices
 from safebox.hub.ingest import Ingest
 from safebox.hub.store import Verdict
 from safebox.protocol import bthome
-from safebox.tools.bench import Table, bench_parser, machine_line, print_tables
+from safebox.tools.bench import Table, machine_line, quick_main
 
 DEVICES = 16
 _BUTTONS = bthome.PENDANT_BUTTONS
@@ -161,10 +161,7 @@ def run(quick: bool = False) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser("codec", __doc__)
-    args = parser.parse_args(argv)
-    print_tables(run(args.quick))
-    return 0
+    return quick_main("codec", __doc__, run, argv)
 
 
 if __name__ == "__main__":

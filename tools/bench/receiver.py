@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.protocol import events, signing
 from safebox.tools import tlsca
-from safebox.tools.bench import Table, bench_parser, machine_line, print_tables
+from safebox.tools.bench import Table, machine_line, quick_main
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.store import Store
 
@@ -158,10 +158,7 @@ def run(quick: bool = False) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser("receiver", __doc__)
-    args = parser.parse_args(argv)
-    print_tables(run(args.quick))
-    return 0
+    return quick_main("receiver", __doc__, run, argv)
 
 
 if __name__ == "__main__":
