@@ -18,10 +18,10 @@ import json
 import logging
 import os
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import safebox
 from safebox.hub import clock as hub_clock
 from safebox.hub.notify import Notifier
 
@@ -36,10 +36,7 @@ CLOCK_EVERY_S = 600.0
 
 
 def version() -> str:
-    try:
-        return metadata.version("safebox")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return safebox.__version__
 
 
 class Service:

@@ -1,0 +1,1 @@
+../../../../src/safebox/__init__.py
