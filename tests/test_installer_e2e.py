@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import io
 import json
+import shlex
 import threading
 import types
 from pathlib import Path
@@ -66,11 +67,18 @@ async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path
                                       "--ttl", "600"]) == 0
         assert await _run("enrol", "--hub-config", config, "--code", out.getvalue().strip()) == 0
 
-        # the blank board: flash, then pair (which restarts it: the firmware reports ready)
-        assert await _run("flash", "--port", info["board"], "--image", str(device_image)) == 0
-        assert await _run("pair", "--port", info["board"], "--hub-config", config, "--role", "pendant",
-                          "--room", "bedroom") == 0
+        # the blank board: flash, then pair (which restarts it: the firmware reports ready),
+        # by copying the next step flash suggests
+        assert lab.board_state() == ("blank", None)
+        capsys.readouterr()
+        assert await _run("flash", "--port", info["board"], "--image", str(device_image), "--hub-config", config) == 0
+        (hint,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Next: ")]
+        assert lab.board_state() == ("flashed", None)
+        command = shlex.split(hint.removeprefix("Next: "))
+        assert command[:2] == ["safebox-install", "pair"] and command[command.index("--hub-config") + 1] == config
+        assert await _run(*command[1:]) == 0
         assert "The device started and reports ready." in capsys.readouterr().out
+        assert lab.board_state() == ("paired", "pendant")
         assert [d.address for d in Devices.load(Path(config).parent / "state" / "devices.json")] == [LAB_MAC]
 
         # the walk test, while the installer's hands press each button
@@ -85,6 +93,8 @@ async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path
         assert await asyncio.wait_for(walk, 30) == 0
 
     out = capsys.readouterr().out
+    assert "(hub hub-lab-0001): 1 device, 3 checks." in out
+    assert "Pressed the community-service button." in out and "Pressed the daily-life-service button." in out
     assert "hub heard pendant 24:0A:C4:00:10:01 (bedroom): emergency button, signal -60 dBm (good)" in out
     assert "platform stored 240ac4001001-1 (emergency button)" in out
     assert out.index("hub heard pendant") < out.index("platform stored") < out.index("Walk test passed.")
@@ -99,10 +109,12 @@ async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path
         ["emergency", "community_service", "life_service"]
     text = md.read_text()
     assert "**Result**: PASSED" in text and "RSSI >= -75 dBm good" in text and "| 24:0A:C4:00:10:01 | pendant |" in text
-    # the same report, again, in Chinese and as HTML
-    assert cli.main(["--lang", "zh", "report", str(md.with_suffix(".json")), "--html", "-o",
-                     str(tmp_path / "r.html")]) == 0
-    assert "居家安全盒安装报告" in (tmp_path / "r.html").read_text()
+    # the same report, again, in Chinese and as HTML, in the district's time zone; the
+    # options where the installer README puts them
+    assert cli.main(["report", str(md.with_suffix(".json")), "--lang", "zh", "--html", "-o",
+                     str(tmp_path / "r.html"), "--tz", "Asia/Shanghai"]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "居家安全盒安装报告" in page and '<html lang="zh-CN">' in page and "UTC+08:00" in page
 
 
 async def test_a_weak_signal_and_a_button_never_pressed_fail_the_walk_test(tmp_path, device_image, said, capsys):

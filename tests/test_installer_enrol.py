@@ -117,7 +117,7 @@ async def test_a_code_works_once(platform, tmp_path, capsys):
     assert public_key_to_text(platform.store.hub_key(HUB)) == first_key
     # a new code replaces the key (a hub whose card was replaced)
     assert await _enrol(config, _issue(platform)) == 0
-    assert "replaced the key it had for this hub" in capsys.readouterr().out
+    assert "replaced the public key it had for this hub" in capsys.readouterr().out
     assert public_key_to_text(platform.store.hub_key(HUB)) != first_key
 
 

@@ -76,3 +76,34 @@ def test_walk_test_of_a_home_with_nothing_paired_says_so(tmp_path, capsys):
     (tmp_path / "state" / "devices.json").write_text("[]")  # readable by others: the hub refuses it too
     assert cli.main(["walk-test", "--hub-config", str(config)]) == cli.EXIT_REFUSED
     assert "Cannot read the hub's device list" in capsys.readouterr().err
+
+
+def test_report_times_are_local_with_the_offset_shown(monkeypatch):
+    from zoneinfo import ZoneInfo
+    md = report.markdown(_result(), "en", zone=ZoneInfo("Asia/Shanghai"))
+    assert "**Walk test**: 2026-11-26 15:00:00 UTC+08:00 to 2026-11-26 15:10:00 UTC+08:00" in md
+    assert "2026-11-26T07:00:00.000Z" not in md  # the record's UTC is for machines
+    zh = report.markdown(_result(), "zh", zone=ZoneInfo("Asia/Shanghai"))
+    assert "**走测时间**：2026-11-26 15:00:00 UTC+08:00 至 2026-11-26 15:10:00 UTC+08:00" in zh
+    monkeypatch.setenv("TZ", "America/New_York")  # no --tz: the system's zone
+    assert "2026-11-26 02:00:00 UTC-05:00" in report.markdown(_result(), "en")
+
+
+def test_the_html_page_says_the_language_it_is_in(tmp_path):
+    from safebox.tools.installer import messages
+    messages.set_language("zh")
+    try:
+        assert '<html lang="zh-CN">' in report.html_page(_result())
+    finally:
+        messages.set_language("en")
+    assert '<html lang="en">' in report.html_page(_result())
+
+
+def test_a_bad_time_zone_or_a_file_that_is_not_a_report_is_refused(tmp_path, capsys):
+    saved = tmp_path / "r.json"
+    saved.write_text(json.dumps(_result()))
+    assert cli.main(["report", str(saved), "--tz", "Mars/Olympus"]) == cli.EXIT_REFUSED
+    assert 'Unknown time zone "Mars/Olympus"' in capsys.readouterr().err
+    saved.write_text('{"format": 1}')
+    assert cli.main(["report", str(saved)]) == cli.EXIT_REFUSED
+    assert "is not a walk-test report" in capsys.readouterr().err

@@ -10,11 +10,13 @@
   safebox-install lab-info  --dir DIR [FIELD]                     its board's port, its hub config
   safebox-install lab-press --dir DIR INPUT...                    the practice lab's hands
 
-The hub's commands (pair, unpair, enrol, walk-test) run on the hub, with its config
-(--hub-config, default /etc/safebox/hub.toml): the board is plugged into the hub's USB,
-the installer reaches the hub's shell over SSH. Messages are in Chinese or English:
---lang zh|en, else the locale. Exit status: 0 done, 1 walk test failed, 2 refused or failed
-(the message says what to do), 130 interrupted.
+Global options, before or after the command: --lang zh|en (else the locale), --tz ZONE
+(report times; else the system's zone), --hub-config FILE (the hub's hub.toml, default
+/etc/safebox/hub.toml; flash only names it in its next-step hint). The hub's commands (pair, unpair, enrol,
+walk-test) run on the hub: the board is plugged into the hub's USB, the installer reaches
+the hub's shell over SSH. Every word shown, argparse's included, comes from the catalogue
+(catalogue.py). Exit status: 0 done, 1 walk test failed, 2 refused or failed (the message
+says what to do), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from safebox.tools.installer import messages
+from safebox.tools.installer import catalogue, localtime, messages
 from safebox.tools.installer.messages import InstallerError, t
 
 DEFAULT_HUB_CONFIG = Path("/etc/safebox/hub.toml")
@@ -60,11 +63,18 @@ class ProgressBar:
 
 
 def _hub_config(path: Path) -> Any:
+    """The hub's config; every way it can be unusable said in the installer's words."""
     from safebox.hub import config
+    if not path.exists():
+        raise InstallerError("hub_config_missing", path=str(path))
     try:
         return config.load(path)
     except config.ConfigError as exc:
-        raise InstallerError("hub_config_error", detail=str(exc)) from None
+        # The hub's message starts with the file (it cannot be read) or the field it is about.
+        where, _, detail = str(exc).partition(": ")
+        if where == str(path):
+            raise InstallerError("hub_config_unreadable", path=str(path), detail=detail) from None
+        raise InstallerError("hub_config_invalid", path=str(path), field=where, detail=detail) from None
 
 
 def _pins(values: list[str] | None) -> dict[str, int]:
@@ -95,7 +105,7 @@ def _flash(args: argparse.Namespace) -> int:
         if not args.no_reset and paired:
             board.reset()
     if not paired:
-        say("flash_next_pair", port=board.name)
+        say("flash_next_pair", port=shlex.quote(board.name), config=shlex.quote(str(args.hub_config)))
     return 0
 
 
@@ -118,7 +128,7 @@ def _pair(args: argparse.Namespace) -> int:
         say("pair_boot_ready" if result.boot == "ready" else "pair_boot_unknown")
         for line in result.warnings:
             say("pair_boot_warning", line=line)
-    say("pair_next_walk", config=str(args.hub_config))
+    say("pair_next_walk", config=shlex.quote(str(args.hub_config)))
     return 0
 
 
@@ -155,7 +165,7 @@ def _walk_test(args: argparse.Namespace) -> int:
     from safebox.tools.installer.walktest import WalkTest
 
     hub = _hub_config(args.hub_config)
-    walk = WalkTest.for_home(hub, say, only=args.device)
+    walk = WalkTest.for_home(hub, say, only=args.device, zone=args.zone)
     if not walk.devices:
         raise InstallerError("walk_no_devices")
     passed = walk.run(args.timeout)
@@ -163,19 +173,27 @@ def _walk_test(args: argparse.Namespace) -> int:
     if passed:
         say("walk_passed")
     else:
-        say("walk_failed", problems="; ".join(report.problems(result)))
-    md, js = report.write(result, args.report_dir, messages.language())
+        say("walk_failed", problems=t("list_separator").join(report.problems(result)))
+    md, js = report.write(result, args.report_dir, messages.language(), zone=args.zone)
     say("walk_report_written", md=str(md), json=str(js))
     return 0 if passed else EXIT_FAILED
 
 
 def _report(args: argparse.Namespace) -> int:
     from safebox.tools.installer import report
+    path = Path(args.file)
     try:
-        result = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InstallerError("cli_report_read_error", path=str(args.file), detail=str(exc)) from None
-    text = report.html_page(result) if args.html else report.markdown(result)
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InstallerError("cli_report_missing", path=str(path)) from None
+    except OSError as exc:
+        raise InstallerError("cli_report_unreadable", path=str(path), detail=exc.strerror or str(exc)) from None
+    except ValueError:
+        raise InstallerError("cli_report_not_json", path=str(path)) from None
+    if not report.is_report(result):
+        raise InstallerError("cli_report_not_json", path=str(path))
+    render = report.html_page if args.html else report.markdown
+    text = render(result, zone=args.zone)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -202,130 +220,190 @@ def _lab_press(args: argparse.Namespace) -> int:
         if n:
             time.sleep(args.gap)  # a person takes a moment between buttons
         lab.press(args.dir, name, hold_s=args.hold)
-        say("lab_pressed", what=name)
+        if name in lab.DOOR:
+            say("lab_opened" if name == "open" else "lab_closed")
+        else:
+            say("lab_pressed", event=name)
     return 0
 
 
-# name, function, help, arguments
-Command = tuple[str, Callable[[argparse.Namespace], int], str, Callable[[argparse.ArgumentParser], None]]
+# name, function, arguments; the help text is the message "cmd_<name>".
+Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 
 
 def _port(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", help="serial port of the board (e.g. /dev/ttyUSB0, or socket://host:port); "
-                                  "default: the one USB board plugged in")
-
-
-def _hub(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hub-config", type=Path, default=DEFAULT_HUB_CONFIG, help="the hub's hub.toml")
+    p.add_argument("--port", metavar=t("mv_port"), help=t("help_port"))
 
 
 def _flash_args(p: argparse.ArgumentParser) -> None:
     _port(p)
-    p.add_argument("--image", type=Path, help="a staged image folder (default: build this checkout's firmware)")
-    p.add_argument("--force", action="store_true", help="copy every file, even those already on the board")
-    p.add_argument("--no-reset", action="store_true", help="do not restart a paired board afterwards")
+    p.add_argument("--image", type=Path, metavar=t("mv_dir"), help=t("help_image"))
+    p.add_argument("--force", action="store_true", help=t("help_flash_force"))
+    p.add_argument("--no-reset", action="store_true", help=t("help_flash_no_reset"))
 
 
 def _pair_args(p: argparse.ArgumentParser) -> None:
     from safebox.tools.installer.pairing import DEFAULT_BOARD, ROLES
     _port(p)
-    _hub(p)
-    p.add_argument("--role", required=True, help=f"one of {', '.join(ROLES)}")
-    p.add_argument("--room", default="", help="where it is, as the call centre should read it (e.g. bedroom)")
-    p.add_argument("--board", default=DEFAULT_BOARD, help=f"the board's pin map (default {DEFAULT_BOARD})")
-    p.add_argument("--pin", action="append", metavar="NAME=GPIO", help="override one pin (repeatable)")
-    p.add_argument("--replace", action="store_true", help="pair again with a new key (the old one stops working)")
-    p.add_argument("--no-reset", action="store_true", help="do not restart the board afterwards")
+    p.add_argument("--role", required=True, metavar=t("mv_role"), help=t("help_role", roles=", ".join(ROLES)))
+    p.add_argument("--room", default="", metavar=t("mv_room"), help=t("help_room"))
+    p.add_argument("--board", default=DEFAULT_BOARD, metavar=t("mv_board"), help=t("help_board", board=DEFAULT_BOARD))
+    p.add_argument("--pin", action="append", metavar=t("mv_pin"), help=t("help_pin"))
+    p.add_argument("--replace", action="store_true", help=t("help_replace"))
+    p.add_argument("--no-reset", action="store_true", help=t("help_pair_no_reset"))
 
 
 def _unpair_args(p: argparse.ArgumentParser) -> None:
     _port(p)
-    _hub(p)
-    p.add_argument("--device", metavar="MAC", help="remove this device from the hub when it is not at hand")
-    p.add_argument("--force", action="store_true", help="wipe a board that names another home")
+    p.add_argument("--device", metavar="MAC", help=t("help_unpair_device"))
+    p.add_argument("--force", action="store_true", help=t("help_unpair_force"))
 
 
 def _enrol_args(p: argparse.ArgumentParser) -> None:
-    _hub(p)
-    p.add_argument("--code", help="the one-time enrolment code from the platform (asked for if not given)")
+    p.add_argument("--code", metavar=t("mv_code"), help=t("help_code"))
 
 
 def _walk_args(p: argparse.ArgumentParser) -> None:
-    _hub(p)
-    p.add_argument("--device", action="append", metavar="MAC", help="test only this device (repeatable)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="give up after (default 600)")
-    p.add_argument("--report-dir", type=Path, default=Path("."), help="where the report goes (default: here)")
-    p.add_argument("--installer", help="your name or staff number, for the report")
+    p.add_argument("--device", action="append", metavar="MAC", help=t("help_walk_device"))
+    p.add_argument("--timeout", type=float, default=600.0, metavar=t("mv_seconds"), help=t("help_timeout"))
+    p.add_argument("--report-dir", type=Path, default=Path("."), metavar=t("mv_dir"), help=t("help_report_dir"))
+    p.add_argument("--installer", metavar=t("mv_name"), help=t("help_installer"))
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", type=Path, metavar="FILE.json")
-    p.add_argument("--html", action="store_true", help="HTML instead of Markdown")
-    p.add_argument("-o", "--output", type=Path, help="write here instead of to the screen")
+    p.add_argument("file", type=Path, metavar="FILE.json", help=t("help_report_file"))
+    p.add_argument("--html", action="store_true", help=t("help_html"))
+    p.add_argument("-o", "--output", type=Path, metavar=t("mv_file"), help=t("help_output"))
 
 
 def _lab_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", type=Path, required=True, help="the lab's folder (made if missing)")
-    p.add_argument("--board-port", type=int, default=0, help="TCP port of the board's serial line (default: free)")
-    p.add_argument("--rssi", type=int, default=-60, help="the signal strength the hub measures, dBm (default -60)")
+    p.add_argument("--dir", type=Path, required=True, metavar=t("mv_dir"), help=t("help_lab_dir"))
+    p.add_argument("--board-port", type=int, default=0, metavar=t("mv_tcp_port"), help=t("help_board_port"))
+    p.add_argument("--rssi", type=int, default=-60, metavar="DBM", help=t("help_rssi"))
 
 
 def _lab_info_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", type=Path, required=True, help="the lab's folder")
+    p.add_argument("--dir", type=Path, required=True, metavar=t("mv_dir"), help=t("help_lab_dir_running"))
     p.add_argument("field", nargs="?", choices=["board", "hub_config", "hub_id", "platform_db", "platform"],
-                   help="print only this (default: all, as JSON)")
-    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the lab to be ready (default 60)")
+                   help=t("help_lab_field"))
+    p.add_argument("--wait", type=float, default=60.0, metavar=t("mv_seconds"), help=t("help_lab_wait"))
 
 
 def _lab_press_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", type=Path, required=True, help="the running lab's folder")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="emergency, community_service, life_service, open, close (in this order)")
-    p.add_argument("--hold", type=float, default=0.15, help="seconds a button is held (default 0.15)")
-    p.add_argument("--gap", type=float, default=2.0, help="seconds between inputs (default 2)")
+    from safebox.tools.installer.lab import BUTTONS, DOOR
+    p.add_argument("--dir", type=Path, required=True, metavar=t("mv_dir"), help=t("help_lab_dir_running"))
+    p.add_argument("inputs", nargs="+", metavar=t("mv_input"), help=t("help_lab_inputs", inputs=", ".join(BUTTONS + DOOR)))
+    p.add_argument("--hold", type=float, default=0.15, metavar=t("mv_seconds"), help=t("help_hold"))
+    p.add_argument("--gap", type=float, default=2.0, metavar=t("mv_seconds"), help=t("help_gap"))
 
 
 COMMANDS: tuple[Command, ...] = (
-    ("flash", _flash, "copy the firmware onto a board that runs MicroPython", _flash_args),
-    ("pair", _pair, "pair the board with this home: a new key on the device and the hub", _pair_args),
-    ("unpair", _unpair, "remove a device from this home", _unpair_args),
-    ("enrol", _enrol, "enrol this hub with the platform using a one-time code", _enrol_args),
-    ("walk-test", _walk_test, "press every button, open every door; write the install report", _walk_args),
-    ("report", _report, "show a saved install report (JSON) as Markdown or HTML", _report_args),
-    ("lab", _lab, "a simulated home with a blank board, to practise on", _lab_args),
-    ("lab-info", _lab_info, "the practice lab's board port and hub config, once it is ready", _lab_info_args),
-    ("lab-press", _lab_press, "press the practice board's buttons or open its door", _lab_press_args),
+    ("flash", _flash, _flash_args),
+    ("pair", _pair, _pair_args),
+    ("unpair", _unpair, _unpair_args),
+    ("enrol", _enrol, _enrol_args),
+    ("walk-test", _walk_test, _walk_args),
+    ("report", _report, _report_args),
+    ("lab", _lab, _lab_args),
+    ("lab-info", _lab_info, _lab_info_args),
+    ("lab-press", _lab_press, _lab_press_args),
 )
+LANG_CHOICES = ("zh", "en", "zh-CN")
+
+
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options every command takes, before or after its name: on the top parser with their
+    defaults, and on each command's parser with SUPPRESS, so a value given after the command
+    is kept and one given before it is not overwritten by a default."""
+    unset = None if top else argparse.SUPPRESS
+    p.add_argument("--lang", choices=LANG_CHOICES, default=unset, help=t("help_lang"))
+    p.add_argument("--tz", metavar=t("mv_zone"), default=unset, help=t("help_tz"))
+    p.add_argument("--hub-config", type=Path, metavar=t("mv_file"),
+                   default=DEFAULT_HUB_CONFIG if top else argparse.SUPPRESS, help=t("help_hub_config"))
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse puts an ASCII colon after each section title; Chinese takes "：".
+
+    (The titles themselves, "options" and the rest, are translated through gettext.)
+    """
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        super().__init__(prog, **kwargs)
+        self._headings: list[str] = []
+
+    def start_section(self, heading: str | None) -> None:
+        if heading:
+            self._headings.append(heading)
+        super().start_section(heading)
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if messages.language() == "zh":
+            for heading in self._headings:
+                text = text.replace(f"\n{heading}:\n", f"\n{heading}：\n")
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="safebox-install", description="Install a home safety box.")
-    parser.add_argument("--lang", choices=["zh", "en", "zh-CN"], help="language of the messages (default: the locale)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, func, text, add_args in COMMANDS:
-        p = sub.add_parser(name, help=text)
+    """The parser, in the current language (argparse's own words too: see catalogue.speaking)."""
+    parser = argparse.ArgumentParser(prog="safebox-install", description=t("cli_description"),
+                                     epilog=t("cli_epilog"), formatter_class=_Formatter)
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar=t("mv_command"))
+    for name, func, add_args in COMMANDS:
+        text = t(f"cmd_{name.replace('-', '_')}")
+        p = sub.add_parser(name, help=text, description=text, formatter_class=_Formatter)
         add_args(p)
+        _global_options(p, top=False)
         p.set_defaults(func=func)
     return parser
 
 
+def _early_options(argv: Sequence[str]) -> argparse.Namespace:
+    """--lang and --tz from anywhere on the line, before the parser (whose words depend on them) exists."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early.add_argument("--lang")
+    early.add_argument("--tz")
+    found, _ = early.parse_known_args(list(argv))
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    messages.set_language(args.lang)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    early = _early_options(argv)
+    lang = messages.set_language(early.lang if early.lang in LANG_CHOICES else None)
+    with catalogue.speaking(lang):
+        try:
+            tz = localtime.zone(early.tz)
+        except InstallerError as exc:
+            _complain(exc.text())
+            return EXIT_REFUSED
+        args = build_parser().parse_args(argv)
+        args.zone = tz
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "unpair" and not args.port and not args.device:
-        print(f"safebox-install: {t('cli_need_board_or_device')}", file=sys.stderr)
+        _complain(t("cli_need_board_or_device"))
         return EXIT_REFUSED
     try:
         return int(args.func(args))
     except InstallerError as exc:
-        print(f"safebox-install: {exc.text()}", file=sys.stderr)
+        _complain(exc.text())
         return EXIT_REFUSED
     except PermissionError as exc:  # e.g. the hub's state, owned by the hub's user
-        print(f"safebox-install: {t('cli_permission', path=exc.filename or exc)}", file=sys.stderr)
+        _complain(t("cli_permission", path=exc.filename or exc))
         return EXIT_REFUSED
     except KeyboardInterrupt:
-        print(f"\nsafebox-install: {t('cli_interrupted')}", file=sys.stderr)
+        print(file=sys.stderr)
+        _complain(t("cli_interrupted"))
         return 130
+
+
+def _complain(message: str) -> None:
+    print(t("cli_says", message=message), file=sys.stderr)
 
 
 if __name__ == "__main__":

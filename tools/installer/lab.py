@@ -30,7 +30,7 @@ from typing import Any
 
 from safebox.firmware import config as fw_config
 from safebox.tools.installer.fakeboard import FakeBoard
-from safebox.tools.installer.messages import InstallerError
+from safebox.tools.installer.messages import InstallerError, t
 
 LAB_FILE = "lab.json"
 LAB_MAC = "24:0A:C4:00:10:01"
@@ -102,6 +102,17 @@ class Lab:
         if self.home is not None:
             await self.home.aclose()
 
+    def board_state(self) -> tuple[str, str | None]:
+        """"blank", "flashed" or "paired" (with the role), as the board's flash holds it now."""
+        assert self.board is not None
+        flash = self.board.flash_dir
+        try:
+            role = fw_config.parse(json.loads((flash / fw_config.PATH).read_text()))["role"]
+            return "paired", str(role)
+        except (OSError, ValueError, KeyError, fw_config.ConfigError):
+            pass
+        return ("flashed" if (flash / "main.py").exists() else "blank"), None
+
     def describe(self) -> dict[str, Any]:
         assert self.board is not None and self._control is not None
         return {
@@ -116,7 +127,7 @@ class Lab:
         assert self.board is not None
         doc = json.loads((self.board.flash_dir / fw_config.PATH).read_text())
         cfg = fw_config.parse(doc)
-        return {"pins": cfg["pins"], "open_level": cfg.get("contact_open_level", 0)}
+        return {"role": cfg["role"], "pins": cfg["pins"], "open_level": cfg.get("contact_open_level", 0)}
 
     async def _boot(self, board: FakeBoard, out: Callable[[bytes], None]) -> _LabFirmware:
         from safebox.tools.sim.firmware_process import FirmwareProcess
@@ -149,9 +160,10 @@ class Lab:
         fw = self.board.firmware if self.board is not None else None
         if fw is None or not fw.running:
             raise InstallerError("lab_no_firmware")
-        if name not in BUTTONS + DOOR:
-            raise InstallerError("lab_bad_input", name=name, names=", ".join(BUTTONS + DOOR))
         setup = self._pins()
+        inputs = BUTTONS if setup["role"] == "pendant" else DOOR
+        if name not in inputs:
+            raise InstallerError("lab_bad_input", name=name, names=", ".join(inputs))
         if name in BUTTONS:
             # The button's pin and, through its diode, the shared wake line (firmware/boards.py).
             pins = [setup["pins"][name]] + [setup["pins"][p] for p in ("button_wake",) if p in setup["pins"]]
@@ -188,7 +200,9 @@ def run(folder: Path, *, board_port: int = 0, rssi: int = -60, say: Callable[...
             loop.add_signal_handler(sig, stop.set)
         async with Lab(folder, board_port=board_port, rssi=rssi) as lab:
             info = lab.describe()
-            say("lab_ready", port=info["board"], config=info["hub_config"], db=info["platform_db"],
+            state, role = lab.board_state()
+            board = t(f"lab_board_{state}", role=role) if role else t(f"lab_board_{state}")
+            say("lab_ready", board=board, port=info["board"], config=info["hub_config"], db=info["platform_db"],
                 hub=info["hub_id"])
             await stop.wait()
 

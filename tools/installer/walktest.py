@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from typing import Any
 
 from safebox.hub.config import HubConfig
@@ -34,6 +35,7 @@ from safebox.hub.devices import Device, Devices, DevicesError
 from safebox.hub.private_files import PrivateFileError
 from safebox.hub.store import HubStore, StoreError
 from safebox.protocol import events
+from safebox.tools.installer import localtime
 from safebox.tools.installer.messages import InstallerError
 
 RSSI_GOOD_DBM = -75
@@ -155,6 +157,7 @@ class WalkTest:
     devices: list[Device]
     show: Show
     clock: Callable[[], float] = time.time
+    zone: tzinfo | None = None  # for times on the screen (localtime.py); None: the system's
     checks: list[Check] = field(default_factory=list)
     started_at: float = 0.0
     finished_at: float | None = None
@@ -167,7 +170,7 @@ class WalkTest:
 
     @classmethod
     def for_home(cls, hub: HubConfig, show: Show, *, only: list[str] | None = None,
-                 clock: Callable[[], float] = time.time) -> WalkTest:
+                 clock: Callable[[], float] = time.time, zone: tzinfo | None = None) -> WalkTest:
         """Every paired device of the home (or those whose id or address is in `only`)."""
         try:
             found = list(Devices.load(hub.devices_path))
@@ -177,7 +180,7 @@ class WalkTest:
             wanted = {w.lower().replace(":", "") for w in only}
             found = [d for d in found if d.id in wanted]
         found.sort(key=lambda d: (d.room, d.role, d.id))
-        return cls(hub, found, show, clock=clock)
+        return cls(hub, found, show, clock=clock, zone=zone)
 
     # -- running ----------------------------------------------------------------------
     def start(self) -> None:
@@ -193,12 +196,14 @@ class WalkTest:
         self.platform = PlatformListing(self.hub.platform.url, self.hub.platform.ssl_context(), self.hub.hub_id)
         self.platform.start()
         self.show("walk_start", home=self.hub.home_id, hub=self.hub.hub_id, devices=len(self.devices),
-                  checks=len(self.checks), good=RSSI_GOOD_DBM, marginal=RSSI_MARGINAL_DBM)
+                  checks=len(self.checks), good=RSSI_GOOD_DBM, marginal=RSSI_MARGINAL_DBM,
+                  time=localtime.show(self.started_at, self.zone or localtime.zone()))
         if not self.platform.available:
             self.show("walk_platform_unreadable", url=self.hub.platform.url, detail=self.platform.error or "?")
         for d in self.devices:
             heard = self._store.seen(d.id)
-            self.show("walk_device_heard" if heard is not None else "walk_device_not_heard", device=d)
+            quiet = "walk_device_not_heard_" + ("pendant" if d.role == "pendant" else "door")
+            self.show("walk_device_heard" if heard is not None else quiet, device=d)
             for c in self.checks:
                 if c.device is d:
                     self.show("walk_todo", device=d, event=c.event)
