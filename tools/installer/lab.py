@@ -26,11 +26,13 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safebox.firmware import config as fw_config
-from safebox.tools.installer.fakeboard import FakeBoard
 from safebox.tools.installer.messages import InstallerError, t
+
+if TYPE_CHECKING:  # the lab's own side needs the simulator (the sim extra); lab-press and lab-info do not
+    from safebox.tools.installer.fakeboard import FakeBoard
 
 LAB_FILE = "lab.json"
 LAB_MAC = "24:0A:C4:00:10:01"
@@ -72,6 +74,7 @@ class Lab:
         self._control: asyncio.Server | None = None
 
     async def __aenter__(self) -> Lab:
+        from safebox.tools.installer.fakeboard import FakeBoard
         from safebox.tools.sim.home import SimHome
         self.folder.mkdir(parents=True, exist_ok=True)
         self.home = SimHome(self.folder / "home", hub_id=HUB_ID, home_id=HOME_ID, enrol=False)
