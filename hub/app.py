@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -42,8 +43,10 @@ async def ble_backends(cfg: HubConfig) -> AsyncIterator[Backends]:
 
 class Hub:
     def __init__(self, cfg: HubConfig, *, clock: Callable[[], float] = time.time,
-                 ble: Callable[[HubConfig], contextlib.AbstractAsyncContextManager[Backends]] | None = None) -> None:
-        """`ble` replaces `ble_backends` (the in-process simulator injects its own air)."""
+                 ble: Callable[[HubConfig], contextlib.AbstractAsyncContextManager[Backends]] | None = None,
+                 rng: random.Random | None = None) -> None:
+        """`ble` replaces `ble_backends` (the in-process simulator injects its own air); `rng`
+        draws the relay's backoff jitter (a seeded scenario repeats exactly)."""
         self.cfg = cfg
         self._ble = ble or ble_backends
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -61,6 +64,7 @@ class Hub:
             heartbeat_data=lambda: self.service.heartbeat_data(), operator_poll_s=cfg.relay.operator_poll_s,
             ack_ttl_s=cfg.relay.ack_ttl_s, idle_poll_s=60.0, clock_check=True, on_owed=self._on_owed,
             clock_problem=lambda: self.service.clock_problem(), on_health_change=lambda: self.service.poke(),
+            rng=rng,
         )
         self._acks: Acks | None = None
         self.radio: Radio | None = None

@@ -168,6 +168,18 @@ def test_the_command_itself(tmp_path: Path) -> None:
     ({"expect_not": [{"type": "emergency", "count": 2}]}, r"expect_not\[0\]\.count"),
     ({"home": {"devices": [{"id": "p", "role": "kettle"}]}}, r"home\.devices\[0\]\.role: one of"),
     ({"surprise": 1}, r"^surprise: unknown key"),
+    ({"duration": "5m", "home": {"devices": [{"id": "d", "role": "front_door"}]},
+      "steps": [{"at": "6m", "device": "d", "action": "open"}]}, r"steps\[0\]\.at: after the end of the scenario"),
+    ({"home": {"devices": [{"id": "d", "role": "front_door"}]},
+      "steps": [{"at": "1m", "device": "d", "action": "close"}]}, r"already closed \(doors start closed\)"),
+    ({"home": {"devices": [{"id": "d", "role": "front_door"}]},
+      "steps": [{"at": "1m", "device": "d", "action": "open"}, {"at": "2m", "device": "d", "action": "open"}]},
+     r"2m d open: the door of d is already open"),
+    ({"home": {"devices": [{"id": "p", "role": "pendant"}]},
+      "steps": [{"at": "1m", "device": "p", "action": "bounce"}]}, r"bounce needs a door sensor"),
+    ({"steps": [{"at": "1m", "hub": "clock:soon"}]}, r"steps\[0\]\.hub: a duration"),
+    ({"seed": "lucky"}, r"^seed: a whole number"),
+    ({"hub": {"rules": {"toilet": {"overdue_after_s": -5}}}}, r"^hub\.rules\.toilet\.overdue_after_s: must be"),
 ])
 def test_bad_scenarios_name_the_field(doc: dict, message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
@@ -179,6 +191,42 @@ def test_a_bad_file_exits_2(tmp_path: Path) -> None:
     path.write_text('[[steps]]\nat = "1m"\nplatform = "sideways"\n')
     code, text = run_cli(str(path))
     assert code == 2 and "steps[0].platform: one of down, up" in text
+
+
+def test_a_bad_hub_setting_exits_2_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[hub.relay]\nbackoff_initial_s = 100\nbackoff_max_s = 5\n')
+    code, text = run_cli(str(path))
+    assert code == 2 and "hub.relay.backoff_max_s: must be at least backoff_initial_s" in text
+    assert "Traceback" not in text
+
+
+def test_a_seeded_scenario_gives_the_same_json_twice() -> None:
+    """The relay's retry jitter (here: an emergency kept while the platform is down) is drawn
+    from the seed: without it, the delivery time after `up` varies from run to run."""
+    path = str(SCENARIOS / "emergency_platform_down.toml")
+    runs = []
+    for _ in range(2):
+        code, res = run_cli(path, "--json", "--seed", "7")
+        assert code == 0 and isinstance(res, dict) and res["seed"] == 7
+        res.pop("wall_s")  # the only real-time figure
+        runs.append(json.dumps(res, sort_keys=True))
+    assert runs[0] == runs[1]
+
+
+def test_a_contact_bounce_makes_no_event_and_a_hub_clock_offset_shows_in_its_times(tmp_path: Path) -> None:
+    path = tmp_path / "bounce.toml"
+    path.write_text('duration = "5m"\n[[home.devices]]\nid = "door"\nrole = "front_door"\n'
+                    '[[steps]]\nat = "1m"\ndevice = "door"\naction = "bounce"\n'
+                    '[[steps]]\nat = "2m"\nhub = "clock:+90s"\n'
+                    '[[steps]]\nat = "3m"\ndevice = "door"\naction = "open"\n')
+    code, res = run_cli(str(path), "--json")
+    assert code == 0 and isinstance(res, dict)
+    assert res["steps"] == ["1m door bounce", "2m hub clock:1m30s", "3m door open"]
+    (opened,) = of(res, "door_opened")  # the bounce alone: nothing (the firmware debounces it)
+    assert not of(res, "door_closed")
+    assert 180 <= opened["received_s"] < 185
+    assert abs(opened["occurred_s"] - opened["received_s"] - 90) < 2  # stamped by a hub 90 s fast
 
 
 def test_durations() -> None:

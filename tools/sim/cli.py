@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -25,6 +26,8 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from safebox.tools.sim.scenario import runner, spec
     try:
         scenario = spec.load(args.scenario)
+        if args.seed is not None:
+            scenario = dataclasses.replace(scenario, seed=args.seed)
     except spec.ScenarioError as exc:
         print(f"safebox-sim: {exc}", file=sys.stderr)
         return 2
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", type=Path, help="the scenario TOML file (format: tools/sim/SCENARIOS.md)")
     p.add_argument("--json", action="store_true", help="stored events and each expectation's result as JSON")
     p.add_argument("--workdir", type=Path, help="keep the home's files here (default: a temporary folder)")
+    p.add_argument("--seed", type=int, help="seed the run's randomness (overrides the file's seed)")
     p.set_defaults(func=_run_scenario)
     return parser
 

@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from safebox.tools.sim.scenario import vtime
-from safebox.tools.sim.scenario.spec import Expectation, Scenario, Step, format_duration
+from safebox.tools.sim.scenario.spec import HUB_CLOCK, Expectation, Scenario, Step, format_duration, parse_duration
 from safebox.tools.sim.scenario.world import LONG_PRESS_HOLD_S, PRESS_HOLD_S, World
 
 log = logging.getLogger("safebox.sim.scenario")
 _STEP_TIMEOUT_S = 30.0
 _END_SLACK_S = 1e-3  # run this long past the duration (see run())
+# A reed contact bouncing: a change every 4 ms for 40 ms, settling where it was (firmware/inputs.py
+# debounces 50 ms, so a bounce alone must make no event).
+BOUNCE_CHANGES = 10
+BOUNCE_EVERY_S = 0.004
 
 
 def run(scenario: Scenario, *, workdir: Path | None = None) -> dict[str, Any]:
@@ -37,7 +41,7 @@ async def _run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     world = World(workdir, clock_offset=scenario.start - t0, hub_settings=scenario.hub,
-                  heartbeat_s=scenario.heartbeat_s)
+                  heartbeat_s=scenario.heartbeat_s, seed=scenario.seed)
     log_lines: list[str] = []
     async with world:
         await world.start_hub()
@@ -76,6 +80,7 @@ async def _run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
         "file": str(scenario.path) if scenario.path else None,
         "description": scenario.description,
         "passed": all(c["passed"] for c in checks),
+        "seed": scenario.seed,
         "virtual_s": scenario.duration,
         "steps": log_lines,
         "events": events,
@@ -88,7 +93,11 @@ async def _do(world: World, step: Step) -> None:
     try:
         async with asyncio.timeout(_STEP_TIMEOUT_S):
             if step.target == "hub":
-                if step.action == "kill":
+                if step.action == HUB_CLOCK:
+                    offset = step.arg or "0s"
+                    sign = -1.0 if offset.startswith("-") else 1.0
+                    world.hub_clock_offset_s = sign * parse_duration(offset.lstrip("-"), "clock")
+                elif step.action == "kill":
                     await world.kill_hub()
                 elif step.action == "stop":
                     await world.stop_hub()
@@ -108,6 +117,13 @@ async def _do(world: World, step: Step) -> None:
                 await device.press(step.arg or "", hold)
             elif step.action in ("open", "close"):
                 board.set_pin(device.pin("contact"), device.door_level(step.action == "open"))
+            elif step.action == "bounce":
+                pin = device.pin("contact")
+                rest = board.pin_levels[pin]
+                for n in range(BOUNCE_CHANGES):
+                    board.set_pin(pin, 1 - rest if n % 2 == 0 else rest)
+                    await asyncio.sleep(BOUNCE_EVERY_S)
+                board.set_pin(pin, rest)
             elif step.action == "battery":
                 board.set_adc(device.pin("battery_adc"), world.battery_uv(board, int(step.arg or 0)))
             elif step.action == "power_off":

@@ -12,12 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from safebox.hub import config as hub_config
 from safebox.protocol import events
 
 ROLES = ("pendant", "front_door", "toilet_door")
 BUTTONS = ("emergency", "community_service", "life_service")
-DEVICE_ACTIONS = ("open", "close", "power_off", "power_on", "reboot")
+DEVICE_ACTIONS = ("open", "close", "bounce", "power_off", "power_on", "reboot")
+DOOR_ACTIONS = ("open", "close", "bounce")
 HUB_ACTIONS = ("kill", "restart", "stop", "start")
+HUB_CLOCK = "clock"  # hub = "clock:+90s": the hub's clock is set that far off the true time
 PLATFORM_ACTIONS = ("down", "up")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 DEFAULT_START = "2026-03-02T08:00:00+08:00"
@@ -109,6 +112,7 @@ class Scenario:
     duration: float
     start: float  # the virtual wall clock (unix s) at 0s
     heartbeat_s: int
+    seed: int | None
     devices: tuple[HomeDevice, ...]
     steps: tuple[Step, ...]
     expectations: tuple[Expectation, ...]
@@ -137,7 +141,10 @@ def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 def parse(doc: dict[str, Any], *, path: Path | None = None) -> Scenario:
-    _only(doc, {"name", "description", "duration", "home", "hub", "steps", "expect", "expect_not"}, "")
+    _only(doc, {"name", "description", "duration", "seed", "home", "hub", "steps", "expect", "expect_not"}, "")
+    seed = doc.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ScenarioError(f"seed: a whole number, not {seed!r}")
     name = doc.get("name") or (path.stem if path else "scenario")
     home = doc.get("home", {})
     if not isinstance(home, dict):
@@ -173,13 +180,56 @@ def parse(doc: dict[str, Any], *, path: Path | None = None) -> Scenario:
     expectations += [_expect(e, i, "expect_not", by_id, False) for i, e in enumerate(doc.get("expect_not", []))]
     last = max([s.at for s in steps] + [e.latest or e.earliest or 0 for e in expectations] + [0])
     duration = parse_duration(doc["duration"], "duration") if "duration" in doc else last + 60
+    late = next((i for i, s in enumerate(doc.get("steps", [])) if isinstance(s, dict)
+                 and parse_duration(s.get("at"), f"steps[{i}].at") > duration), None)
+    if late is not None:
+        raise ScenarioError(f"steps[{late}].at: after the end of the scenario (duration "
+                            f"{format_duration(duration)}); it would never happen")
+    _check_doors(steps, by_id)
     hub = doc.get("hub", {})
     if not isinstance(hub, dict):
         raise ScenarioError("hub: must be a table (the hub.toml tables for the hub under test)")
     _only(hub, {"relay", "rules"}, "hub.")
+    _check_hub_settings(hub, heartbeat_s)
     return Scenario(name=str(name), description=str(doc.get("description", "")), path=path, duration=duration,
-                    start=start, heartbeat_s=heartbeat_s, devices=tuple(devices), steps=steps,
+                    start=start, heartbeat_s=heartbeat_s, seed=seed, devices=tuple(devices), steps=steps,
                     expectations=tuple(expectations), hub=hub)
+
+
+def hub_settings(hub: dict[str, Any], heartbeat_s: int) -> dict[str, Any]:
+    """The hub.toml tables of the hub under test: the scenario defaults (quick retries; hourly
+    hub heartbeats, 300 s in production, keep a day's report readable) under the scenario's own."""
+    doc: dict[str, Any] = {"relay": {"backoff_initial_s": 1, "backoff_max_s": 30, "heartbeat_s": 3600}}
+    for table, values in hub.items():
+        doc[table] = {**doc.get(table, {}), **values} if isinstance(values, dict) else values
+    supervision = dict(doc.setdefault("rules", {}).get("supervision", {}))
+    supervision.setdefault("heartbeat_s", heartbeat_s)
+    doc["rules"] = {**doc["rules"], "supervision": supervision}
+    return doc
+
+
+def _check_hub_settings(hub: dict[str, Any], heartbeat_s: int) -> None:
+    """The [hub] tables judged by the hub's own config code now, not as a traceback mid-run."""
+    doc = {**hub_settings(hub, heartbeat_s), "hub_id": "hub-check", "home_id": "home-check",
+           "state_dir": "state", "platform": {"url": "https://127.0.0.1:1"}}
+    try:
+        hub_config.parse(doc, base_dir=Path("/nonexistent"))
+    except hub_config.ConfigError as exc:
+        raise ScenarioError(f"hub.{exc}") from None
+
+
+def _check_doors(steps: tuple[Step, ...], devices: dict[str, HomeDevice]) -> None:
+    """Doors start closed; a step that moves a door to where it already is would do nothing."""
+    closed = {name: True for name, d in devices.items() if d.role != "pendant"}
+    for step in steps:
+        if step.target != "device" or step.action not in ("open", "close"):
+            continue
+        assert step.device is not None
+        if closed[step.device] == (step.action == "close"):
+            where = "closed (doors start closed)" if step.action == "close" else "open"
+            raise ScenarioError(f"steps: {step.describe()}: the door of {step.device} is already {where}; "
+                                f"the step would do nothing")
+        closed[step.device] = step.action == "close"
 
 
 def _step(s: Any, i: int, devices: dict[str, HomeDevice]) -> Step:
@@ -188,10 +238,17 @@ def _step(s: Any, i: int, devices: dict[str, HomeDevice]) -> Step:
         raise ScenarioError(f"steps[{i}]: must be a table")
     _only(s, {"at", "device", "action", "hub", "platform"}, where)
     at = parse_duration(s.get("at"), f"{where}at")
+    if isinstance(s.get("hub"), str) and s["hub"].startswith(HUB_CLOCK + ":"):
+        offset = s["hub"].partition(":")[2]
+        sign = -1.0 if offset.startswith("-") else 1.0
+        seconds = parse_duration(offset.lstrip("+-"), f"{where}hub")
+        if "device" in s or "action" in s or "platform" in s:
+            raise ScenarioError(f"{where}hub: clock:<offset> and nothing else in the step")
+        return Step(at, "hub", HUB_CLOCK, arg=format_duration(sign * seconds))
     if "hub" in s or "platform" in s:
         target = "hub" if "hub" in s else "platform"
         action = s[target]
-        allowed = HUB_ACTIONS if target == "hub" else PLATFORM_ACTIONS
+        allowed = (*HUB_ACTIONS, "clock:<+/-offset>") if target == "hub" else PLATFORM_ACTIONS
         if action not in allowed or "device" in s or "action" in s or ("hub" in s and "platform" in s):
             raise ScenarioError(f"{where}{target}: one of {', '.join(allowed)} (and nothing else in the step)")
         return Step(at, target, action)
@@ -212,7 +269,7 @@ def _step(s: Any, i: int, devices: dict[str, HomeDevice]) -> Step:
             raise ScenarioError(f"{where}action: battery:<percent 0..100>, not {action!r}")
         return Step(at, "device", verb, device, arg)
     if verb in DEVICE_ACTIONS and not arg:
-        if verb in ("open", "close") and role == "pendant":
+        if verb in DOOR_ACTIONS and role == "pendant":
             raise ScenarioError(f"{where}action: {verb} needs a door sensor, {device} is a pendant")
         return Step(at, "device", verb, device)
     raise ScenarioError(f"{where}action: unknown action {action!r}; one of press:<button>, long_press:<button>, "

@@ -21,6 +21,7 @@ import email.utils
 import json
 import logging
 import os
+import random
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from safebox.tools.sim.cpython_port import PortDevice
 from safebox.firmware import config as firmware_config
 from safebox.tools.sim.cpython_port.device import HARD_RESET, PWRON_RESET, Boot, board_task_factory
 from safebox.tools.sim.cpython_port.loader import FirmwareImporter
+from safebox.tools.sim.scenario import spec
 
 log = logging.getLogger("safebox.sim.world")
 
@@ -86,14 +88,16 @@ class HomeDevice:
 class World:
     def __init__(self, workdir: Path, *, clock_offset: float, hub_id: str = "hub-sim-0001",
                  home_id: str = "home-sim-0001", hub_settings: dict[str, Any] | None = None,
-                 heartbeat_s: int = 3600) -> None:
+                 heartbeat_s: int = 3600, seed: int | None = None) -> None:
         self.workdir = Path(workdir)
         self.clock_offset = clock_offset  # virtual unix time = loop.time() + offset
         self.hub_id = hub_id
         self.home_id = home_id
         self.hub_settings = hub_settings or {}
         self.heartbeat_s = heartbeat_s
-        self.air = Air()
+        self.seed = seed
+        self.air = Air(seed=seed or 0)
+        self.hub_clock_offset_s = 0.0  # how far the hub's clock is off the true (virtual) time
         self.devices: dict[str, HomeDevice] = {}
         self.hub: Hub | None = None
         self.hub_starts = 0
@@ -108,6 +112,10 @@ class World:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time() + self.clock_offset
+
+    def hub_now(self) -> float:
+        """The hub's own clock: the true time, off by `hub_clock_offset_s` (a hub clock step sets it)."""
+        return self.now() + self.hub_clock_offset_s
 
     @property
     def hub_state(self) -> Path:
@@ -175,12 +183,7 @@ class World:
     # -- the hub -------------------------------------------------------------------------
     def _hub_config(self) -> hub_config.HubConfig:
         assert self.tls is not None
-        # Scenario defaults: quick retries; hourly hub heartbeats (300 s in production) keep
-        # a day's report readable. A scenario's [hub] tables override them.
-        doc: dict[str, Any] = {"relay": {"backoff_initial_s": 1, "backoff_max_s": 30, "heartbeat_s": 3600}}
-        for table, values in self.hub_settings.items():
-            doc[table] = {**doc.get(table, {}), **values} if isinstance(values, dict) else values
-        doc.setdefault("rules", {}).setdefault("supervision", {}).setdefault("heartbeat_s", self.heartbeat_s)
+        doc = spec.hub_settings(self.hub_settings, self.heartbeat_s)
         doc.update(hub_id=self.hub_id, home_id=self.home_id, state_dir=str(self.hub_state),
                    platform={"url": f"https://127.0.0.1:{self.platform_port}", "ca_file": str(self.tls.ca_cert),
                              "timeout_s": 10})
@@ -201,7 +204,9 @@ class World:
         if self.hub_running:
             return
         self.cfg = self._hub_config()
-        hub = Hub(self.cfg, clock=self.now, ble=self._hub_radio)
+        # A seeded run repeats: the relay's backoff jitter is drawn from the seed, per hub start.
+        rng = None if self.seed is None else random.Random(f"{self.seed}/hub/{self.hub_starts}")
+        hub = Hub(self.cfg, clock=self.hub_now, ble=self._hub_radio, rng=rng)
         self.hub = hub
         self._hub_stop = asyncio.Event()
         self._hub_task = asyncio.create_task(self._run_hub(hub, self._hub_stop), name="hub")
