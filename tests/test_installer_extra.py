@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +37,17 @@ def _hub_config(folder: Path) -> Path:
     return config
 
 
+def _tree(folder: Path) -> Path:
+    """This working tree as it stands (a build writes build/ into its source: not into ours)."""
+    shutil.copytree(REPO, folder, symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", "build", "*.egg-info", "__pycache__", ".git", ".pytest_cache"))
+    return folder
+
+
 def test_the_installer_extra_is_all_that_flash_pair_and_walk_test_need(tmp_path):
     bin_ = _venv(tmp_path / "venv")
-    install = _run([str(bin_ / "pip"), "install", "--quiet", f"{REPO}[installer]"], tmp_path)
+    tree = _tree(tmp_path / "tree")
+    install = _run([str(bin_ / "pip"), "install", "--quiet", f"{tree}[installer]"], tmp_path)
     assert install.returncode == 0, install.stderr
     tool = str(bin_ / "safebox-install")
     nowhere = "socket://127.0.0.1:1"  # nothing listens: each command gets as far as opening the board

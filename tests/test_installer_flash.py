@@ -20,7 +20,7 @@ import pytest
 
 from safebox.tools.installer import cli
 from safebox.tools.installer.board import FolderBoard, SerialBoard, find_port
-from safebox.tools.installer.fakeboard import FakeBoardThread
+from safebox.tools.installer.fakeboard_thread import FakeBoardThread
 from safebox.tools.installer.flash import MANIFEST, TMP, Image, flash
 from safebox.tools.installer.messages import InstallerError
 

@@ -19,7 +19,7 @@ from safebox.hub import config as hub_config
 from safebox.hub.devices import Devices, DevicesError
 from safebox.hub.store import HubStore
 from safebox.tools.installer import cli
-from safebox.tools.installer.fakeboard import FakeBoardThread
+from safebox.tools.installer.fakeboard_thread import FakeBoardThread
 from safebox.tools.installer.flash import MANIFEST, Image
 
 MAC = "24:0A:C4:00:00:01"

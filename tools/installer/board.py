@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from safebox.tools.installer import board_code
 from safebox.tools.installer.messages import InstallerError
 
 # USB-serial bridges found on ESP32 boards, and Espressif's own USB.
@@ -82,74 +83,6 @@ def find_port() -> str:
 
 def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02X}" for b in raw)
-
-
-# Code run on the board. Short, and only what every MicroPython port has.
-_INFO = ("import sys\ni=sys.implementation\n"
-         "print(repr((sys.platform,tuple(i.version[:3]),getattr(i,'_machine',''),getattr(i,'_mpy',0))))")
-_MAC = ("import bluetooth\nb=bluetooth.BLE()\na=b.active()\nb.active(True)\nm=bytes(b.config('mac')[1])\n"
-        "if not a:\n b.active(False)\nprint(repr(m))")
-_READ = ("try:\n f=open({path!r},'rb')\nexcept OSError:\n print('None')\nelse:\n"
-         " print(repr(f.read()))\n f.close()")
-_HASHES = """import hashlib,binascii
-def _h(p):
- try:
-  f=open(p,'rb')
- except OSError:
-  return None
- h=hashlib.sha256()
- b=bytearray(512)
- m=memoryview(b)
- while True:
-  n=f.readinto(b)
-  if not n:
-   break
-  h.update(m[:n])
- f.close()
- return binascii.hexlify(h.digest()).decode()
-print(repr([_h(p) for p in {paths!r}]))"""
-_MAKEDIRS = """import os
-p=''
-for d in {path!r}.split('/'):
- p=p+d
- try:
-  os.mkdir(p)
- except OSError:
-  pass
- p=p+'/'"""
-# littlefs renames over an existing file atomically; FAT refuses, so remove first there.
-_RENAME = """import os
-for s,d in {pairs!r}:
- try:
-  os.rename(s,d)
- except OSError:
-  try:
-   os.remove(d)
-  except OSError:
-   pass
-  os.rename(s,d)"""
-_REMOVE = """import os
-for p in {paths!r}:
- try:
-  os.remove(p)
- except OSError:
-  pass"""
-_FILES = """import os
-def _walk(d, out):
- try:
-  found = list(os.ilistdir(d))
- except OSError:
-  return
- for e in found:
-  p = d + '/' + e[0]
-  if e[1] == 0x4000:
-   _walk(p, out)
-  else:
-   out.append(p)
-o = []
-_walk({folder!r}, o)
-print(repr(o))"""
-_FREE = "import os\ns=os.statvfs('')\nprint(s[0]*s[4])"
 
 
 class SerialBoard:
@@ -220,12 +153,12 @@ class SerialBoard:
         return ast.literal_eval(self._run(code).decode().strip())
 
     def info(self) -> BoardInfo:
-        platform, version, machine, mpy = self._eval(_INFO)  # type: ignore[misc]
+        platform, version, machine, mpy = self._eval(board_code.INFO)  # type: ignore[misc]
         return BoardInfo(platform, tuple(version), machine, mpy)  # type: ignore[arg-type]
 
     def mac(self) -> str:
         try:
-            raw = self._eval(_MAC)
+            raw = self._eval(board_code.MAC)
         except InstallerError as exc:
             if exc.key == "board_error":
                 raise InstallerError("board_no_bluetooth", port=self.name, detail=exc.params["detail"]) from None
@@ -233,13 +166,13 @@ class SerialBoard:
         return _mac_text(raw)  # type: ignore[arg-type]
 
     def read(self, path: str) -> bytes | None:
-        return self._eval(_READ.format(path=path))  # type: ignore[return-value]
+        return self._eval(board_code.READ.format(path=path))  # type: ignore[return-value]
 
     def write(self, path: str, data: bytes, progress: Progress | None = None) -> None:
         """Write `path` in chunks of _CHUNK bytes, one command each (the first opens, the last closes)."""
         folder = path.rsplit("/", 1)[0] if "/" in path else ""
         if folder and folder not in self._folders:
-            self._run(_MAKEDIRS.format(path=folder))
+            self._run(board_code.MAKEDIRS.format(path=folder))
             self._folders.add(folder)
         chunks = [data[i:i + _CHUNK] for i in range(0, len(data), _CHUNK)] or [b""]
         for n, chunk in enumerate(chunks):
@@ -252,25 +185,25 @@ class SerialBoard:
                 progress(len(chunk))
 
     def hashes(self, paths: list[str]) -> dict[str, str | None]:
-        found = self._eval(_HASHES.format(paths=list(paths)))
+        found = self._eval(board_code.HASHES.format(paths=list(paths)))
         return dict(zip(paths, found))  # type: ignore[arg-type]
 
     def files(self, folder: str) -> list[str]:
         """Every file under `folder`, recursively (an empty list when there is no such folder)."""
-        return sorted(self._eval(_FILES.format(folder=folder)))  # type: ignore[arg-type]
+        return sorted(self._eval(board_code.FILES.format(folder=folder)))  # type: ignore[arg-type]
 
     def rename(self, pairs: list[tuple[str, str]]) -> None:
         """Rename each (src, dst) in order, replacing dst."""
         if pairs:
-            self._run(_RENAME.format(pairs=list(pairs)))
+            self._run(board_code.RENAME.format(pairs=list(pairs)))
 
     def remove(self, paths: list[str]) -> None:
         if paths:
-            self._run(_REMOVE.format(paths=list(paths)))
+            self._run(board_code.REMOVE.format(paths=list(paths)))
 
     def free_bytes(self) -> int | None:
         try:
-            return int(self._run(_FREE).strip())
+            return int(self._run(board_code.FREE).strip())
         except (InstallerError, ValueError):
             return None
 

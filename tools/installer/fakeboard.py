@@ -29,115 +29,20 @@ Ctrl-C stops it and drops to the REPL, as on a board. Without it, a boot goes to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import shutil
 import socket
-import tempfile
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from safebox.tools.sim.firmware_process import micropython_binary
+from safebox.tools.installer.fakeboard_cpu import EXIT_SOFT_RESET, BoardCpu
 
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PASTE_WINDOW = 256  # what an ESP32 grants (MICROPY_REPL_STDIN_BUFFER_MAX)
 # Bytes that mean something in each mode; everything between them is code.
 _CONTROL = {"raw": re.compile(rb"[\x01-\x04]"), "paste": re.compile(rb"\x04")}
-_EXIT_RESET = 90
-_EXIT_SOFT_RESET = 92
-
-# The board's "ROM": runs in the micropython binary, executes what the fake sends it.
-# Framing from the fake: "<length>\n<code>"; after each piece of code it writes
-# "\x04" + error text + "\x04" to stdout, exactly what the raw REPL sends after the output.
-_BOARDCPU = r'''
-import sys, os
-_sys = sys
-_out = sys.stdout.buffer
-_in = sys.stdin.buffer
-_v = tuple(int(x) for x in os.getenv("FAKEBOARD_VERSION").split("."))
-
-class _Impl:
-    name = "micropython"
-    version = _v + ("",)
-    _machine = os.getenv("FAKEBOARD_MACHINE")
-    _mpy = int(os.getenv("FAKEBOARD_MPY"))
-
-class _Sys:
-    platform = os.getenv("FAKEBOARD_PLATFORM")
-    implementation = _Impl()
-    def __getattr__(self, name):
-        return getattr(_sys, name)
-
-sys.modules["sys"] = _Sys()
-
-import machine as _rm
-
-class _Machine:
-    def reset(self):
-        raise SystemExit(90)
-    def soft_reset(self):
-        raise SystemExit(92)
-    def unique_id(self):
-        return bytes.fromhex(os.getenv("FAKEBOARD_MAC"))
-    def __getattr__(self, name):
-        return getattr(_rm, name)
-
-sys.modules["machine"] = _Machine()
-_g = {"__name__": "__main__"}
-while True:
-    _line = _in.readline()
-    if not _line:
-        break
-    _n = int(_line)
-    _code = b""
-    while len(_code) < _n:
-        _part = _in.read(_n - len(_code))
-        if not _part:
-            raise SystemExit(0)
-        _code += _part
-    try:
-        exec(_code, _g)
-        _out.write(b"\x04\x04")
-    except SystemExit as _e:
-        _sys.exit(_e.args[0] if _e.args else 0)
-    except BaseException as _e:
-        _out.write(b"\x04")
-        _sys.print_exception(_e, _sys.stdout)
-        _out.write(b"\x04")
-'''
-
-# Only what a board's `bluetooth` gives the installer: its MAC (the firmware's own radio
-# is not simulated here; the practice lab runs the firmware on the simulator's shims).
-_BLUETOOTH = r'''
-import os
-FLAG_READ = 0x0002
-FLAG_WRITE = 0x0008
-
-class UUID:
-    def __init__(self, value):
-        self.value = value
-
-class BLE:
-    _active = False
-    def active(self, *on):
-        if on:
-            BLE._active = bool(on[0])
-        return BLE._active
-    def config(self, *names, **values):
-        if names and names[0] == "mac":
-            if not BLE._active:
-                raise OSError(19)
-            return (0, bytes.fromhex(os.getenv("FAKEBOARD_MAC")))
-        raise ValueError("unknown config param")
-    def irq(self, handler):
-        pass
-'''
-
-
 class _Unplugged(Exception):
     """The cable is pulled at this very moment."""
 
@@ -180,9 +85,9 @@ class FakeBoard:
         self.execs = 0
         self._port = port
         self._server: asyncio.Server | None = None
-        self._rom: Path | None = None
+        self._cpu = BoardCpu(self.flash_dir, mac=self.mac, version=version, platform=platform, machine=machine,
+                             mpy=mpy, heapsize=heapsize)
         self._writer: asyncio.StreamWriter | None = None
-        self._cpu: asyncio.subprocess.Process | None = None
         self._firmware: Running | None = None
         self._mode = "off"  # off, friendly, raw, paste, firmware
         self._line = bytearray()
@@ -203,11 +108,8 @@ class FakeBoard:
 
     async def start(self) -> str:
         self.flash_dir.mkdir(parents=True, exist_ok=True)
-        self._rom = Path(tempfile.mkdtemp(prefix="fakeboard-rom-"))
-        (self._rom / "boardcpu.py").write_text(_BOARDCPU)
-        (self._rom / "bluetooth.py").write_text(_BLUETOOTH)
-        if self.mpy is None:
-            self.mpy = await self._binary_mpy()
+        await self._cpu.open()
+        self.mpy = self._cpu.mpy
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._port)
         return self.url
 
@@ -231,9 +133,7 @@ class FakeBoard:
             self._writer.close()
             self._writer = None
         await asyncio.sleep(0.01)  # let the transports close before the loop goes
-        if self._rom is not None:
-            shutil.rmtree(self._rom, ignore_errors=True)
-            self._rom = None
+        await self._cpu.close()
 
     def unplug_after(self, nbytes: int | None) -> None:
         """Pull the cable once the host has sent `nbytes` more bytes (None: never)."""
@@ -258,13 +158,6 @@ class FakeBoard:
     @property
     def firmware(self) -> Running | None:
         return self._firmware
-
-    async def _binary_mpy(self) -> int:
-        proc = await asyncio.create_subprocess_exec(
-            micropython_binary(), "-c", "import sys; print(sys.implementation._mpy)",
-            stdout=asyncio.subprocess.PIPE)
-        out, _ = await proc.communicate()
-        return int(out)
 
     # -- the serial line ------------------------------------------------------------------
     def _send(self, data: bytes) -> None:
@@ -315,28 +208,15 @@ class FakeBoard:
         await self._stop_cpu()
 
     async def _stop_cpu(self) -> None:
-        cpu, self._cpu = self._cpu, None
-        if cpu is not None and cpu.returncode is None:
-            cpu.kill()
-            await cpu.wait()
+        await self._cpu.stop()
+
+    async def _start_cpu(self) -> None:
+        await self._cpu.restart()
 
     async def _stop_firmware(self) -> None:
         fw, self._firmware = self._firmware, None
         if fw is not None:
             await fw.stop()
-
-    async def _start_cpu(self) -> None:
-        await self._stop_cpu()
-        assert self._rom is not None
-        env = dict(os.environ,
-                   MICROPYPATH=os.pathsep.join([str(self._rom), ".frozen", "lib"]),
-                   FAKEBOARD_VERSION=".".join(map(str, self.version)), FAKEBOARD_PLATFORM=self.platform,
-                   FAKEBOARD_MACHINE=self.machine, FAKEBOARD_MPY=str(self.mpy),
-                   FAKEBOARD_MAC=self.mac.replace(":", "").lower())
-        self._cpu = await asyncio.create_subprocess_exec(
-            micropython_binary(), "-X", f"heapsize={self.heapsize}", str(self._rom / "boardcpu.py"),
-            cwd=self.flash_dir, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
 
     def _banner(self) -> bytes:
         v = ".".join(map(str, self.version))
@@ -511,83 +391,13 @@ class FakeBoard:
                 self._exec_budget = None
                 raise _Unplugged
         self.execs += 1
-        cpu = self._cpu
-        if cpu is None or cpu.returncode is not None:
-            await self._start_cpu()
-            cpu = self._cpu
-        assert cpu is not None and cpu.stdin is not None and cpu.stdout is not None
-        cpu.stdin.write(b"%d\n" % len(code) + code)
-        with contextlib.suppress(ConnectionError):
-            await cpu.stdin.drain()
-        out = bytearray()
-        err = bytearray()
-        marks = 0
-        while marks < 2:
-            chunk = await cpu.stdout.read(4096)
-            if not chunk:
-                break
-            for b in chunk:
-                if b == CTRL_D:
-                    marks += 1
-                elif marks == 0:
-                    out.append(b)
-                else:
-                    err.append(b)
-        if marks == 2:
-            return bytes(out), bytes(err)
+        out, err, ended = await self._cpu.run(code)
+        if ended is None:
+            return out, err
         # The interpreter ended: machine.reset(), machine.soft_reset() or a crash.
-        rc = await cpu.wait()
-        self._send(_cook(bytes(out)))
-        if rc == _EXIT_SOFT_RESET:
+        self._send(_cook(out))
+        if ended == EXIT_SOFT_RESET:
             await self._soft_reboot(then_raw=False)
         else:
             await self._boot(power_on=False)
         return None, b""
-
-
-class FakeBoardThread:
-    """A FakeBoard on its own event loop in a thread, for code that talks to it synchronously.
-
-    with FakeBoardThread(tmp_path / "flash") as board:
-        installer_function(board.url)
-    """
-
-    def __init__(self, flash_dir: str | os.PathLike[str], **kwargs: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fakeboard", daemon=True)
-        self.board = FakeBoard(flash_dir, **kwargs)
-
-    def call(self, coro: Awaitable[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)  # type: ignore[arg-type]
-
-    def __enter__(self) -> FakeBoardThread:
-        self._thread.start()
-        self.call(self.board.start())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.call(self.board.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.board.url
-
-    @property
-    def flash_dir(self) -> Path:
-        return self.board.flash_dir
-
-    def unplug_after(self, nbytes: int | None) -> None:
-        async def arm() -> None:
-            self.board.unplug_after(nbytes)
-        self.call(arm())
-
-    def unplug(self) -> None:
-        self.call(self.board.unplug())
-
-    def unplug_at_exec(self, n: int | None) -> None:
-        async def arm() -> None:
-            self.board.unplug_at_exec(n)
-        self.call(arm())
