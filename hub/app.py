@@ -25,6 +25,7 @@ from safebox.hub.rules import RulesEngine
 from safebox.hub.service import Service
 from safebox.hub.store import HubStore
 from safebox.hub.uplink import Uplink
+from safebox.hub.walk_test import WindowReader
 from safebox.protocol import bthome
 
 log = logging.getLogger("safebox.hub")
@@ -54,7 +55,8 @@ class Hub:
         self.store = HubStore.open(cfg.db_path, clock=clock)
         self.devices = Devices.load(cfg.devices_path)
         self._key = keys.load_or_create(cfg.key_path)
-        self.ingest = Ingest(self.store, self.devices, cfg.hub_id, cfg.home_id, clock=clock)
+        self.ingest = Ingest(self.store, self.devices, cfg.hub_id, cfg.home_id, clock=clock,
+                             is_test=WindowReader(cfg.state_dir).covers)
         self.uplink = Uplink(
             self.store, url=cfg.platform.url, hub_id=cfg.hub_id, private_key=self._key,
             ssl_context=cfg.platform.ssl_context(), clock=clock,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from safebox.hub import clock as hub_clock
-from safebox.hub import config, keys
+from safebox.hub import config, keys, walk_test
 from safebox.hub.devices import Devices, DevicesError
 from safebox.hub.private_files import PrivateFileError
 from safebox.hub.service import STATUS_FILE
@@ -147,6 +147,9 @@ def status_doc(cfg: config.HubConfig) -> dict[str, Any]:
             "acks_owed": len(store.owed_acks(None, now)),
             "awaiting_operator": len(store.awaiting_operator(now)),
         }
+    window = walk_test.read_window(cfg.state_dir)
+    doc["walk_test"] = None if window is None or now >= window.until else {
+        "devices": sorted(window.devices), "ends_in_s": round(window.until - now)}
     platform = dict(live["platform"]) if live else {}
     doc["platform"] = {
         "url": cfg.platform.url,
@@ -178,6 +181,9 @@ def _status(args: argparse.Namespace) -> int:
     oldest = "" if doc["oldest_waiting_s"] is None else f", oldest waiting {doc['oldest_waiting_s']} s"
     print(f"  outbox {doc['outbox_depth']} ({doc['outbox_urgent']} urgent{oldest}), dead letters "
           f"{doc['dead_letters']}, acks owed {doc['acks_owed']}, awaiting an operator {doc['awaiting_operator']}")
+    if doc["walk_test"]:
+        w = doc["walk_test"]
+        print(f"  WALK TEST: events of {', '.join(w['devices'])} are marked as tests for {w['ends_in_s']} s more")
     p = doc["platform"]
     reach = {True: "reachable", False: "UNREACHABLE", None: "not contacted yet" if doc["running"] else "unknown"}
     line = f"  platform {p['url']}: {reach[p['reachable']]}"

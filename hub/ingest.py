@@ -62,8 +62,12 @@ class _Refused(Exception):
 
 class Ingest:
     def __init__(self, store: HubStore, devices: Devices, hub_id: str, home_id: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 is_test: Callable[[str, float], bool] | None = None) -> None:
+        """`is_test(device_id, heard_at)`: the walk-test window (hub/walk_test.py), whose
+        device events are marked `data.test = true`; the frame itself never says so."""
         self._store = store
+        self._is_test = is_test
         self._devices = devices
         self._hub_id = hub_id
         self._home_id = home_id
@@ -131,6 +135,8 @@ class Ingest:
             data["battery"] = battery
         if rssi is not None:
             data["rssi"] = rssi
+        if self._is_test is not None and self._is_test(device.id, heard_at):
+            data["test"] = True
         if device.role == "pendant":
             pressed = _pressed(values)
             if len(pressed) > 1:

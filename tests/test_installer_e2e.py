@@ -20,10 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from safebox.hub import config as hub_config
+from safebox.hub.cli import status_doc
 from safebox.hub.devices import Devices
 from safebox.tools.installer import cli
 from safebox.tools.installer.lab import LAB_MAC, Lab
 from safebox.tools.receiver import cli as receiver_cli
+from safebox.tools.receiver.store import Store
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +95,23 @@ async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path
                                            "community_service", "life_service"])
         assert await asyncio.wait_for(walk, 30) == 0
 
+        # the walk test's presses reached the platform marked as tests, and the hub waits for
+        # no operator; once it has ended, a press is real again
+        assert not (Path(config).parent / "state" / "walk_test.json").exists()
+        await lab.press("emergency")
+        platform = Store(Path(info["platform_db"]))
+        try:
+            for _ in range(200):
+                stored = [e.to_json()["body"] for e in platform.events() if e.to_json()["type"] == "emergency"]
+                awaiting = status_doc(hub_config.load(config))["awaiting_operator"]
+                if len(stored) == 2 and awaiting:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            platform.close()
+        assert [b["data"].get("test") for b in stored] == [True, None]
+        assert awaiting == 1  # the real press only: the walk test's wait for no operator
+
     out = capsys.readouterr().out
     assert "(hub hub-lab-0001): 1 device, 3 checks." in out
     assert "Pressed the community-service button." in out and "Pressed the daily-life-service button." in out
@@ -107,6 +127,7 @@ async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path
     assert 50 < device["battery"] <= 100
     assert [c["event"] for c in result["checks"] if c["status"] == "passed"] == \
         ["emergency", "community_service", "life_service"]
+    assert all(c["test"] is True for c in result["checks"])
     text = md.read_text()
     assert "**Result**: PASSED" in text and "RSSI >= -75 dBm good" in text and "| 24:0A:C4:00:10:01 | pendant |" in text
     # the same report, again, in Chinese and as HTML, in the district's time zone; the

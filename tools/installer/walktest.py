@@ -33,6 +33,7 @@ from typing import Any
 from safebox.hub.config import HubConfig
 from safebox.hub.devices import Device, Devices, DevicesError
 from safebox.hub.private_files import PrivateFileError
+from safebox.hub import walk_test
 from safebox.hub.store import HubStore, StoreError
 from safebox.protocol import events
 from safebox.tools.installer import localtime
@@ -42,6 +43,7 @@ RSSI_GOOD_DBM = -75
 RSSI_MARGINAL_DBM = -85
 BATTERY_LOW_PCT = 20
 POLL_S = 0.1
+_WINDOW_SLACK_S = 30.0  # the hub's test window outlives the walk test's own deadline by this much
 # What the installer does to each role, and the event that proves it.
 CHECKS: dict[str, tuple[str, ...]] = {
     "pendant": (events.EMERGENCY, events.COMMUNITY_SERVICE, events.LIFE_SERVICE),
@@ -77,6 +79,7 @@ class Check:
     hub_at: float | None = None
     platform_at: float | None = None
     reason: str | None = None
+    test: bool | None = None  # whether the platform got it marked as a test (data.test)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,7 +89,7 @@ class Check:
             "battery": self.battery,
             "hub_at": None if self.hub_at is None else events.timestamp(self.hub_at),
             "platform_at": None if self.platform_at is None else events.timestamp(self.platform_at),
-            "reason": self.reason,
+            "reason": self.reason, "test": self.test,
         }
 
 
@@ -198,6 +201,7 @@ class WalkTest:
         self.show("walk_start", home=self.hub.home_id, hub=self.hub.hub_id, devices=len(self.devices),
                   checks=len(self.checks), good=RSSI_GOOD_DBM, marginal=RSSI_MARGINAL_DBM,
                   time=localtime.show(self.started_at, self.zone or localtime.zone()))
+        self.show("walk_window_open")
         if not self.platform.available:
             self.show("walk_platform_unreadable", url=self.hub.platform.url, detail=self.platform.error or "?")
         for d in self.devices:
@@ -218,7 +222,23 @@ class WalkTest:
         return all(c.status in ("passed", "refused") for c in self.checks)
 
     def run(self, timeout_s: float, poll_s: float = POLL_S, sleep: Callable[[float], None] = time.sleep) -> bool:
-        """Watch until every check is decided or `timeout_s` passes (Ctrl-C stops early); True if passed."""
+        """Watch until every check is decided or `timeout_s` passes (Ctrl-C stops early); True if passed.
+
+        Meanwhile the hub marks these devices' events as tests (hub/walk_test.py): the window
+        opens before the first check is shown and closes as soon as the walk test ends.
+        """
+        try:
+            walk_test.open_window(self.hub.state_dir, [d.id for d in self.devices], now=self.clock(),
+                                  seconds=timeout_s + _WINDOW_SLACK_S)
+        except OSError as exc:
+            raise InstallerError("walk_window_failed", path=str(walk_test.path_in(self.hub.state_dir)),
+                                 detail=exc.strerror or str(exc)) from None
+        try:
+            return self._run(timeout_s, poll_s, sleep)
+        finally:
+            walk_test.close_window(self.hub.state_dir)
+
+    def _run(self, timeout_s: float, poll_s: float, sleep: Callable[[float], None]) -> bool:
         self.start()
         deadline = self.started_at + timeout_s
         try:
@@ -310,6 +330,7 @@ class WalkTest:
         if check is None or check.status == "passed":
             return
         check.status = "passed"
+        check.test = (body.get("data") or {}).get("test") is True if "data" in body else None
         check.platform_at = stored_at if stored_at is not None else self.clock()
         latency = None if check.hub_at is None else round((check.platform_at - check.hub_at) * 1000)
         self.show("walk_platform", device=check.device, event=check.event, event_id=s.event_id,
