@@ -356,3 +356,13 @@ def test_port_main_py_sees_what_main_returns_or_raises(tmp_path: Path) -> None:
     # the crash handler's blocking sleep stopped the board for a second before the reset
     assert [c for _, c in board.resets] == [1, HARD_RESET]
     assert board.resets[1][0] == pytest.approx(0.1 + 1.0 + 0.3, abs=0.01)
+
+
+def test_scenarios_md_lists_every_event_type() -> None:
+    import re
+
+    from safebox.protocol import events
+    text = (ROOT / "tools" / "sim" / "SCENARIOS.md").read_text()
+    section = text.split("### Event types", 1)[1].split("##", 1)[0]
+    named = set(re.findall(r"`([a-z_]+)`", section)) - {"type", "expect", "expect_not", "data"}
+    assert named == set(events.TYPES)

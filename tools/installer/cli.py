@@ -12,9 +12,9 @@
 
 Global options, before or after the command: --lang zh|en (else the locale), --tz ZONE
 (report times; else the system's zone), --hub-config FILE (the hub's hub.toml, default
-/etc/safebox/hub.toml; flash only names it in its next-step hint). The hub's commands (pair, unpair, enrol,
-walk-test) run on the hub: the board is plugged into the hub's USB, the installer reaches
-the hub's shell over SSH. Every word shown, argparse's included, comes from the catalogue
+/etc/safebox/hub.toml; flash only names it in its next-step hint). The hub's commands
+(pair, unpair, enrol, walk-test) run on the hub: the board is plugged into the hub's USB,
+the installer reaches the hub's shell over SSH. Every word shown, argparse's included, comes from the catalogue
 (catalogue.py). Exit status: 0 done, 1 walk test failed, 2 refused or failed (the message
 says what to do), 130 interrupted.
 """
