@@ -1,8 +1,13 @@
-"""The hub process: radio -> ingest -> outbox -> uplink, and acks back to devices.
+"""The hub process: radio -> ingest -> outbox -> relay, and acks back to devices.
 
-Every frame goes through `Ingest.handle`, which stores an event in SQLite before
-anything else happens to it; only then is the device acknowledged and the uplink
-woken. The uplink reads only the outbox, so a killed hub resumes where it stopped.
+Every frame goes through `Ingest.handle`, which stores an event in SQLite before anything
+else happens to it; only then is the device acknowledged (hub/acks) and the relay woken. The
+relay reads only the outbox, so a killed hub resumes where it stopped.
+
+The parts are made here and given what they need; none reaches into another. They run as
+async context managers and tasks under one TaskGroup: if one fails the others are cancelled
+and the error ends the hub (systemd restarts it); `stop` ends it cleanly. One clock (wall
+and monotonic time) is given to every part, so a virtual clock moves them all.
 """
 
 from __future__ import annotations
@@ -12,141 +17,138 @@ import contextlib
 import logging
 import random
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 
 from safebox.hub import keys
-from safebox.hub.acks import Acks
+from safebox.hub.acks import AckPolicy
+from safebox.hub.clock import SYSTEM, Clock
 from safebox.hub.config import HubConfig
 from safebox.hub.devices import Devices
-from safebox.hub.ingest import Ingest, Outcome
+from safebox.hub.health import Health
+from safebox.hub.ingest import Ingest
 from safebox.hub.radio import Backends, Radio
 from safebox.hub.rules import RulesEngine
 from safebox.hub.service import Service
 from safebox.hub.store import HubStore
-from safebox.hub.uplink import Uplink
+from safebox.hub.uplink import Heartbeats, OperatorAcks, PlatformClient, Relay
 from safebox.hub.walk_test import WindowReader
-from safebox.protocol import bthome
 
 log = logging.getLogger("safebox.hub")
 
+IDLE_LOOK_S = 60.0  # the relay looks at the outbox at least this often (events stored by the CLI)
+BleFactory = Callable[[HubConfig], contextlib.AbstractAsyncContextManager[Backends]]
+
 
 @contextlib.asynccontextmanager
-async def ble_backends(cfg: HubConfig) -> AsyncIterator[Backends]:
-    """The bleak backends the config asks for: BlueZ (bleak's default) or the simulator's air."""
-    if cfg.ble.backend == "sim":
-        from safebox.tools.sim import bleak_backend  # only the simulated home needs bumble
-        async with bleak_backend.attach_hci(cfg.ble.sim_hci):
-            yield Backends(scanner=bleak_backend.BumbleScanner, client=bleak_backend.BumbleClient)
-    else:
-        yield Backends()
+async def bluez(cfg: HubConfig) -> AsyncIterator[Backends]:
+    """bleak's default backend: BlueZ over D-Bus, as on a Raspberry Pi."""
+    yield Backends()
+
+
+class _Stopped(Exception):
+    """`stop` was set: the TaskGroup ends its tasks."""
 
 
 class Hub:
-    def __init__(self, cfg: HubConfig, *, clock: Callable[[], float] = time.time,
-                 ble: Callable[[HubConfig], contextlib.AbstractAsyncContextManager[Backends]] | None = None,
+    def __init__(self, cfg: HubConfig, *, clock: Clock = SYSTEM, ble: BleFactory = bluez,
                  rng: random.Random | None = None) -> None:
-        """`ble` replaces `ble_backends` (the in-process simulator injects its own air); `rng`
-        draws the relay's backoff jitter (a seeded scenario repeats exactly)."""
+        """`ble` gives the bleak backends (a simulator gives its own air); `rng` draws the relay's
+        backoff jitter (a seeded scenario repeats exactly)."""
         self.cfg = cfg
-        self._ble = ble or ble_backends
-        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._ble = ble
         self._clock = clock
-        self.store = HubStore.open(cfg.db_path, clock=clock)
+        wall = clock.time
+        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = HubStore.open(cfg.db_path, clock=wall)
         self.devices = Devices.load(cfg.devices_path)
-        self._key = keys.load_or_create(cfg.key_path)
-        self.ingest = Ingest(self.store, self.devices, cfg.hub_id, cfg.home_id, clock=clock,
+        key = keys.load_or_create(cfg.key_path)
+        self.health = Health()
+        self.ingest = Ingest(self.store, self.devices, cfg.hub_id, cfg.home_id, clock=wall,
                              is_test=WindowReader(cfg.state_dir).covers)
-        self.uplink = Uplink(
-            self.store, url=cfg.platform.url, hub_id=cfg.hub_id, private_key=self._key,
-            ssl_context=cfg.platform.ssl_context(), clock=clock,
-            backoff_initial_s=cfg.relay.backoff_initial_s, backoff_max_s=cfg.relay.backoff_max_s,
-            timeout_s=cfg.platform.timeout_s, home_id=cfg.home_id, batch_max=cfg.relay.batch_max,
-            max_backlog=cfg.relay.max_backlog, heartbeat_s=cfg.relay.heartbeat_s or None,
-            heartbeat_data=lambda: self.service.heartbeat_data(), operator_poll_s=cfg.relay.operator_poll_s,
-            ack_ttl_s=cfg.relay.ack_ttl_s, idle_poll_s=60.0, clock_check=True, on_owed=self._on_owed,
-            clock_problem=lambda: self.service.clock_problem(), on_health_change=lambda: self.service.poke(),
-            rng=rng,
-        )
-        self._acks: Acks | None = None
-        self.radio: Radio | None = None
-        self._relay: asyncio.Task[None] | None = None
-        self.service = Service(self)  # sd_notify, status.json, the clock check (hub/service.py)
+        self.acks = AckPolicy(self.store, self.devices, clock=wall, ttl_s=cfg.relay.ack_ttl_s)
         self.rules = RulesEngine(self.store, self.devices, cfg.rules, hub_id=cfg.hub_id, home_id=cfg.home_id,
-                                 clock=clock)
+                                 clock=wall)
+        self.service = Service(cfg.hub_id, cfg.state_dir, store=self.store, devices=self.devices, health=self.health,
+                               alive=self.relay_alive, acks_sent=lambda: self.acks.sent, clock=clock)
+        self.health.on_change = self.service.poke
+        self.client = PlatformClient(cfg.platform.url, hub_id=cfg.hub_id, private_key=key,
+                                     ssl_context=cfg.platform.ssl_context(), timeout_s=cfg.platform.timeout_s,
+                                     clock=wall, health=self.health.platform, on_change=self.health.changed,
+                                     follow_platform_clock=True)
+        heartbeats = None
+        if cfg.relay.heartbeat_s:
+            heartbeats = Heartbeats(self.store, hub_id=cfg.hub_id, home_id=cfg.home_id, every_s=cfg.relay.heartbeat_s,
+                                    data=self.service.heartbeat_data, clock=wall, health=self.health.platform)
+        operator = OperatorAcks(self.store, took_up=self.acks.operator_took_up, poll_s=cfg.relay.operator_poll_s,
+                                clock=wall)
+        self.relay = Relay(self.store, self.client, settle=self.acks.settle, heartbeats=heartbeats, operator=operator,
+                           clock=wall, rng=rng, backoff_initial_s=cfg.relay.backoff_initial_s,
+                           backoff_max_s=cfg.relay.backoff_max_s, batch_max=cfg.relay.batch_max,
+                           max_backlog=cfg.relay.max_backlog, idle_look_s=IDLE_LOOK_S,
+                           clock_problem=self.service.clock_problem)
+        self.radio: Radio | None = None
+        self._relay_task: asyncio.Task[None] | None = None
 
     def on_frame(self, address: str, service_data: bytes, rssi: int | None) -> None:
         outcome = self.ingest.handle(address, service_data, rssi)
         if outcome.kind == "event":
-            self.uplink.notify()
+            self.relay.notify()
         if self.rules.observe_outcome(outcome):  # hub events the rules made of it (toilet occupied, ...)
-            self.uplink.notify()
-        if outcome.ack_needed and self._acks is not None:
-            self._acks.request(outcome.device, outcome.counter, self._ack_kind(outcome))
-        if outcome.kind != "refused" and outcome.device is not None and self._acks is not None:
-            self._acks.heard(outcome.device)  # acks of kind 2/3 it is owed (hub/acks.py)
-
-    def _on_owed(self, device_id: str) -> None:
-        if self._acks is not None:
-            self._acks.owed(device_id)
-
-    @property
-    def acks(self) -> Acks | None:
-        return self._acks
+            self.relay.notify()
+        self.acks.frame(outcome)
 
     def relay_alive(self) -> bool:
-        return self._relay is not None and not self._relay.done()
-
-    def _ack_kind(self, outcome: Outcome) -> int:
-        """A repeat of an event the platform already has is answered "delivered"."""
-        if outcome.kind == "repeat" and outcome.event_id and not self.store.pending(outcome.event_id) \
-                and not self.store.is_dead(outcome.event_id):
-            return bthome.ACK_DELIVERED
-        return bthome.ACK_HEARD
+        return self._relay_task is not None and not self._relay_task.done()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; everything is closed on the way out, even on error."""
-        self.rules.start()
-        async with self._ble(self.cfg) as backends:
-            radio = Radio(self.on_frame, backends=backends, connect_attempts=self.cfg.ble.connect_attempts,
-                          adapter=self.cfg.ble.adapter)
-            self.radio = radio
-            self._acks = Acks(radio, clock=self._clock, store=self.store, devices=self.devices)
-            relay = self._relay = asyncio.create_task(self.uplink.run(), name="uplink")
-            service: asyncio.Task[None] | None = None
-            rules = asyncio.create_task(self.rules.run(self.uplink.notify), name="rules")
-            try:
-                async with radio:
-                    log.info("hub ready: %s, %d devices paired, outbox depth %d, platform %s",
-                             self.cfg.hub_id, len(self.devices), self.store.depth(), self.uplink.events_url)
-                    self.service.ready()
-                    service = asyncio.create_task(self.service.run(), name="service")
-                    stopping = asyncio.create_task(stop.wait(), name="stop")
-                    done, _ = await asyncio.wait({relay, rules, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    stopping.cancel()
-                    for task in (relay, rules):
-                        if task in done:
-                            task.result()  # the relay and the rules only end by failing: raise it
-            finally:
-                self.service.stopping()
-                if service is not None:
-                    service.cancel()
-                    await asyncio.gather(service, return_exceptions=True)
-                await self._acks.close()
-                await self.uplink.close()
-                relay.cancel()
-                rules.cancel()
-                await asyncio.gather(relay, rules, return_exceptions=True)
-                self.store.close()
+        try:
+            self.rules.start()
+            async with self._ble(self.cfg) as backends, self.client:
+                self.radio = Radio(self.on_frame, backends=backends, connect_attempts=self.cfg.ble.connect_attempts,
+                                   adapter=self.cfg.ble.adapter, clock=self._clock, health=self.health.radio)
+                writer = self.acks.attach(self.radio, self._clock)
+                try:
+                    async with self.radio:
+                        log.info("hub ready: %s, %d devices paired, outbox depth %d, platform %s",
+                                 self.cfg.hub_id, len(self.devices), self.store.depth(), self.client.events_url)
+                        self.service.ready()
+                        await self._tasks(stop)
+                finally:
+                    self.service.stopping()
+                    self.relay.close()
+                    await writer.close()
+        finally:
+            self.store.close()
+
+    async def _tasks(self, stop: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._relay_task = tasks.create_task(self.relay.run(), name="relay")
+                tasks.create_task(self.rules.run(self.relay.notify), name="rules")
+                tasks.create_task(self.service.run(), name="service")
+                await stop.wait()
+                raise _Stopped
+        except BaseExceptionGroup as group:
+            _, rest = group.split(_Stopped)
+            if rest is not None:
+                raise _first(rest) from None  # the relay or the rules failed: that is the hub's error
 
 
-async def serve(cfg: HubConfig) -> None:
+def _first(group: BaseExceptionGroup) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def serve(cfg: HubConfig, *, ble: BleFactory = bluez) -> None:
     """Run the hub until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    hub = Hub(cfg)
-    loop.add_signal_handler(signal.SIGUSR1, hub.uplink.notify)  # `safebox-hub test-alarm`: look at the outbox now
+    hub = Hub(cfg, ble=ble)
+    loop.add_signal_handler(signal.SIGUSR1, hub.relay.notify)  # `safebox-hub test-alarm`: look at the outbox now
     await hub.run(stop)
     log.info("hub stopped")

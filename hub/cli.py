@@ -73,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from safebox.hub.app import serve
     faulthandler.enable()  # a watchdog SIGABRT leaves every thread's stack in the journal
-    asyncio.run(serve(config.load(args.config)))
+    cfg = config.load(args.config)
+    asyncio.run(serve(cfg) if args.ble is None else serve(cfg, ble=args.ble))
     return 0
 
 
@@ -301,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, ble: Any = None) -> int:
+    """The command line; `ble` gives `run` the bleak backends of a simulated air (tools/sim)."""
     args = build_parser().parse_args(argv)
+    args.ble = ble
     _setup_logging(args.log_level)
     try:
         return args.func(args)

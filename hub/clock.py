@@ -18,9 +18,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import time as _time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 TIMESYNC_MARKER = Path("/run/systemd/timesync/synchronized")
 PLATFORM_TOLERANCE_S = 10.0
@@ -69,3 +70,23 @@ def check(platform_offset_s: float | None = None, *, marker: Path = TIMESYNC_MAR
         off = f"clock is {-platform_offset_s:+.0f} s off the platform's"
         problem = off if problem is None else f"{problem}; {off}"
     return ClockStatus(synced if isinstance(synced, bool) else None, source, platform_offset_s, problem)
+
+
+class Clock(Protocol):
+    """The hub's one source of time, injected into every part: `time()` is the wall clock
+    (what events carry, what is stored), `monotonic()` measures intervals (timeouts, silence).
+    The scenario runner gives a virtual one; the hub itself runs on `SYSTEM`."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The machine's clocks."""
+
+    time = staticmethod(_time.time)
+    monotonic = staticmethod(_time.monotonic)
+
+
+SYSTEM: Clock = SystemClock()

@@ -22,9 +22,6 @@ from safebox.hub.rules.settings import (FrontDoorSettings, QuietWindow, RulesSet
                                         ToiletSettings)
 from safebox.protocol import events
 
-BleBackend = Literal["bluez", "sim"]
-_BLE_BACKENDS = ("bluez", "sim")
-_SIM_HCI_TRANSPORTS = ("tcp-client:", "tcp-server:", "unix:", "serial:", "usb:", "file:")
 _TLS_OFF_HINT = " (TLS verification cannot be switched off; use platform.ca_file to trust a private CA)"
 
 
@@ -47,10 +44,8 @@ class PlatformConfig:
 
 @dataclass(frozen=True)
 class BleConfig:
-    """The radio: BlueZ on a real hub, or bumble's virtual HCI (`sim_hci`) in the simulator."""
+    """The radio: BlueZ through bleak (a simulator gives its own bleak backend from outside)."""
 
-    backend: BleBackend = "bluez"
-    sim_hci: str | None = None
     adapter: str | None = None  # BlueZ adapter, e.g. "hci0"; None: BlueZ's default
     connect_attempts: int = 3  # per ack write (bleak-retry-connector), each with its backoff
 
@@ -135,21 +130,9 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     p.done()
 
     b = top.table("ble")
-    backend = b.string("backend", required=False) or "bluez"
-    if backend not in _BLE_BACKENDS:
-        raise ConfigError(f"ble.backend: must be one of {', '.join(_BLE_BACKENDS)}, not {backend!r}")
-    sim_hci = b.string("sim_hci", required=False)
-    if backend == "sim" and sim_hci is None:
-        raise ConfigError('ble.sim_hci: required when ble.backend = "sim" (e.g. "tcp-client:127.0.0.1:9000")')
-    if backend != "sim" and sim_hci is not None:
-        raise ConfigError('ble.sim_hci: only used with ble.backend = "sim"; remove it')
-    if sim_hci is not None and not sim_hci.startswith(_SIM_HCI_TRANSPORTS):
-        raise ConfigError(f"ble.sim_hci: not a bumble transport like \"tcp-client:127.0.0.1:9000\": {sim_hci!r}")
     adapter = b.string("adapter", required=False)
     if adapter is not None and not re.fullmatch(r"hci[0-9]{1,2}", adapter):
         raise ConfigError(f"ble.adapter: a BlueZ adapter name like \"hci0\", not {adapter!r}")
-    if adapter is not None and backend == "sim":
-        raise ConfigError('ble.adapter: only used with ble.backend = "bluez"; remove it')
     attempts = b.integer("connect_attempts", 3, low=1, high=10)
     b.done()
 
@@ -170,8 +153,7 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     top.done()
 
     return HubConfig(hub_id=hub_id, home_id=home_id, state_dir=state_dir, platform=platform,
-                     ble=BleConfig(backend=backend, sim_hci=sim_hci, adapter=adapter,  # type: ignore[arg-type]
-                                   connect_attempts=attempts),
+                     ble=BleConfig(adapter=adapter, connect_attempts=attempts),
                      relay=RelayConfig(backoff_initial_s=initial, backoff_max_s=maximum, batch_max=batch_max,
                                        max_backlog=max_backlog, heartbeat_s=heartbeat_s,
                                        operator_poll_s=poll_s, ack_ttl_s=ack_ttl_s), rules=rules)

@@ -113,6 +113,10 @@ class Devices:
         except DevicesError:
             return None
 
+    def by_id(self, device_id: str) -> Device | None:
+        """The device whose id (its MAC as 12 hex digits) is `device_id`."""
+        return next((d for d in self._by_mac.values() if d.id == device_id), None)
+
     def __iter__(self) -> Iterator[Device]:
         return iter(list(self._by_mac.values()))
 

@@ -35,9 +35,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,8 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
 
+from safebox.hub.clock import SYSTEM, Clock
+from safebox.hub.health import RadioHealth
 from safebox.protocol import bthome
 
 log = logging.getLogger("safebox.hub.radio")
@@ -77,23 +78,6 @@ class Backends:
 
     scanner: type | None = None
     client: type | None = None
-
-
-@dataclass
-class RadioHealth:
-    """How the radio is: `state` is "starting", "scanning", "recovering" or "stopped"."""
-
-    state: str = "starting"
-    mode: str | None = None  # "passive" or "active"
-    restarts: int = 0
-    last_frame_at: float | None = None  # wall clock
-    last_problem: str | None = None
-    last_problem_at: float | None = None
-    acks_written: int = 0
-    ack_failures: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def sysfs_probe(adapter: str | None) -> Probe:
@@ -127,8 +111,10 @@ class Radio:
                  connect_timeout_s: float = 10.0, connect_attempts: int = 3, adapter: str | None = None,
                  probe: Probe | None = None, stale_s: float | None = STALE_S, check_s: float = CHECK_S,
                  restart_first_s: float = RESTART_FIRST_S, restart_max_s: float = RESTART_MAX_S,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, clock: Clock = SYSTEM,
+                 health: RadioHealth | None = None) -> None:
         self._on_frame = on_frame
+        self._clock = clock
         self._backends = backends
         self._connect_timeout_s = connect_timeout_s
         self._connect_attempts = connect_attempts
@@ -146,10 +132,11 @@ class Radio:
         self._heard: dict[str, float] = {}  # address -> monotonic time last heard
         self._locks: dict[str, asyncio.Lock] = {}
         self._initiator = asyncio.Semaphore(IN_FLIGHT)
-        self._last_any = time.monotonic()
+        self._last_any = self._clock.monotonic()
         self._trouble = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
-        self.health = RadioHealth()
+        self.health = health if health is not None else RadioHealth()
+        self.health.state = "starting"
 
     # -- the scanner ------------------------------------------------------------------
 
@@ -187,7 +174,7 @@ class Radio:
                 await scanner.start()
             mode = "active"
         self._scanner = scanner
-        self._last_any = time.monotonic()
+        self._last_any = self._clock.monotonic()
         self.health.mode = mode
         self.health.state = "scanning"
 
@@ -230,7 +217,7 @@ class Radio:
 
     def _problem(self, what: str) -> None:
         self.health.last_problem = what
-        self.health.last_problem_at = time.time()
+        self.health.last_problem_at = self._clock.time()
 
     async def _supervise(self) -> None:
         while True:
@@ -253,7 +240,7 @@ class Radio:
                 await self._probe()
             except Exception as exc:
                 return _text(exc)
-        if self._stale_s is not None and time.monotonic() - self._last_any > self._stale_s:
+        if self._stale_s is not None and self._clock.monotonic() - self._last_any > self._stale_s:
             return f"nothing heard for {self._stale_s:g} s"
         return None
 
@@ -284,7 +271,7 @@ class Radio:
             return
 
     def _detected(self, device: BLEDevice, adv: AdvertisementData) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         self._last_any = now
         data = adv.service_data.get(bthome.SERVICE_UUID)
         if data is None:
@@ -292,12 +279,12 @@ class Radio:
         address = device.address.upper()
         self._seen[address] = device
         self._heard[address] = now
-        self.health.last_frame_at = time.time()
+        self.health.last_frame_at = self._clock.time()
         self._on_frame(address, bytes(data), adv.rssi)
 
     def heard_recently(self, address: str, within_s: float) -> bool:
         heard = self._heard.get(address.upper())
-        return heard is not None and time.monotonic() - heard <= within_s
+        return heard is not None and self._clock.monotonic() - heard <= within_s
 
     # -- acks -------------------------------------------------------------------------
 
@@ -360,14 +347,14 @@ class Radio:
             attempt = asyncio.ensure_future(establish_connection(
                 BleakClient, device, address, max_attempts=1, use_services_cache=False,
                 timeout=self._connect_timeout_s, backend=self._backends.client, **extra))
-            deadline = time.monotonic() + self._connect_timeout_s + 5.0
+            deadline = self._clock.monotonic() + self._connect_timeout_s + 5.0
             try:
                 while True:
                     done, _ = await asyncio.wait({attempt}, timeout=0.2)
                     if done:
                         return attempt.result()
                     silent = not self.heard_recently(address, ASLEEP_S)
-                    if silent or time.monotonic() > deadline:
+                    if silent or self._clock.monotonic() > deadline:
                         break
                 attempt.cancel()
                 await asyncio.wait({attempt})

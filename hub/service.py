@@ -17,16 +17,16 @@ import asyncio
 import json
 import logging
 import os
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import safebox
 from safebox.hub import clock as hub_clock
+from safebox.hub.devices import Devices
+from safebox.hub.health import Health
 from safebox.hub.notify import Notifier
-
-if TYPE_CHECKING:
-    from safebox.hub.app import Hub
+from safebox.hub.store import HubStore
 
 log = logging.getLogger("safebox.hub.service")
 
@@ -40,29 +40,40 @@ def version() -> str:
 
 
 class Service:
-    def __init__(self, hub: Hub, notifier: Notifier | None = None, *, status_every_s: float = STATUS_EVERY_S,
+    """Reads the hub's parts, never changes them: `alive()` says the relay runs, `acks_sent()`
+    how many acks were written; `health` is what every part reports into (hub/health.py)."""
+
+    def __init__(self, hub_id: str, state_dir: Path, *, store: HubStore, devices: Devices, health: Health,
+                 alive: Callable[[], bool], acks_sent: Callable[[], int], clock: hub_clock.Clock = hub_clock.SYSTEM,
+                 notifier: Notifier | None = None, status_every_s: float = STATUS_EVERY_S,
                  clock_every_s: float = CLOCK_EVERY_S) -> None:
-        self._hub = hub
+        self._hub_id = hub_id
+        self._store = store
+        self._devices = devices
+        self._health = health
+        self._alive = alive
+        self._acks_sent = acks_sent
+        self._time = clock
         self.notifier = notifier or Notifier()
         self._status_every_s = status_every_s
         self._clock_every_s = clock_every_s
-        self._started_at = time.time()
-        self._started_mono = time.monotonic()
+        self._started_at = clock.time()
+        self._started_mono = clock.monotonic()
         self._clock_checked_at = -float("inf")
         self._status_line = ""
         self.clock = hub_clock.ClockStatus(None, "none", None, None)
-        self.status_path: Path = hub.cfg.state_dir / STATUS_FILE
+        self.status_path: Path = state_dir / STATUS_FILE
         self._changed = asyncio.Event()
 
     # -- what the hub is like -------------------------------------------------------------
 
     def check_clock(self, *, force: bool = False) -> hub_clock.ClockStatus:
-        now = time.monotonic()
+        now = self._time.monotonic()
         if not force and now - self._clock_checked_at < self._clock_every_s:
             return self.clock
         self._clock_checked_at = now
         before = self.clock.problem
-        self.clock = hub_clock.check(self._hub.uplink.health.clock_offset_s)
+        self.clock = hub_clock.check(self._health.platform.clock_offset_s)
         if self.clock.problem != before:
             if self.clock.problem:
                 log.warning("%s", self.clock.problem)
@@ -74,33 +85,30 @@ class Service:
         return self.clock.problem
 
     def snapshot(self) -> dict[str, Any]:
-        hub = self._hub
-        radio = hub.radio.health.as_dict() if hub.radio is not None else None
+        radio = self._health.radio
         return {
-            "hub_id": hub.cfg.hub_id, "pid": os.getpid(), "version": version(),
-            "started_at": self._started_at, "written_at": time.time(),
+            "hub_id": self._hub_id, "pid": os.getpid(), "version": version(),
+            "started_at": self._started_at, "written_at": self._time.time(),
             "status_every_s": self._status_every_s,
-            "radio": radio, "platform": hub.uplink.health.as_dict(), "clock": self.clock.as_dict(),
-            "acks_written": hub.acks.sent if hub.acks is not None else 0,
+            "radio": radio.as_dict() if radio.state != "off" else None,
+            "platform": self._health.platform.as_dict(), "clock": self.clock.as_dict(),
+            "acks_written": self._acks_sent(),
         }
 
     def status_line(self) -> str:
-        hub = self._hub
-        platform = hub.uplink.health
+        platform = self._health.platform
         reach = {True: "reachable", False: "unreachable", None: "not yet contacted"}[platform.reachable]
-        radio = hub.radio.health.state if hub.radio is not None else "off"
-        return (f"outbox {hub.store.depth()}, radio {radio}, platform {reach}, "
+        return (f"outbox {self._store.depth()}, radio {self._health.radio.state}, platform {reach}, "
                 f"clock {'ok' if self.clock.problem is None else 'NOT TRUSTED'}")
 
     def heartbeat_data(self) -> dict[str, Any]:
         """What a hub_heartbeat carries: the hub's own health, nothing about the residents."""
-        hub = self._hub
         return {
-            "uptime_s": round(time.monotonic() - self._started_mono),
+            "uptime_s": round(self._time.monotonic() - self._started_mono),
             "version": version(),
-            "outbox_depth": hub.store.depth(),
-            "devices_paired": len(hub.devices),
-            "radio": hub.radio.health.state if hub.radio is not None else "off",
+            "outbox_depth": self._store.depth(),
+            "devices_paired": len(self._devices),
+            "radio": self._health.radio.state,
             "clock_synchronized": self.clock.synchronized,
         }
 
@@ -123,11 +131,11 @@ class Service:
     def healthy(self) -> bool:
         """Well enough to pet the watchdog: the database answers and the relay runs."""
         try:
-            self._hub.store.depth()
+            self._store.depth()
         except Exception as exc:
             log.error("watchdog withheld: the hub database does not answer: %s", exc)
             return False
-        return self._hub.relay_alive()
+        return self._alive()
 
     def poke(self) -> None:
         """Something the status shows has changed (the platform became reachable, or not): say so soon."""
@@ -137,7 +145,7 @@ class Service:
         """Until cancelled: watchdog, STATUS= on change, the status file, the clock check."""
         watchdog_s = self.notifier.watchdog_s
         tick = self._status_every_s if watchdog_s is None else min(self._status_every_s, watchdog_s / 2)
-        last_status = time.monotonic()
+        last_status = self._time.monotonic()
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), tick)
@@ -153,8 +161,8 @@ class Service:
             if line != self._status_line:
                 self._status_line = line
                 self.notifier.status(line)
-            if poked or time.monotonic() - last_status >= self._status_every_s - 0.01:
-                last_status = time.monotonic()
+            if poked or self._time.monotonic() - last_status >= self._status_every_s - 0.01:
+                last_status = self._time.monotonic()
                 self.write_status()
 
     def stopping(self) -> None:

@@ -26,13 +26,13 @@ BASE = {
     "home_id": "home-fuzz-0001",
     "state_dir": "state",
     "platform": {"url": "https://platform.example:8443", "timeout_s": 5},
-    "ble": {"backend": "sim", "sim_hci": "tcp-client:127.0.0.1:9000"},
+    "ble": {"adapter": "hci0", "connect_attempts": 3},
     "relay": {"backoff_initial_s": 0.5, "backoff_max_s": 60},
 }
 # Where a mutation may land: the top level and every table the parser knows of (and one it does not).
 TABLES = [(), ("platform",), ("ble",), ("relay",), ("rules",), ("rules", "toilet"), ("rules", "front_door"),
           ("rules", "supervision"), ("unknown",)]
-KEYS = ["hub_id", "home_id", "state_dir", "url", "ca_file", "timeout_s", "backend", "sim_hci", "backoff_initial_s",
+KEYS = ["hub_id", "home_id", "state_dir", "url", "ca_file", "timeout_s", "adapter", "connect_attempts", "backoff_initial_s",
         "backoff_max_s", "timezone", "startup_grace_s", "overdue_after_s", "inactive_after_s", "quiet_windows",
         "heartbeat_s", "missed_heartbeats", "grace_s", "battery_low_pct", "battery_ok_pct", "verify_tls",
         "platform", "ble", "relay", "rules", "toilet"]

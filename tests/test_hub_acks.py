@@ -2,7 +2,8 @@
 
 The flow tests run the real Hub in-process on a bumble air with scripted devices (they
 advertise sealed frames and record the acks the hub writes, checked with their key) and
-the reference receiver's app over real TLS. The unit tests drive `Acks` with a fake radio.
+the reference receiver's app over real TLS. The unit tests drive the ack policy and its
+writer (hub/acks) with a fake radio.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import re
 import time
 
-from safebox.hub.acks import Acks
+from safebox.hub.acks import AckPolicy
 from safebox.hub.devices import Device
 from safebox.hub.store import HubStore
 from safebox.protocol import bthome, events
@@ -114,13 +115,20 @@ class FakeRadio:
 
 
 class FakeDevices(list):
-    pass
+    def by_id(self, device_id: str) -> Device | None:
+        return next((d for d in self if d.id == device_id), None)
 
 
-async def _settle(acks: Acks) -> None:
+def _policy(radio: FakeRadio, store: HubStore, devices: list[Device], **kwargs) -> AckPolicy:
+    policy = AckPolicy(store, FakeDevices(devices), **kwargs)  # type: ignore[arg-type]
+    policy.attach(radio)  # type: ignore[arg-type]
+    return policy
+
+
+async def _settle(acks: AckPolicy) -> None:
     for _ in range(5):
         await asyncio.sleep(0)
-    await asyncio.gather(*list(acks._tasks))
+    await asyncio.gather(*list(acks.writer._tasks))
 
 
 async def test_owed_acks_are_durable_replaced_by_higher_kinds_and_expire(tmp_path) -> None:
@@ -133,7 +141,7 @@ async def test_owed_acks_are_durable_replaced_by_higher_kinds_and_expire(tmp_pat
     # A restart: a new store on the same file still owes them.
     with HubStore.open(tmp_path / "hub.db", clock=lambda: now[0]) as store:
         radio = FakeRadio()
-        acks = Acks(radio, clock=lambda: now[0], store=store, devices=FakeDevices([device]))
+        acks = _policy(radio, store, [device], clock=lambda: now[0])
         now[0] += 20  # counter 6's ack has expired
         acks.heard(device)
         await _settle(acks)
@@ -147,7 +155,7 @@ async def test_owed_ack_is_written_at_once_only_to_a_device_advertising_now(tmp_
     device = Device.new("24:0A:C4:00:00:08", "pendant")
     with HubStore.open(tmp_path / "hub.db") as store:
         radio = FakeRadio()
-        acks = Acks(radio, store=store, devices=FakeDevices([device]))
+        acks = _policy(radio, store, [device])
         store.owe_ack(device.id, 3, DELIVERED, f"{device.id}-3", until=time.time() + 900)
         acks.owed(device.id)
         await _settle(acks)
@@ -159,7 +167,7 @@ async def test_owed_ack_is_written_at_once_only_to_a_device_advertising_now(tmp_
         assert radio.written == [(device.address, DELIVERED, 3, True)]
         assert store.owed_acks(device.id, time.time())  # the write failed: still owed
         radio.fail = False
-        acks._done.clear()
+        acks.writer._done.clear()
         acks.heard(device)
         await _settle(acks)
         assert store.owed_acks(device.id, time.time()) == []
@@ -167,6 +175,8 @@ async def test_owed_ack_is_written_at_once_only_to_a_device_advertising_now(tmp_
 
 def test_settling_a_delivery_owes_kind_2_to_pendants_and_awaits_an_operator_for_urgent_ones(tmp_path) -> None:
     with HubStore.open(tmp_path / "hub.db") as store:
+        policy = AckPolicy(store, FakeDevices())  # type: ignore[arg-type]
+
         def device_event(device_id: str, counter: int, type_: str, role: str) -> str:
             body = events.encode(events.make(
                 event_id=f"{device_id}-{counter}", type=type_, hub_id=HUB_ID, home_id="home-0001",
@@ -181,8 +191,8 @@ def test_settling_a_delivery_owes_kind_2_to_pendants_and_awaits_an_operator_for_
             event_id=events.hub_event_id(HUB_ID, store.next_hub_seq()), type=events.TOILET_OVERDUE,
             hub_id=HUB_ID, home_id="home-0001", occurred_at=time.time())))
         now = time.time()
-        settled = store.settle_delivered([press, later, door, hub_event, "nope-1"], ack_until=now + 900,
-                                         operator_until=now + 900)
+        owes = policy.delivered([store.get(e) for e in (press, later, door, hub_event)])
+        settled = store.settle_delivered([press, later, door, hub_event, "nope-1"], owes)
         assert settled.event_ids == [press, later, door, hub_event]
         assert settled.owed_devices == ["240ac4000009"]  # a door sensor has its kind 1; it shows nothing more
         assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, DELIVERED), (2, DELIVERED)]
@@ -190,7 +200,7 @@ def test_settling_a_delivery_owes_kind_2_to_pendants_and_awaits_an_operator_for_
         assert store.operator_acked(door, now + 900) is None
         assert store.operator_acked(press, now + 900).counter == 1
         assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR), (2, DELIVERED)]
-        store.ack_written("240ac4000009", 2, DELIVERED)  # settles kind 2 before it, not kind 3
+        policy._record(Device.new("24:0A:C4:00:00:09", "pendant"), 2, DELIVERED, 10.0)  # kind 2 before it, not 3
         assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR)]
         assert store.depth() == 0
 
@@ -202,13 +212,13 @@ async def test_only_the_newest_kind_2_is_written_and_never_a_lower_kind_after_a_
             store.owe_ack(device.id, counter, DELIVERED, f"{device.id}-{counter}", until=time.time() + 900)
         store.owe_ack(device.id, 3, OPERATOR, f"{device.id}-3", until=time.time() + 900)
         radio = FakeRadio()
-        acks = Acks(radio, store=store, devices=FakeDevices([device]))
+        acks = _policy(radio, store, [device])
         acks.heard(device)
         await _settle(acks)
         assert radio.written == [(device.address, OPERATOR, 3, True), (device.address, DELIVERED, 5, True)]
         assert store.owed_acks(device.id, time.time()) == []
-        acks._done.clear()
-        acks.request(device, 3, DELIVERED)  # e.g. a late repeat of frame 3 answered "delivered"
+        acks.writer._done.clear()
+        acks.writer.request(device, 3, DELIVERED)  # e.g. a late repeat of frame 3 answered "delivered"
         await _settle(acks)
         assert len(radio.written) == 2
 
@@ -221,13 +231,13 @@ async def test_heard_becomes_delivered_when_the_platform_answers_while_the_link_
         radio = FakeRadio()
         radio.recent.add(device.address)
         radio.before_link = lambda: store.owe_ack(device.id, 4, DELIVERED, f"{device.id}-4", until=time.time() + 900)
-        acks = Acks(radio, store=store, devices=FakeDevices([device]))
-        acks.request(device, 4, HEARD)
+        acks = _policy(radio, store, [device])
+        acks.writer.request(device, 4, HEARD)
         acks.owed(device.id)  # the uplink settled it meanwhile
         await _settle(acks)
         assert radio.written == [(device.address, DELIVERED, 4, False)]
         assert store.owed_acks(device.id, time.time()) == []
         radio.before_link = None
-        acks.request(device, 4, HEARD)  # a late repeat of frame 4: nothing lower after a higher
+        acks.writer.request(device, 4, HEARD)  # a late repeat of frame 4: nothing lower after a higher
         await _settle(acks)
         assert len(radio.written) == 1

@@ -25,8 +25,8 @@ state_dir = "state"
 url = "https://platform.example.org:8443/district"
 timeout_s = 5
 [ble]
-backend = "sim"
-sim_hci = "tcp-client:127.0.0.1:9000"
+adapter = "hci1"
+connect_attempts = 4
 [relay]
 backoff_initial_s = 0.5
 backoff_max_s = 60
@@ -47,7 +47,7 @@ def test_example_file_loads_with_defaults() -> None:
     assert cfg == config.HubConfig(
         hub_id="hub-7f3a9c", home_id="home-0001", state_dir=Path("/var/lib/safebox"),
         platform=config.PlatformConfig(url="https://platform.example.org", ca_file=None, timeout_s=10.0),
-        ble=config.BleConfig(backend="bluez", sim_hci=None),
+        ble=config.BleConfig(adapter=None, connect_attempts=3),
         relay=config.RelayConfig(backoff_initial_s=1.0, backoff_max_s=300.0))
     assert cfg.db_path == Path("/var/lib/safebox/hub.db")
     assert cfg.key_path == Path("/var/lib/safebox/hub_key.pem")
@@ -61,7 +61,7 @@ def test_full_file_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.state_dir == (tmp_path / "state").resolve()
     assert cfg.platform == config.PlatformConfig(url="https://platform.example.org:8443/district",
                                                  ca_file=(tmp_path / "ca.pem").resolve(), timeout_s=5.0)
-    assert cfg.ble == config.BleConfig(backend="sim", sim_hci="tcp-client:127.0.0.1:9000")
+    assert cfg.ble == config.BleConfig(adapter="hci1", connect_attempts=4)
     assert cfg.relay == config.RelayConfig(backoff_initial_s=0.5, backoff_max_s=60.0)
     ctx = cfg.platform.ssl_context()
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
@@ -88,10 +88,9 @@ URL = 'url = "https://platform.example.org:8443/district"'
     (('home_id = "home-0001"\n', ''), "home_id: required"),
     (('state_dir = "state"\n', 'statedir = "state"\n'), "state_dir: required"),
     (('home_id = "home-0001"', 'home_id = "home-0001"\nhubid = "x"'), "hubid: unknown key"),
-    (('backend = "sim"', 'backend = "hci0"'), "ble.backend: must be one of bluez, sim"),
-    (('sim_hci = "tcp-client:127.0.0.1:9000"', ''), "ble.sim_hci: required when"),
-    (('sim_hci = "tcp-client:127.0.0.1:9000"', 'sim_hci = "127.0.0.1:9000"'), "ble.sim_hci: not a bumble transport"),
-    (('backend = "sim"', 'backend = "bluez"'), "ble.sim_hci: only used with"),
+    (('adapter = "hci1"', 'adapter = "usb0"'), "ble.adapter: a BlueZ adapter name"),
+    (('adapter = "hci1"', 'backend = "sim"'), "ble.backend: unknown key"),
+    (('connect_attempts = 4', 'connect_attempts = 0'), "ble.connect_attempts"),
     (('backoff_max_s = 60', 'backoff_max_s = 0.1'), "relay.backoff_max_s: must be at least backoff_initial_s"),
     (('backoff_max_s = 60', 'backoff_max_s = 60\njitter = 1'), "relay.jitter: unknown key"),
     (('[platform]', 'platform = "x"\n[other]'), "platform: must be a table"),

@@ -26,13 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.hub.config import PlatformConfig
 from safebox.hub.store import HubStore
-from safebox.hub.uplink import Uplink, batch_key
+from safebox.hub.uplink import batch_key
 from safebox.protocol import events, signing
 from safebox.tools.receiver import relay as receiver_relay
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.store import Store
 from safebox.tools.sim.home import parse_time
-from tests.test_hub_uplink import HUB, KEY, START, FakeTime, run_until, store_event
+from tests.relay_kit import RelayRig, run_until
+from tests.test_hub_uplink import HUB, KEY, START, FakeTime, store_event
 
 HOME = "home-0001"
 
@@ -82,12 +83,12 @@ def hub_store(tmp_path):
         yield s
 
 
-def uplink_for(store: HubStore, url: str, ca_file: Path, fake_time: FakeTime, **kwargs) -> Uplink:
+def uplink_for(store: HubStore, url: str, ca_file: Path, fake_time: FakeTime, **kwargs) -> RelayRig:
     args = dict(url=url, hub_id=HUB, private_key=KEY, home_id=HOME,
                 ssl_context=PlatformConfig(url=url, ca_file=ca_file).ssl_context(),
                 clock=fake_time.clock, sleep=fake_time.sleep, batch_max=100)
     args.update(kwargs)
-    return Uplink(store, **args)
+    return RelayRig(store, **args)
 
 
 def door_events(store: HubStore, devices: int, each: int) -> list[str]:

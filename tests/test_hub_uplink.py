@@ -1,4 +1,4 @@
-"""The uplink against a stand-in platform: a real aiohttp server on 127.0.0.1 with real TLS.
+"""The relay and its platform client against a stand-in platform: a real aiohttp server on 127.0.0.1 with real TLS.
 
 The stand-in checks every request with the protocol's own `signing.Verifier`, records it and
 answers from a script. Time is injected: backoff and Retry-After waits advance a fake clock
@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.hub.config import PlatformConfig
 from safebox.hub.store import HubStore
-from safebox.hub.uplink import Uplink
+from safebox.hub.uplink import PlatformClient
 from safebox.protocol import events, signing
+from tests.relay_kit import RelayRig, run_until
 
 HUB = "hub-7f3a9c"
 START = 1_790_000_000.0
@@ -147,27 +148,14 @@ def store(tmp_path: Path):
 
 
 def make_uplink(store: HubStore, platform: Platform, ca_file: Path, fake_time: FakeTime,
-                delivered: list[str] | None = None, **kwargs: Any) -> Uplink:
+                delivered: list[str] | None = None, **kwargs: Any) -> RelayRig:
     args: dict[str, Any] = dict(
         url=platform.url, hub_id=HUB, private_key=KEY,
         ssl_context=PlatformConfig(url=platform.url, ca_file=ca_file).ssl_context(),
         clock=fake_time.clock, sleep=fake_time.sleep, rng=random.Random(7),
         on_delivered=None if delivered is None else delivered.append)
     args.update(kwargs)
-    return Uplink(store, **args)
-
-
-async def run_until(uplink: Uplink, done: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    task = asyncio.create_task(uplink.run())
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not done():
-                if task.done():
-                    task.result()  # surface a crash of the loop
-                await asyncio.sleep(0.005)
-    finally:
-        await uplink.close()
-        await task
+    return RelayRig(store, **args)
 
 
 def store_event(store: HubStore, device_id: str = "240ac4123456", counter: int = 10,
@@ -246,7 +234,7 @@ async def test_timeout_is_retried(store, platform, ca_file, fake_time, caplog) -
     assert KEY.public_key().public_bytes_raw().hex() not in caplog.text
 
 
-async def test_urgent_first_and_a_failing_callback_changes_nothing(store, platform, ca_file, fake_time) -> None:
+async def test_urgent_first_then_the_rest_in_order(store, platform, ca_file, fake_time) -> None:
     store_event(store, "240ac4000001", 3, events.DOOR_OPENED, "front_door")
     hub_event = events.encode(events.make(event_id=events.hub_event_id(HUB, store.next_hub_seq()),
                                           type=events.BATTERY_LOW, hub_id=HUB, home_id="home-0001",
@@ -255,11 +243,7 @@ async def test_urgent_first_and_a_failing_callback_changes_nothing(store, platfo
     store_event(store, "240ac4123456", 10, events.EMERGENCY)
     calls: list[str] = []
 
-    async def on_delivered(event_id: str) -> None:
-        calls.append(event_id)
-        raise RuntimeError("ack write failed")
-
-    uplink = make_uplink(store, platform, ca_file, fake_time, on_delivered=on_delivered)
+    uplink = make_uplink(store, platform, ca_file, fake_time, on_delivered=calls.append)
     await run_until(uplink, lambda: store.depth() == 0)
     assert platform.event_ids == ["240ac4123456-10", "240ac4000001-3", hub_id]
     assert calls == platform.event_ids
@@ -299,9 +283,9 @@ def test_tls_verification_cannot_be_switched_off(store, ca_file) -> None:
     no_host.check_hostname = False
     for ctx in (off, no_host):
         with pytest.raises(ValueError, match="TLS verification cannot be switched off"):
-            Uplink(store, url="https://127.0.0.1:1", hub_id=HUB, private_key=KEY, ssl_context=ctx)
+            PlatformClient("https://127.0.0.1:1", hub_id=HUB, private_key=KEY, ssl_context=ctx)
     with pytest.raises(ValueError, match="must be https://"):
-        Uplink(store, url="http://127.0.0.1:1", hub_id=HUB, private_key=KEY, ssl_context=ssl.create_default_context())
+        PlatformClient("http://127.0.0.1:1", hub_id=HUB, private_key=KEY, ssl_context=ssl.create_default_context())
 
 
 async def test_close_abandons_the_attempt_in_flight_and_is_safe_twice(store, platform, ca_file, fake_time) -> None:

@@ -225,11 +225,11 @@ def test_rules_config_is_read_and_bad_fields_are_named(tmp_path: Path) -> None:
 def test_a_v1_database_is_migrated_keeping_its_events(tmp_path: Path) -> None:
     import sqlite3
 
-    from safebox.hub import store as store_module
+    from safebox.hub.store import schema as store_module
 
     path = tmp_path / "hub.db"
     with sqlite3.connect(path) as db:  # a hub of the first release, with an event waiting
-        db.executescript(store_module._SCHEMA_V1)
+        db.executescript(store_module.SCHEMA_V1)
         db.execute("INSERT INTO hub_seq (id, value) VALUES (1, 41)")
         db.execute("INSERT INTO outbox (event_id, source, type, urgent, body, created_at) "
                    "VALUES ('240ac4000001-7', '240ac4000001', 'emergency', 1, x'7b7d', 1)")

@@ -34,7 +34,7 @@ from safebox.hub import keys
 from safebox.hub.config import PlatformConfig
 from safebox.hub.devices import Device, Devices
 from safebox.hub.store import HubStore
-from safebox.hub.uplink import Uplink
+from safebox.hub.uplink import PlatformClient, Relay
 from safebox.protocol import events
 from safebox.tools import tlsca
 from safebox.tools.bench import Table, bench_parser, machine_line, percentile, print_tables
@@ -202,18 +202,19 @@ async def _drain(workdir: Path, periods: int, batch_max: int) -> tuple[int, floa
     uplink_log.propagate = False  # counted, not printed
     try:
         with HubStore.open(workdir / "hub.db") as store:
-            uplink = Uplink(store, url=url, hub_id=HUB_ID, private_key=key,
-                            ssl_context=PlatformConfig(url=url, ca_file=tls.ca_cert).ssl_context(),
-                            home_id=HOME_ID, batch_max=batch_max, timeout_s=30)
-            started = time.perf_counter()
-            task = asyncio.create_task(uplink.run())
-            while store.depth():
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.005)
-            seconds = time.perf_counter() - started
-            await uplink.close()
-            await task
+            client = PlatformClient(url, hub_id=HUB_ID, private_key=key, timeout_s=30,
+                                    ssl_context=PlatformConfig(url=url, ca_file=tls.ca_cert).ssl_context())
+            async with client:
+                relay = Relay(store, client, batch_max=batch_max)
+                started = time.perf_counter()
+                task = asyncio.create_task(relay.run())
+                while store.depth():
+                    if task.done():
+                        task.result()
+                    await asyncio.sleep(0.005)
+                seconds = time.perf_counter() - started
+                relay.close()
+                await task
     finally:
         uplink_log.removeHandler(handler)
         uplink_log.setLevel(level)

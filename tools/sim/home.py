@@ -151,7 +151,6 @@ class SimHome:
         self.hub_config.write_text(
             f'hub_id = "{self.hub_id}"\nhome_id = "{self.home_id}"\nstate_dir = "state"\n\n'
             f'[platform]\nurl = "{self.hub_platform_url or self.platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 5\n\n'
-            f'[ble]\nbackend = "sim"\nsim_hci = "{self.air.hci_spec}"\n\n'
             f'[relay]\nbackoff_initial_s = 0.2\nbackoff_max_s = 5\n' + self.hub_config_extra)
 
     async def _run_cli(self, module: str, *args: str) -> str:
@@ -171,7 +170,8 @@ class SimHome:
                             ident["hub_id"], ident["public_key"])
 
     async def start_hub(self) -> None:
-        self.hub = ChildProcess("hub", "safebox.hub.cli", "run", "--config", str(self.hub_config))
+        self.hub = ChildProcess("hub", "safebox.tools.sim.hub_process", "--hci", self.air.hci_spec,
+                                "run", "--config", str(self.hub_config))
         await self.hub.start(r"hub ready")
         await self.air.wait_hubs(1)
 

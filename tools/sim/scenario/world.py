@@ -206,7 +206,7 @@ class World:
         self.cfg = self._hub_config()
         # A seeded run repeats: the relay's backoff jitter is drawn from the seed, per hub start.
         rng = None if self.seed is None else random.Random(f"{self.seed}/hub/{self.hub_starts}")
-        hub = Hub(self.cfg, clock=self.hub_now, ble=self._hub_radio, rng=rng)
+        hub = Hub(self.cfg, clock=_VirtualClock(self), ble=self._hub_radio, rng=rng)
         self.hub = hub
         self._hub_stop = asyncio.Event()
         self._hub_task = asyncio.create_task(self._run_hub(hub, self._hub_stop), name="hub")
@@ -328,3 +328,17 @@ def _calibrate(board: PortDevice, pin: int, percent: int) -> int:
             board.adc_uv.pop(pin, None)
         else:
             board.adc_uv[pin] = saved
+
+
+class _VirtualClock:
+    """The hub's clock in the scenario: its wall time is `hub_now` (the virtual time, off by a
+    clock step when one is set), its monotonic time the event loop's (virtual too)."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+
+    def time(self) -> float:
+        return self._world.hub_now()
+
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
