@@ -23,7 +23,7 @@ from typing import Literal
 
 from safebox.hub.devices import Device, Devices, DevicesError
 from safebox.hub.store import HubStore
-from safebox.protocol import bthome, events
+from safebox.protocol import bthome, events, frames
 
 log = logging.getLogger("safebox.hub.ingest")
 
@@ -31,8 +31,6 @@ STRANGER_LOG_S = 3600
 _STRANGERS_MAX = 1024  # addresses remembered for log rate-limiting; forgotten all at once beyond
 OutcomeKind = Literal["event", "repeat", "heartbeat", "refused"]
 
-_BUTTON_ACTIONS = {bthome.BUTTON_PRESS: "press", bthome.BUTTON_LONG_PRESS: "long_press"}
-_DOOR_EVENTS = {0: events.DOOR_CLOSED, 1: events.DOOR_OPENED}
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,6 @@ class Outcome:
     reason: str | None = None
     ack_needed: bool = False
     device: Device | None = None
-
-
-class _Refused(Exception):
-    """A frame that is authentic but does not say anything this protocol understands."""
 
 
 class Ingest:
@@ -84,7 +78,6 @@ class Ingest:
             info, counter, objects = bthome.unseal(device.key, device.mac, service_data)
         except bthome.FrameError as exc:
             return self._refuse(address, str(exc), device=device)
-        values = _values(objects)
         is_event = bool(info & bthome.INFO_EVENT)
         heard_at = self._clock()
         body = None
@@ -92,11 +85,11 @@ class Ingest:
         if is_event:
             event_id = events.device_event_id(device.mac, counter)
             try:
-                type_, body = self._body(device, counter, values, rssi, heard_at, event_id)
-            except (_Refused, events.EventError) as exc:
+                type_, body = self._body(device, counter, objects, rssi, heard_at, event_id)
+            except (frames.MeaningError, events.EventError) as exc:
                 return self._refuse(address, str(exc), device=device, counter=counter)
         verdict = self._store.accept(device.id, counter, body, heard_at=heard_at,
-                                     battery=_first(values, bthome.OBJ_BATTERY), rssi=rssi)
+                                     battery=_battery(objects), rssi=rssi)
         if verdict.kind == "replay":
             return self._refuse(address, f"replayed counter {counter} (last accepted {verdict.last_counter})",
                                 device=device, counter=counter)
@@ -126,40 +119,21 @@ class Ingest:
             self._registry_broken = True
         return self._devices.get(address)
 
-    def _body(self, device: Device, counter: int, values: dict[int, list[int]], rssi: int | None,
+    def _body(self, device: Device, counter: int, objects: list[tuple[int, int]], rssi: int | None,
               heard_at: float, event_id: str) -> tuple[str, bytes]:
         """The type of the event an event frame reports, and its exact bytes to store and send."""
-        data: dict[str, object] = {}
-        battery = _first(values, bthome.OBJ_BATTERY)
-        if battery is not None:
-            data["battery"] = battery
+        reading = frames.read(device.role, objects)
+        if reading.note:
+            log.warning("%s: frame %d: %s", device.address, counter, reading.note)
+        data: dict[str, object] = dict(reading.data)
         if rssi is not None:
             data["rssi"] = rssi
         if self._is_test is not None and self._is_test(device.id, heard_at):
             data["test"] = True
-        if device.role == "pendant":
-            pressed = _pressed(values)
-            if len(pressed) > 1:
-                # A faulty frame: the first in protocol order wins (emergency before the
-                # service calls), as an authentic emergency press must never be dropped.
-                log.warning("%s: frame %d shows %d buttons pressed; taking %s",
-                            device.address, counter, len(pressed), pressed[0][0])
-            type_, data["action"] = pressed[0]
-        else:
-            door = _first(values, bthome.OBJ_DOOR)
-            if door is None:
-                raise _Refused("door event frame without a door object")
-            if door not in _DOOR_EVENTS:
-                raise _Refused(f"door object has unknown value {door}")
-            type_ = _DOOR_EVENTS[door]
-            occupancy = _first(values, bthome.OBJ_OCCUPANCY)
-            if occupancy is not None:
-                data["occupancy"] = bool(occupancy)
-        timestamp = _first(values, bthome.OBJ_TIMESTAMP)
-        body = events.make(event_id=event_id, type=type_, hub_id=self._hub_id, home_id=self._home_id,
-                           occurred_at=heard_at if timestamp is None else timestamp,
+        body = events.make(event_id=event_id, type=reading.type, hub_id=self._hub_id, home_id=self._home_id,
+                           occurred_at=heard_at if reading.timestamp is None else reading.timestamp,
                            device=device.event_device(), counter=counter, data=data)
-        return type_, events.encode(body)
+        return reading.type, events.encode(body)
 
     def _refuse_stranger(self, address: str) -> Outcome:
         """Neighbours' BTHome sensors share our UUID: say so once per address per
@@ -179,29 +153,5 @@ class Ingest:
         return Outcome("refused", counter=counter, reason=reason, device=device)
 
 
-def _values(objects: list[tuple[int, int]]) -> dict[int, list[int]]:
-    """Object id -> its values in frame order (buttons repeat; the others appear once)."""
-    values: dict[int, list[int]] = {}
-    for obj_id, value in objects:
-        values.setdefault(obj_id, []).append(value)
-    return values
-
-
-def _first(values: dict[int, list[int]], obj_id: int) -> int | None:
-    found = values.get(obj_id)
-    return found[0] if found else None
-
-
-def _pressed(values: dict[int, list[int]]) -> list[tuple[str, str]]:
-    """[(event type, action), ...] of the pressed buttons of a pendant's event frame, in protocol order."""
-    buttons = values.get(bthome.OBJ_BUTTON, [])
-    if len(buttons) != len(bthome.PENDANT_BUTTONS):
-        raise _Refused(f"pendant frame has {len(buttons)} button objects, expected {len(bthome.PENDANT_BUTTONS)}")
-    for name, value in zip(bthome.PENDANT_BUTTONS, buttons):
-        if value != bthome.BUTTON_NONE and value not in _BUTTON_ACTIONS:
-            raise _Refused(f"button {name} has unknown value 0x{value:02x}")
-    pressed = [(name, _BUTTON_ACTIONS[value]) for name, value in zip(bthome.PENDANT_BUTTONS, buttons)
-               if value != bthome.BUTTON_NONE]
-    if not pressed:
-        raise _Refused("pendant event frame with no button pressed")
-    return pressed
+def _battery(objects: list[tuple[int, int]]) -> int | None:
+    return next((value for obj_id, value in objects if obj_id == bthome.OBJ_BATTERY), None)

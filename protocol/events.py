@@ -7,11 +7,9 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-EMERGENCY = "emergency"
-COMMUNITY_SERVICE = "community_service"
-LIFE_SERVICE = "life_service"
-DOOR_OPENED = "door_opened"
-DOOR_CLOSED = "door_closed"
+# What devices report is named with the frames that carry it (protocol/frames.py).
+from safebox.protocol.frames import COMMUNITY_SERVICE, DOOR_CLOSED, DOOR_OPENED, EMERGENCY, LIFE_SERVICE
+
 TOILET_OCCUPIED = "toilet_occupied"
 TOILET_VACATED = "toilet_vacated"
 TOILET_OVERDUE = "toilet_overdue"

@@ -93,6 +93,9 @@ def batch_key(event_ids: list[str]) -> str:
     return "batch-" + hashlib.sha256("\n".join(event_ids).encode()).hexdigest()[:32]
 
 
+_Raw = tuple[int, bytes, "str | None", "str | None"]  # status, body, Retry-After, Date
+
+
 class PlatformClient:
     """Use as an async context manager (it holds one HTTP session)."""
 
@@ -118,7 +121,7 @@ class PlatformClient:
         self._follow = follow_platform_clock
         self._clock_warned_at = -math.inf
         self._session: aiohttp.ClientSession | None = None
-        self._inflight: asyncio.Future[Reply] | None = None
+        self._inflight: asyncio.Future[_Raw] | None = None
 
     async def __aenter__(self) -> PlatformClient:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl), timeout=self._timeout)
@@ -210,7 +213,7 @@ class PlatformClient:
 
     @staticmethod
     async def _exchange(session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
-                        body: bytes | None) -> Any:
+                        body: bytes | None) -> _Raw:
         async with session.request(method, url, data=body, headers=headers, allow_redirects=False) as resp:
             raw = await resp.content.read(ANSWER_MAX)
             return resp.status, raw, resp.headers.get("Retry-After"), resp.headers.get("Date")
