@@ -11,12 +11,14 @@
 import bluetooth
 from micropython import const
 
+from safebox.protocol import bthome
+
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 
-_SVC_UUID = bluetooth.UUID("5afe0001-8d3b-4c5e-9a4c-3b2f1e0d0c0b")
-_ACK_UUID = bluetooth.UUID("5afe0002-8d3b-4c5e-9a4c-3b2f1e0d0c0b")
+_SVC_UUID = bluetooth.UUID(bthome.ACK_SERVICE_UUID)
+_ACK_UUID = bluetooth.UUID(bthome.ACK_CHAR_UUID)
 _ACK_BUFFER = const(32)  # acks are 13 bytes; the default 20-byte buffer would cut longer junk silently
 _INBOX_MAX = const(4)
 

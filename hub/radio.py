@@ -52,8 +52,8 @@ from safebox.protocol import bthome
 
 log = logging.getLogger("safebox.hub.radio")
 
-ACK_CHAR_UUID = "5afe0002-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
-ACK_SERVICE_UUID = "5afe0001-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
+ACK_CHAR_UUID = bthome.ACK_CHAR_UUID
+ACK_SERVICE_UUID = bthome.ACK_SERVICE_UUID
 # BlueZ passive scanning needs an advertisement-monitor pattern: service data
 # (AD type 0x16) starting with our UUID, little-endian.
 _BLUEZ_PATTERN = (0, 0x16, b"\xd2\xfc")

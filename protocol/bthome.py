@@ -52,6 +52,9 @@ BUTTON_LONG_PRESS = 0x04
 PENDANT_BUTTONS = ("emergency", "community_service", "life_service")
 
 # Acknowledgement kinds the hub writes to a device.
+# The hub writes acks to this GATT characteristic of this service on the device (SPEC 1.7).
+ACK_SERVICE_UUID = "5afe0001-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
+ACK_CHAR_UUID = "5afe0002-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
 ACK_HEARD = 1  # the hub has stored the event
 ACK_DELIVERED = 2  # the platform has stored the event
 ACK_OPERATOR = 3  # an operator at the platform has taken it up

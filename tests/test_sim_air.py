@@ -22,6 +22,7 @@ from bumble.hci import OwnAddressType
 from bumble.host import Host
 from bumble.transport.common import AsyncPipeSink
 
+from safebox.protocol import bthome
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.bleak_backend import BumbleClient, BumbleScanner, attach_hci, use_device
 from safebox.tools.sim.firmware_process import FirmwareProcess
@@ -29,7 +30,7 @@ from safebox.tools.sim.firmware_process import FirmwareProcess
 MP_DIR = Path(__file__).parent / "mp"
 MAC = "5C:CF:7F:10:20:30"
 FCD2 = "0000fcd2-0000-1000-8000-00805f9b34fb"
-ACK = "5afe0002-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
+ACK = bthome.ACK_CHAR_UUID
 BIG = "5afe00ff-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
 STATUS = "5afe00fe-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
 DEVICE_NAME = "00002a00-0000-1000-8000-00805f9b34fb"  # GAP device name, set by config(gap_name=)

@@ -42,7 +42,7 @@ from typing import Any
 
 from safebox.protocol import bthome
 
-ACK_CHAR = "5afe0002-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
+ACK_CHAR = bthome.ACK_CHAR_UUID
 BOARD = "esp32-devkitc"
 FULL_BATTERY_UV = 1_950_000  # 3.9 V behind the 1:2 divider
 
