@@ -78,7 +78,9 @@ def test_wal_and_full_sync(store: HubStore, db_path: Path) -> None:
         assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_urgent_first_then_oldest_first(store: HubStore) -> None:
+def test_sources_holding_an_urgent_event_first_then_oldest_first(store: HubStore) -> None:
+    """The hub's own source holds toilet_overdue, so its older battery_low goes first too (in
+    order), then the pendant's presses; the door sensor's events after them."""
     store.accept(DOOR, 1, device_body(DOOR, 1, events.DOOR_OPENED, "front_door"))
     store.enqueue(hub_body(store.next_hub_seq(), events.BATTERY_LOW))
     store.accept(PENDANT, 5, device_body(PENDANT, 5, events.LIFE_SERVICE))
@@ -87,9 +89,10 @@ def test_urgent_first_then_oldest_first(store: HubStore) -> None:
     store.enqueue(hub_body(seq, events.TOILET_OVERDUE))
     store.accept(PENDANT, 6, device_body(PENDANT, 6, events.EMERGENCY))
     order = [(i.type, i.urgent) for i in store.due(T0, 10)]
-    assert order == [("life_service", True), ("toilet_overdue", True), ("emergency", True),
-                     ("door_opened", False), ("battery_low", False), ("door_closed", False)]
-    assert [i.type for i in store.due(T0, 2)] == ["life_service", "toilet_overdue"]
+    assert order == [("battery_low", False), ("life_service", True), ("toilet_overdue", True), ("emergency", True),
+                     ("door_opened", False), ("door_closed", False)]
+    assert [i.type for i in store.due(T0, 2)] == ["battery_low", "life_service"]
+    assert store.urgent_sources() == {PENDANT, HUB}
     assert store.depth() == 6
 
 
@@ -105,6 +108,17 @@ def test_one_sources_events_stay_in_order_while_one_waits(store: HubStore) -> No
     assert [i.event_id for i in store.due(T0 + 30, 10)] == [f"{DOOR}-1", f"{DOOR}-2"]
     item = store.get(f"{DOOR}-1")
     assert (item.attempts, item.last_error) == (1, "HTTP 500")
+
+
+def test_a_sources_urgent_event_never_overtakes_its_older_routine_one(store: HubStore) -> None:
+    occupied = store.enqueue(hub_body(store.next_hub_seq(), events.TOILET_OCCUPIED))
+    overdue = store.enqueue(hub_body(store.next_hub_seq(), events.TOILET_OVERDUE))
+    assert store.mark_retry(occupied, T0 + 300, "HTTP 500")
+    assert store.due(T0, 10) == []  # the overdue waits for its occupied
+    assert store.next_due_at() == T0 + 300
+    assert store.reset_waits(T0 + 5) == 1  # the platform answers again: all due now, in order
+    assert [i.event_id for i in store.due(T0 + 5, 10)] == [occupied, overdue]
+    assert store.get(occupied).attempts == 1
 
 
 def test_delivered_dead_and_revived(store: HubStore) -> None:

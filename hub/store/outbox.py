@@ -14,10 +14,13 @@ from safebox.hub.store.records import DeadLetter, OutboxItem
 from safebox.protocol import events
 
 _OUTBOX_COLUMNS = "event_id, type, urgent, body, source, created_at, attempts, next_attempt_at, last_error"
-# An item waits while an older item of the same source and urgency is still waiting, so
-# one source's events reach the platform in the order they happened (door opened, closed).
+# An item waits while an older item of the same source is still waiting, whatever their
+# urgency, so one source's events reach the platform in the order they happened (door opened,
+# closed; toilet_occupied before its toilet_overdue).
 _NO_OLDER_WAITING = """NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.source = o.source
-                       AND p.urgent = o.urgent AND p.seq < o.seq AND p.next_attempt_at > :now)"""
+                       AND p.seq < o.seq AND p.next_attempt_at > :now)"""
+# A source with an urgent event waiting anywhere in its queue goes first, all of it in order.
+_SOURCE_URGENT = "EXISTS (SELECT 1 FROM outbox AS u WHERE u.source = o.source AND u.urgent = 1)"
 
 
 
@@ -47,19 +50,30 @@ class OutboxTable(Database):
     # -- the outbox, for the uplink ---------------------------------------------------
 
     def due(self, now: float, limit: int = 50) -> list[OutboxItem]:
-        """Items to send now: urgent types first, then oldest first; one source's items in order."""
+        """Items to send now: the sources holding an urgent event first, then oldest first; one
+        source's items always in the order they were stored."""
         rows = self._read(f"""SELECT {_OUTBOX_COLUMNS} FROM outbox AS o
                               WHERE o.next_attempt_at <= :now AND {_NO_OLDER_WAITING}
-                              ORDER BY o.urgent DESC, o.seq LIMIT :limit""",
+                              ORDER BY {_SOURCE_URGENT} DESC, o.seq LIMIT :limit""",
                           {"now": now, "limit": limit})
         return [_item(row) for row in rows]
 
     def next_due_at(self) -> float | None:
         """When the earliest item will be due (it may be in the past), None when the outbox is empty."""
         rows = self._read("""SELECT MIN(o.next_attempt_at) FROM outbox AS o WHERE NOT EXISTS
-                             (SELECT 1 FROM outbox AS p WHERE p.source = o.source AND p.urgent = o.urgent
-                              AND p.seq < o.seq)""")
+                             (SELECT 1 FROM outbox AS p WHERE p.source = o.source AND p.seq < o.seq)""")
         return rows[0][0]
+
+    def urgent_sources(self) -> set[str]:
+        """The sources with an urgent event waiting (their items retry on the short urgent backoff)."""
+        return {row[0] for row in self._read("SELECT DISTINCT source FROM outbox WHERE urgent = 1")}
+
+    def reset_waits(self, now: float) -> int:
+        """The platform answers again: every item waiting for a later retry is due now (the relay's
+        order then puts urgent first). Attempt counts are kept. Returns how many were waiting."""
+        with self._tx() as db:
+            return db.execute("UPDATE outbox SET next_attempt_at = ? WHERE next_attempt_at > ?",
+                              (float(now), float(now))).rowcount
 
     def pending(self, event_id: str) -> bool:
         """True while the event waits in the outbox (not yet delivered, not dead)."""

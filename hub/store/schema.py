@@ -1,6 +1,6 @@
 """The hub database's schema, one migration per version (hub/store/database.py applies them)."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA_V1 = """
 CREATE TABLE counters (
@@ -95,5 +95,9 @@ CREATE TABLE hub_settings (
 -- (3,000 waiting events: 40 ms a query without it, 1 ms with it).
 CREATE INDEX outbox_waiting ON outbox (source, urgent, next_attempt_at, seq);
 """
+# v4: one source's events go in order across urgencies (hub/store/outbox.py `due`).
+SCHEMA_V4 = """
+CREATE INDEX outbox_source_order ON outbox (source, seq, next_attempt_at);
+"""
 # Version n of the schema is reached by running MIGRATIONS[n] on version n-1.
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3}
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4}

@@ -16,6 +16,11 @@ What an answer means (hub/uplink/client.py `classify`) and what the relay does w
   busy         pause all sending for Retry-After (header or body, the longer)
   retry, no answer at all   this item waits a full-jitter exponential backoff, persisted
                             with its attempt count
+Urgent first after any outage: an item of a source with an urgent event waiting retries on a
+backoff capped at URGENT_BACKOFF_MAX_S (it is also what notices that the platform is back),
+and the first delivery after trouble makes every waiting item due at once (`reset_waits`):
+the outbox's order then sends the sources holding urgent events first, each source's events
+in the order they happened.
 A 401 for the signature's time while the platform's Date says the hub clock is off is not
 final: the client signs with the platform's time from then on and the relay tries again.
 
@@ -45,6 +50,7 @@ log = logging.getLogger("safebox.hub.uplink")
 
 BATCH_OFF_S = 3600.0  # a platform without the batch endpoint is asked again after this long
 BATCH_REFUSED_OFF_S = 300.0  # a batch refused as a whole: its events go one by one meanwhile
+URGENT_BACKOFF_MAX_S = 2.0  # an emergency waits at most this long after the platform is back
 PURGE_EVERY_S = 600.0  # forget owed acks and operator waits past their time
 # Dropped first when the outbox is over its bound: state changes a later one supersedes.
 ROUTINE = frozenset({events.DOOR_OPENED, events.DOOR_CLOSED, events.TOILET_OCCUPIED, events.TOILET_VACATED,
@@ -92,6 +98,7 @@ class Relay:
         self._paused_until = 0.0
         self._batch_off_until = 0.0
         self._purge_next = 0.0
+        self._trouble = False  # an attempt failed since the last delivery: the next one resets all waits
 
     def notify(self) -> None:
         """Something new is in the outbox: look now instead of at the next retry time. Call from the loop."""
@@ -284,9 +291,16 @@ class Relay:
     # -- what follows an answer ------------------------------------------------------------
 
     def _settle(self, items: list[OutboxItem]) -> None:
-        if items:
-            self._settle_items(items)
-            self.health.last_delivered_at = self._clock()
+        if not items:
+            return
+        self._settle_items(items)
+        now = self._clock()
+        self.health.last_delivered_at = now
+        if self._trouble:
+            self._trouble = False
+            waiting = self._store.reset_waits(now)
+            if waiting:
+                log.info("platform answers again: %d waiting events are due now, urgent first", waiting)
 
     def _directives(self, doc: dict[str, Any]) -> None:
         """What the platform tells the hub in an answer (SPEC 3.7)."""
@@ -306,7 +320,10 @@ class Relay:
     def _retry(self, items: list[OutboxItem], error: str, ms: int, *, at_least: float = 0.0) -> None:
         """Full-jitter exponential backoff: uniform(0, min(max, initial * 2^attempts)), shared by a batch."""
         attempts = max(item.attempts for item in items)
-        cap = min(self._backoff_max_s, self._backoff_initial_s * 2 ** min(attempts, 40))
+        urgent = any(i.urgent for i in items) or bool(self._store.urgent_sources() & {i.source for i in items})
+        ceiling = min(self._backoff_max_s, URGENT_BACKOFF_MAX_S) if urgent else self._backoff_max_s
+        cap = min(ceiling, self._backoff_initial_s * 2 ** min(attempts, 40))
+        self._trouble = True
         delay = max(self._rng.uniform(0, cap), at_least)
         now = self._clock()
         if len(items) == 1:
