@@ -30,7 +30,7 @@ from safebox.hub.radio import Backends, Radio
 from safebox.hub.rules import RulesEngine
 from safebox.hub.service import Service
 from safebox.hub.store import HubStore
-from safebox.hub.uplink import Heartbeats, OperatorAcks, PlatformClient, Relay
+from safebox.hub.uplink import Heartbeats, HeldUrgent, OperatorAcks, PlatformClient, Relay
 from safebox.hub.walk_test import WindowReader
 
 log = logging.getLogger("safebox.hub")
@@ -81,7 +81,9 @@ class Hub:
                                     data=self.service.heartbeat_data, clock=wall, health=self.health.platform)
         operator = OperatorAcks(self.store, took_up=self.acks.operator_took_up, poll_s=cfg.relay.operator_poll_s,
                                 clock=wall)
+        held = HeldUrgent(self.store, hub_id=cfg.hub_id, home_id=cfg.home_id, clock=wall, on_change=self.health.changed)
         self.relay = Relay(self.store, self.client, settle=self.acks.settle, heartbeats=heartbeats, operator=operator,
+                           held=held,
                            clock=wall, rng=rng, backoff_initial_s=cfg.relay.backoff_initial_s,
                            backoff_max_s=cfg.relay.backoff_max_s, batch_max=cfg.relay.batch_max,
                            max_backlog=cfg.relay.max_backlog, idle_look_s=IDLE_LOOK_S,

@@ -37,6 +37,7 @@ from safebox.hub.devices import Devices, DevicesError
 from safebox.hub.private_files import PrivateFileError
 from safebox.hub.service import STATUS_FILE
 from safebox.hub.store import HubStore, StoreError
+from safebox.hub.uplink.held import held
 from safebox.protocol import events
 
 DEFAULT_CONFIG = Path("/etc/safebox/hub.toml")
@@ -147,6 +148,7 @@ def status_doc(cfg: config.HubConfig) -> dict[str, Any]:
             "dead_letters": len(store.dead_letters(limit=1_000_000)),
             "acks_owed": len(store.owed_acks(None, now)),
             "awaiting_operator": len(store.awaiting_operator(now)),
+            "urgent_refused": held(store),
         }
     window = walk_test.read_window(cfg.state_dir)
     doc["walk_test"] = None if window is None or now >= window.until else {
@@ -182,6 +184,10 @@ def _status(args: argparse.Namespace) -> int:
     oldest = "" if doc["oldest_waiting_s"] is None else f", oldest waiting {doc['oldest_waiting_s']} s"
     print(f"  outbox {doc['outbox_depth']} ({doc['outbox_urgent']} urgent{oldest}), dead letters "
           f"{doc['dead_letters']}, acks owed {doc['acks_owed']}, awaiting an operator {doc['awaiting_operator']}")
+    if doc["urgent_refused"]:
+        u = doc["urgent_refused"]
+        print(f"  URGENT EVENTS REFUSED BY THE PLATFORM: {', '.join(u['event_ids'])}: {u['reason']}; held and "
+              "retried, never dropped: tell the platform")
     if doc["walk_test"]:
         w = doc["walk_test"]
         print(f"  WALK TEST: events of {', '.join(w['devices'])} are marked as tests for {w['ends_in_s']} s more")

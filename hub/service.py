@@ -27,6 +27,7 @@ from safebox.hub.devices import Devices
 from safebox.hub.health import Health
 from safebox.hub.notify import Notifier
 from safebox.hub.store import HubStore
+from safebox.hub.uplink.held import held
 
 log = logging.getLogger("safebox.hub.service")
 
@@ -99,7 +100,8 @@ class Service:
         platform = self._health.platform
         reach = {True: "reachable", False: "unreachable", None: "not yet contacted"}[platform.reachable]
         return (f"outbox {self._store.depth()}, radio {self._health.radio.state}, platform {reach}, "
-                f"clock {'ok' if self.clock.problem is None else 'NOT TRUSTED'}")
+                f"clock {'ok' if self.clock.problem is None else 'NOT TRUSTED'}"
+                + (", URGENT EVENTS REFUSED BY THE PLATFORM" if held(self._store) else ""))
 
     def heartbeat_data(self) -> dict[str, Any]:
         """What a hub_heartbeat carries: the hub's own health, nothing about the residents."""

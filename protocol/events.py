@@ -21,11 +21,13 @@ HUB_HEARTBEAT = "hub_heartbeat"
 # An installer's end-to-end test (`safebox-hub test-alarm`): travels as an emergency would,
 # and says plainly that it is a test, so no operator sends anyone.
 TEST_ALARM = "test_alarm"
+# Urgent events the platform had refused were held and are now delivered late (SPEC 3.2).
+URGENT_REFUSED = "urgent_refused"
 
 TYPES = frozenset({
     EMERGENCY, COMMUNITY_SERVICE, LIFE_SERVICE, DOOR_OPENED, DOOR_CLOSED,
     TOILET_OCCUPIED, TOILET_VACATED, TOILET_OVERDUE, DOOR_INACTIVE,
-    DEVICE_OFFLINE, DEVICE_ONLINE, BATTERY_LOW, HUB_HEARTBEAT, TEST_ALARM,
+    DEVICE_OFFLINE, DEVICE_ONLINE, BATTERY_LOW, HUB_HEARTBEAT, TEST_ALARM, URGENT_REFUSED,
 })
 # Sent at once, ahead of everything else waiting.
 URGENT = frozenset({EMERGENCY, COMMUNITY_SERVICE, LIFE_SERVICE, TOILET_OVERDUE, DOOR_INACTIVE, TEST_ALARM})

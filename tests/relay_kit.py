@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safebox.hub.acks import AckPolicy
 from safebox.hub.devices import Devices
 from safebox.hub.store import HubStore, OutboxItem
-from safebox.hub.uplink import Heartbeats, OperatorAcks, PlatformClient, Relay
+from safebox.hub.uplink import Heartbeats, HeldUrgent, OperatorAcks, PlatformClient, Relay
 
 
 class _SeenPolicy(AckPolicy):
@@ -59,7 +59,9 @@ class RelayRig:
                 if self._delivered is not None:
                     self._delivered(event_id)
 
-        self.relay = Relay(store, self.client, settle=settle, heartbeats=heartbeats, operator=operator, clock=clock,
+        held = HeldUrgent(store, hub_id=hub_id, home_id=home_id, clock=clock)
+        self.relay = Relay(store, self.client, settle=settle, heartbeats=heartbeats, operator=operator, held=held,
+                           clock=clock,
                            sleep=sleep, rng=rng, **relay_args)
         self.health = self.client.health
         self.events_url = self.client.events_url

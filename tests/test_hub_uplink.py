@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safebox.hub.config import PlatformConfig
 from safebox.hub.store import HubStore
 from safebox.hub.uplink import PlatformClient
+from safebox.hub.uplink.held import held
 from safebox.protocol import events, signing
 from tests.relay_kit import RelayRig, run_until
 
@@ -210,7 +211,7 @@ async def test_busy_platform_is_waited_for(store, platform, ca_file, fake_time, 
 
 
 async def test_rejection_goes_to_dead_letters_with_reason(store, platform, ca_file, fake_time) -> None:
-    event_id, body = store_event(store)
+    event_id, body = store_event(store, "240ac4000002", 8, events.DOOR_CLOSED, "front_door")
     store_event(store, "240ac4000001", 3, events.DOOR_OPENED, "front_door")
     platform.answers = [(400, {"status": "rejected", "event_id": event_id, "reason": "home_id: unknown home"}, {})]
     delivered: list[str] = []
@@ -430,3 +431,28 @@ async def test_after_an_outage_the_emergency_is_stored_within_2_s_then_the_backl
     assert stored[press] - platform.down_until <= 2.0
     assert max(stored[d] for d in doors) - platform.down_until <= 3.0
     assert min(stored, key=stored.get) == press  # urgent first
+
+
+async def test_an_urgent_event_refused_is_held_loudly_never_dead_lettered(store, platform, ca_file, fake_time,
+                                                                        caplog) -> None:
+    """The platform lost the hub's key: the emergency is refused (401) again and again. It is
+    retried, said at CRITICAL and kept in the database for `status`; once the platform takes it,
+    an urgent_refused event tells the call centre it came late and why."""
+    caplog.set_level(logging.INFO, logger="safebox.hub.uplink")
+    event_id, _ = store_event(store)
+    refusal = (401, {"status": "rejected", "event_id": event_id, "reason": "unknown keyid"}, {})
+    platform.answers = [refusal, refusal, refusal]
+    uplink = make_uplink(store, platform, ca_file, fake_time, home_id="home-0001")
+    await run_until(uplink, lambda: len(platform.received) == 3)
+    assert store.dead_letters() == [] and store.pending(event_id)
+    assert held(store) == {"event_ids": [event_id], "reason": "401 rejected: unknown keyid", "since": START}
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(critical) == 1 and event_id in critical[0].getMessage()  # said once, not per retry
+
+    uplink = make_uplink(store, platform, ca_file, fake_time, home_id="home-0001")
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert held(store) is None
+    [late, told] = [events.decode(r.body) for r in platform.received[-2:]]  # the last refusal may race the close
+    assert late["event_id"] == event_id
+    assert told["type"] == events.URGENT_REFUSED and told["data"]["event_ids"] == [event_id]
+    assert told["data"]["reason"] == "401 rejected: unknown keyid" and told["data"]["held_s"] >= 0

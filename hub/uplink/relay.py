@@ -12,7 +12,8 @@ What goes out, in this order of precedence:
 
 What an answer means (hub/uplink/client.py `classify`) and what the relay does with it:
   delivered    leave the outbox through `settle` (the ack policy: devices owed kind 2)
-  rejected     dead letter with the platform's reason
+  rejected     dead letter with the platform's reason; an urgent event is held and retried
+               instead, loudly (hub/uplink/held.py)
   busy         pause all sending for Retry-After (header or body, the longer)
   retry, no answer at all   this item waits a full-jitter exponential backoff, persisted
                             with its attempt count
@@ -43,6 +44,7 @@ from typing import Any
 from safebox.hub.store import HubStore, OutboxItem
 from safebox.hub.uplink.client import REASON_MAX, RETRY_AFTER_MAX_S, PlatformClient, Reply, Unreachable
 from safebox.hub.uplink.heartbeats import Heartbeats
+from safebox.hub.uplink.held import HeldUrgent
 from safebox.hub.uplink.operator import OperatorAcks
 from safebox.protocol import events
 
@@ -51,6 +53,7 @@ log = logging.getLogger("safebox.hub.uplink")
 BATCH_OFF_S = 3600.0  # a platform without the batch endpoint is asked again after this long
 BATCH_REFUSED_OFF_S = 300.0  # a batch refused as a whole: its events go one by one meanwhile
 URGENT_BACKOFF_MAX_S = 2.0  # an emergency waits at most this long after the platform is back
+HELD_RETRY_MAX_S = 30.0  # an urgent event the platform refuses is tried again at least this often
 PURGE_EVERY_S = 600.0  # forget owed acks and operator waits past their time
 # Dropped first when the outbox is over its bound: state changes a later one supersedes.
 ROUTINE = frozenset({events.DOOR_OPENED, events.DOOR_CLOSED, events.TOILET_OCCUPIED, events.TOILET_VACATED,
@@ -72,6 +75,7 @@ class Relay:
 
     def __init__(self, store: HubStore, client: PlatformClient, *, settle: Settle | None = None,
                  heartbeats: Heartbeats | None = None, operator: OperatorAcks | None = None,
+                 held: HeldUrgent | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  rng: random.Random | None = None, backoff_initial_s: float = 1.0, backoff_max_s: float = 300.0,
                  batch_max: int = 1, max_backlog: int = 10_000, idle_look_s: float | None = None,
@@ -81,6 +85,7 @@ class Relay:
         self._settle_items = settle or (lambda items: store.settle_delivered([i.event_id for i in items], []))
         self._heartbeats = heartbeats
         self._operator = operator
+        self._held = held
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -209,6 +214,11 @@ class Relay:
             if self._client.clock_refusal(reply):
                 self._retry([item], why + " (hub clock off: signing with the platform's time)", reply.ms)
                 return
+            if item.urgent:
+                if self._held is not None:
+                    self._held.refused(item, why)
+                self._retry([item], why, reply.ms, ceiling=HELD_RETRY_MAX_S)
+                return
             self._store.mark_dead(item.event_id, why)
             log.error("event %s: %s, in %d ms; moved to dead letters", item.event_id, why, reply.ms)
         elif reply.answer == "busy":
@@ -294,6 +304,8 @@ class Relay:
         if not items:
             return
         self._settle_items(items)
+        if self._held is not None:
+            self._held.delivered(items)
         now = self._clock()
         self.health.last_delivered_at = now
         if self._trouble:
@@ -317,11 +329,14 @@ class Relay:
         problem = self._clock_problem() if self._clock_problem is not None else None
         return "; sent with a hub clock that is NOT trusted" if problem else ""
 
-    def _retry(self, items: list[OutboxItem], error: str, ms: int, *, at_least: float = 0.0) -> None:
+    def _retry(self, items: list[OutboxItem], error: str, ms: int, *, at_least: float = 0.0,
+               ceiling: float | None = None) -> None:
         """Full-jitter exponential backoff: uniform(0, min(max, initial * 2^attempts)), shared by a batch."""
         attempts = max(item.attempts for item in items)
         urgent = any(i.urgent for i in items) or bool(self._store.urgent_sources() & {i.source for i in items})
-        ceiling = min(self._backoff_max_s, URGENT_BACKOFF_MAX_S) if urgent else self._backoff_max_s
+        if ceiling is None:
+            ceiling = URGENT_BACKOFF_MAX_S if urgent else self._backoff_max_s
+        ceiling = min(ceiling, self._backoff_max_s)
         cap = min(ceiling, self._backoff_initial_s * 2 ** min(attempts, 40))
         self._trouble = True
         delay = max(self._rng.uniform(0, cap), at_least)
