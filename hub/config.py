@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+import yarl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safebox.hub.rules.settings import (FrontDoorSettings, QuietWindow, RulesSettings, SupervisionSettings,
@@ -114,7 +116,7 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     p = top.table("platform", required=True)
     url = p.string("url")
     try:
-        check_https_url(url)
+        url = check_https_url(url)  # in its normal form: what is sent is what is signed
     except ValueError as exc:
         raise ConfigError(f"platform.url: {exc}") from None
     ca_text = p.string("ca_file", required=False)
@@ -218,9 +220,14 @@ def _minutes(text: str) -> int:
 
 
 def check_https_url(url: str) -> str:
-    """`url` if it is an https URL with a host and nothing secret in it; ValueError says why not.
+    """`url` in its normal form if it is an https URL with a host and nothing secret in it;
+    ValueError says why not.
 
     Shared by the config and the uplink so that neither can be handed a plain-http platform.
+    The normal form (RFC 3986 6.2.2: lower-case host, no default or zero-padded port, no
+    `.`/`..` segments, unreserved characters not percent-encoded) is what aiohttp sends, so it
+    is what the hub must sign (RFC 9421 2.2.3, 2.2.6): the URL as written in the config could
+    differ, and the platform would refuse every signature.
     """
     parts = urlsplit(url)
     if parts.scheme != "https":
@@ -235,7 +242,10 @@ def check_https_url(url: str) -> str:
         parts.port
     except ValueError:
         raise ValueError(f"bad port in {url!r}") from None
-    return url
+    try:
+        return str(yarl.URL(url))
+    except ValueError as exc:
+        raise ValueError(f"not a usable URL: {url!r} ({exc})") from None
 
 
 def _check_ids(hub_id: str, home_id: str) -> None:

@@ -279,3 +279,8 @@ def test_two_processes_pairing_do_not_undo_each_other(tmp_path: Path) -> None:
     assert hub_view.reload_if_changed() is True
     assert hub_view.get("24:0A:C4:00:00:01") is not None and hub_view.get("24:0A:C4:00:00:02") is not None
     assert hub_view.reload_if_changed() is False
+
+
+def test_the_platform_url_is_kept_in_its_normal_form(tmp_path: Path) -> None:
+    text = GOOD.replace("https://platform.example.org:8443/district", "https://Platform.Example.ORG:08443/a/./district/%7eb")
+    assert config.load(write(tmp_path, text)).platform.url == "https://platform.example.org:8443/a/district/~b"

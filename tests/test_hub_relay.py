@@ -288,3 +288,15 @@ async def test_operators_take_events_up_over_http_and_on_the_command_line(receiv
     done = cli("heartbeat-interval", "--db", db, HUB, "5")
     assert done.returncode == 2 and "60 .. 86400" in done.stderr
     assert [a["event_id"] for a in receiver.store.operator_acks(HUB)] == ["240ac4000001-1", "240ac4000001-2"]
+
+
+async def test_a_url_written_unusually_is_signed_as_it_is_sent(hub_store, receiver, fake_time) -> None:
+    """aiohttp sends the normal form of the URL (no zero-padded port, no /./, upper-case host
+    lowered); the hub signs that form, so the receiver's verifier agrees (RFC 9421 2.2.3)."""
+    host, port = receiver.url.removeprefix("https://").split(":")
+    odd = f"https://{host}:0{port}/./"
+    press, _ = store_event(hub_store, "240ac4000042", 3, events.EMERGENCY)
+    uplink = uplink_for(hub_store, odd, receiver.ca_file, fake_time)
+    assert uplink.events_url == f"https://{host}:{port}/v1/events"
+    await run_until(uplink, lambda: hub_store.depth() == 0)
+    assert receiver.event_ids() == [press] and hub_store.dead_letters() == []

@@ -103,7 +103,7 @@ class PlatformClient:
                  timeout_s: float = 10.0, clock: Callable[[], float] = time.time,
                  health: PlatformHealth | None = None, on_change: Callable[[], None] | None = None,
                  follow_platform_clock: bool = False) -> None:
-        check_https_url(url)
+        url = check_https_url(url)
         if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
             raise ValueError("ssl_context must verify the platform's certificate and host name "
                              "(TLS verification cannot be switched off; trust a private CA with platform.ca_file)")
