@@ -8,6 +8,7 @@ instead of passing, so the only real waiting is the one timeout test (0.3 s).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -365,6 +366,30 @@ async def test_a_busy_answer_to_a_batch_pauses_all_sending(store, platform, ca_f
     uplink = make_uplink(store, platform, ca_file, fake_time, batch_max=100)
     await run_until(uplink, lambda: store.depth() == 0)
     assert calls[1] - calls[0] == pytest.approx(90) and platform.received == []
+
+
+async def test_an_answer_in_two_tcp_segments_is_read_whole(store, platform, ca_file, fake_time) -> None:
+    """A read returns what has arrived so far: the hub must read the answer to its end, or a
+    batch answer split across segments is unreadable and all its events are sent again."""
+    ids = door_backlog(store, 40)
+    calls: list[int] = []
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        calls.append(1)
+        doc = json.dumps({"status": "batch", "event_id": None, "reason": None, "results": [
+            {"event_id": i, "status": "accepted", "code": 201, "reason": None} for i in ids]}).encode()
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(doc)
+        await response.prepare(request)
+        await response.write(doc[:100])
+        await asyncio.sleep(0.2)  # the rest arrives later, in its own segment
+        await response.write(doc[100:])
+        return response
+
+    platform.batch = slow
+    uplink = make_uplink(store, platform, ca_file, fake_time, batch_max=100)
+    await run_until(uplink, lambda: store.depth() == 0)
+    assert len(calls) == 1 and platform.received == []
 
 
 async def test_over_the_backlog_bound_routine_events_go_first_and_urgent_never(store, platform, ca_file,

@@ -215,7 +215,7 @@ class PlatformClient:
     async def _exchange(session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
                         body: bytes | None) -> _Raw:
         async with session.request(method, url, data=body, headers=headers, allow_redirects=False) as resp:
-            raw = await resp.content.read(ANSWER_MAX)
+            raw = await read_whole(resp.content, ANSWER_MAX)
             return resp.status, raw, resp.headers.get("Retry-After"), resp.headers.get("Date")
 
     def _reachable(self, reachable: bool) -> None:
@@ -239,6 +239,19 @@ class PlatformClient:
             self._clock_warned_at = now
             log.warning("hub clock is %+.0f s off the platform's (its Date header): signing with the platform's "
                         "time; check time sync (safebox-hub status shows the clock)", -offset)
+
+
+async def read_whole(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body to its end, at most `limit` bytes: one `read(n)` returns only what has arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def describe(exc: BaseException) -> str:
