@@ -35,6 +35,7 @@ from safebox.hub.walk_test import WindowReader
 
 log = logging.getLogger("safebox.hub")
 
+OFFSET_SETTING = "platform_clock_offset_s"
 IDLE_LOOK_S = 60.0  # the relay looks at the outbox at least this often (events stored by the CLI)
 BleFactory = Callable[[HubConfig], contextlib.AbstractAsyncContextManager[Backends]]
 
@@ -63,8 +64,10 @@ class Hub:
         self.devices = Devices.load(cfg.devices_path)
         key = keys.load_or_create(cfg.key_path)
         self.health = Health()
+        offset = self.store.setting(OFFSET_SETTING)  # as last measured, until the platform answers
+        self.health.platform.clock_offset_s = float(offset) if offset else None
         self.ingest = Ingest(self.store, self.devices, cfg.hub_id, cfg.home_id, clock=wall,
-                             is_test=WindowReader(cfg.state_dir).covers)
+                             is_test=WindowReader(cfg.state_dir).covers, time_check=self._time_check)
         self.acks = AckPolicy(self.store, self.devices, clock=wall, ttl_s=cfg.relay.ack_ttl_s)
         self.rules = RulesEngine(self.store, self.devices, cfg.rules, hub_id=cfg.hub_id, home_id=cfg.home_id,
                                  clock=wall)
@@ -74,7 +77,8 @@ class Hub:
         self.client = PlatformClient(cfg.platform.url, hub_id=cfg.hub_id, private_key=key,
                                      ssl_context=cfg.platform.ssl_context(), timeout_s=cfg.platform.timeout_s,
                                      clock=wall, health=self.health.platform, on_change=self.health.changed,
-                                     follow_platform_clock=True)
+                                     follow_platform_clock=True,
+                                     on_offset=lambda s: self.store.set_setting(OFFSET_SETTING, repr(s)))
         heartbeats = None
         if cfg.relay.heartbeat_s:
             heartbeats = Heartbeats(self.store, hub_id=cfg.hub_id, home_id=cfg.home_id, every_s=cfg.relay.heartbeat_s,
@@ -98,6 +102,9 @@ class Hub:
         if self.rules.observe_outcome(outcome):  # hub events the rules made of it (toilet occupied, ...)
             self.relay.notify()
         self.acks.frame(outcome)
+
+    def _time_check(self) -> tuple[float | None, bool]:
+        return self.client.offset_to_apply(), self.service.clock.problem is None
 
     def relay_alive(self) -> bool:
         return self._relay_task is not None and not self._relay_task.done()

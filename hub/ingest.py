@@ -57,11 +57,17 @@ class Outcome:
 class Ingest:
     def __init__(self, store: HubStore, devices: Devices, hub_id: str, home_id: str,
                  clock: Callable[[], float] = time.time,
-                 is_test: Callable[[str, float], bool] | None = None) -> None:
+                 is_test: Callable[[str, float], bool] | None = None,
+                 time_check: Callable[[], tuple[float | None, bool]] | None = None) -> None:
         """`is_test(device_id, heard_at)`: the walk-test window (hub/walk_test.py), whose
-        device events are marked `data.test = true`; the frame itself never says so."""
+        device events are marked `data.test = true`; the frame itself never says so.
+        `time_check()` -> (offset, trusted): how far the hub clock is off the platform's when
+        that is more than its tolerance (None otherwise), and whether the hub clock is trusted
+        (SPEC 2, "Time"): an event's time is corrected by the offset and says so, or is
+        marked untrusted when nothing better is known."""
         self._store = store
         self._is_test = is_test
+        self._time_check = time_check
         self._devices = devices
         self._hub_id = hub_id
         self._home_id = home_id
@@ -130,8 +136,17 @@ class Ingest:
             data["rssi"] = rssi
         if self._is_test is not None and self._is_test(device.id, heard_at):
             data["test"] = True
+        occurred_at = reading.timestamp
+        if occurred_at is None:
+            occurred_at = heard_at
+            offset, trusted = self._time_check() if self._time_check is not None else (None, True)
+            if offset is not None:
+                occurred_at += offset
+                data["hub_clock_offset_s"] = round(offset, 1)
+            elif not trusted:
+                data["time_untrusted"] = True
         body = events.make(event_id=event_id, type=reading.type, hub_id=self._hub_id, home_id=self._home_id,
-                           occurred_at=heard_at if reading.timestamp is None else reading.timestamp,
+                           occurred_at=occurred_at,
                            device=device.event_device(), counter=counter, data=data)
         return reading.type, events.encode(body)
 

@@ -258,3 +258,21 @@ def test_a_neighbours_sensor_is_logged_once_an_hour_not_per_advertisement(
     ingest.handle(STRANGER, press(10), -70)
     assert len(refusals(caplog)) == 2
     store.close()
+
+
+@pytest.mark.parametrize(("check", "occurred", "marks"), [
+    ((None, True), NOW, {}),
+    ((125.0, False), NOW + 125.0, {"hub_clock_offset_s": 125.0}),  # the platform's clock says 2 min later
+    ((None, False), NOW, {"time_untrusted": True}),  # no NTP, no platform answer yet: say so
+])
+def test_an_events_time_is_corrected_by_the_platforms_clock_or_marked(state: Path, check, occurred, marks) -> None:
+    store = HubStore.open(state / "hub.db", clock=lambda: NOW)
+    try:
+        ing = Ingest(store, Devices.load(state / "devices.json"), "hub-7f3a9c", "home-0001", clock=lambda: NOW,
+                     time_check=lambda: check)
+        outcome = ing.handle(PENDANT.address, press(1), -60)
+        body = body_of(store, outcome.event_id)
+        assert body["occurred_at"] == events.timestamp(occurred)
+        assert {k: v for k, v in body["data"].items() if k in ("hub_clock_offset_s", "time_untrusted")} == marks
+    finally:
+        store.close()

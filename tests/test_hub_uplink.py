@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import logging
 import random
 import re
@@ -481,3 +482,18 @@ async def test_an_urgent_event_refused_is_held_loudly_never_dead_lettered(store,
     assert late["event_id"] == event_id
     assert told["type"] == events.URGENT_REFUSED and told["data"]["event_ids"] == [event_id]
     assert told["data"]["reason"] == "401 rejected: unknown keyid" and told["data"]["held_s"] >= 0
+
+
+async def test_the_platforms_clock_offset_is_reported_for_keeping(store, platform, ca_file, fake_time) -> None:
+    """The platform's Date minus the hub clock: handed over when it changes by a second or more,
+    so the hub keeps it across restarts (its events' times are corrected by it)."""
+    kept: list[float] = []
+    event_id, _ = store_event(store)
+    ctx = PlatformConfig(url=platform.url, ca_file=ca_file).ssl_context()
+    async with PlatformClient(platform.url, hub_id=HUB, private_key=KEY, ssl_context=ctx, clock=fake_time.clock,
+                              on_offset=kept.append) as client:
+        for _ in range(2):
+            assert (await client.send_event(store.get(event_id))).status in (200, 201)
+    assert len(kept) == 1  # the second answer said the same
+    assert abs(kept[0] - (time.time() - START)) < 5  # the stand-in's Date is real time; the hub's clock is START
+    assert client.offset_to_apply() == kept[0]

@@ -102,7 +102,9 @@ class PlatformClient:
     def __init__(self, url: str, *, hub_id: str, private_key: Ed25519PrivateKey, ssl_context: ssl.SSLContext,
                  timeout_s: float = 10.0, clock: Callable[[], float] = time.time,
                  health: PlatformHealth | None = None, on_change: Callable[[], None] | None = None,
-                 follow_platform_clock: bool = False) -> None:
+                 follow_platform_clock: bool = False, on_offset: Callable[[float], None] | None = None) -> None:
+        """`on_offset(s)` is told the platform's clock offset when it changes by a second or
+        more (the hub keeps it across restarts)."""
         url = check_https_url(url)
         if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
             raise ValueError("ssl_context must verify the platform's certificate and host name "
@@ -119,6 +121,7 @@ class PlatformClient:
         self.health = health if health is not None else PlatformHealth()
         self._on_change = on_change
         self._follow = follow_platform_clock
+        self._on_offset = on_offset
         self._clock_warned_at = -math.inf
         self._session: aiohttp.ClientSession | None = None
         self._inflight: asyncio.Future[_Raw] | None = None
@@ -184,12 +187,14 @@ class PlatformClient:
                 and ("created" in reason or "expired" in reason)
                 and offset is not None and abs(offset) > CLOCK_OFF_S)
 
-    def sign_time(self) -> float:
-        now = self._clock()
+    def offset_to_apply(self) -> float | None:
+        """The platform's clock minus the hub's when they differ by more than CLOCK_OFF_S, else None."""
         offset = self.health.clock_offset_s
-        if self._follow and offset is not None and abs(offset) > CLOCK_OFF_S:
-            return now + offset
-        return now
+        return offset if offset is not None and abs(offset) > CLOCK_OFF_S else None
+
+    def sign_time(self) -> float:
+        offset = self.offset_to_apply()
+        return self._clock() + (offset if self._follow and offset is not None else 0.0)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -234,7 +239,10 @@ class PlatformClient:
             offset = email.utils.parsedate_to_datetime(date).timestamp() - now
         except (TypeError, ValueError):
             return
+        before = self.health.clock_offset_s
         self.health.clock_offset_s = round(offset, 1)
+        if self._on_offset is not None and (before is None or abs(offset - before) >= 1.0):
+            self._on_offset(self.health.clock_offset_s)
         if self._follow and abs(offset) > CLOCK_OFF_S and now - self._clock_warned_at >= CLOCK_WARN_EVERY_S:
             self._clock_warned_at = now
             log.warning("hub clock is %+.0f s off the platform's (its Date header): signing with the platform's "
