@@ -115,7 +115,8 @@ class Hub:
             self.rules.start()
             async with self._ble(self.cfg) as backends, self.client:
                 self.radio = Radio(self.on_frame, backends=backends, connect_attempts=self.cfg.ble.connect_attempts,
-                                   adapter=self.cfg.ble.adapter, clock=self._clock, health=self.health.radio)
+                                   adapter=self.cfg.ble.adapter, clock=self._clock, health=self.health.radio,
+                                   wanted=lambda address: self.devices.get(address) is not None)
                 writer = self.acks.attach(self.radio, self._clock)
                 try:
                     async with self.radio:

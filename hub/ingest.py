@@ -7,8 +7,9 @@ what does the store's replay guard make of its counter (`HubStore.accept`, which
 stores the event in the same transaction). The answer is an `Outcome` the caller acts on:
 `ack_needed` means "write an ack of kind 1 (heard) for `counter` to this device".
 
-Anything unusable is refused with a reason, logged as one WARNING line on
-"safebox.hub.ingest" with the address; a frame never raises. The one exception that does
+Anything unusable is refused with a reason, logged as a line on "safebox.hub.ingest" with
+the address (hub/refusals.py: a few per device and interval, then counted, so a flood cannot
+fill the log); a frame never raises. The one exception that does
 escape is `StoreError`: that is the hub's own disk failing, not bad input, and the device
 keeps its event and sends it again, so the caller should report it as ill health.
 """
@@ -22,13 +23,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from safebox.hub.devices import Device, Devices, DevicesError
+from safebox.hub.refusals import RefusalLog
 from safebox.hub.store import HubStore
 from safebox.protocol import bthome, events, frames
 
 log = logging.getLogger("safebox.hub.ingest")
 
-STRANGER_LOG_S = 3600
-_STRANGERS_MAX = 1024  # addresses remembered for log rate-limiting; forgotten all at once beyond
 OutcomeKind = Literal["event", "repeat", "heartbeat", "refused"]
 
 
@@ -72,7 +72,7 @@ class Ingest:
         self._hub_id = hub_id
         self._home_id = home_id
         self._clock = clock
-        self._strangers_logged: dict[str, float] = {}
+        self._refusals = RefusalLog(log, clock=clock)
         self._registry_broken = False
 
     def handle(self, address: str, service_data: bytes, rssi: int | None) -> Outcome:
@@ -151,20 +151,13 @@ class Ingest:
         return reading.type, events.encode(body)
 
     def _refuse_stranger(self, address: str) -> Outcome:
-        """Neighbours' BTHome sensors share our UUID: say so once per address per
-        STRANGER_LOG_S, not for every advertisement, or the log fills the SD card."""
         reason = f"unpaired device {address}"
-        now = self._clock()
-        if now - self._strangers_logged.get(address, -STRANGER_LOG_S) >= STRANGER_LOG_S:
-            if len(self._strangers_logged) >= _STRANGERS_MAX:
-                self._strangers_logged.clear()
-            self._strangers_logged[address] = now
-            log.warning("refused frame from %s: %s (not logged again for %d s)", address, reason, STRANGER_LOG_S)
+        self._refusals.refused(address, reason, paired=False)
         return Outcome("refused", reason=reason)
 
     def _refuse(self, address: str, reason: str, *, device: Device | None = None,
                 counter: int | None = None) -> Outcome:
-        log.warning("refused frame from %s: %s", address, reason)
+        self._refusals.refused(address, reason, paired=True)
         return Outcome("refused", counter=counter, reason=reason, device=device)
 
 

@@ -112,8 +112,11 @@ class Radio:
                  probe: Probe | None = None, stale_s: float | None = STALE_S, check_s: float = CHECK_S,
                  restart_first_s: float = RESTART_FIRST_S, restart_max_s: float = RESTART_MAX_S,
                  rng: random.Random | None = None, clock: Clock = SYSTEM,
-                 health: RadioHealth | None = None) -> None:
+                 health: RadioHealth | None = None, wanted: Callable[[str], bool] | None = None) -> None:
+        """`wanted(address)`: is this a device the hub may write to (paired)? Only those are
+        remembered, so a flood of made-up addresses costs no memory."""
         self._on_frame = on_frame
+        self._wanted = wanted
         self._clock = clock
         self._backends = backends
         self._connect_timeout_s = connect_timeout_s
@@ -277,10 +280,11 @@ class Radio:
         if data is None:
             return
         address = device.address.upper()
-        self._seen[address] = device
-        self._heard[address] = now
         self.health.last_frame_at = self._clock.time()
-        self._on_frame(address, bytes(data), adv.rssi)
+        self._on_frame(address, bytes(data), adv.rssi)  # first: it notices a device paired just now
+        if self._wanted is None or self._wanted(address):
+            self._seen[address] = device
+            self._heard[address] = now
 
     def heard_recently(self, address: str, within_s: float) -> bool:
         heard = self._heard.get(address.upper())

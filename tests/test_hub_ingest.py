@@ -276,3 +276,29 @@ def test_an_events_time_is_corrected_by_the_platforms_clock_or_marked(state: Pat
         assert {k: v for k, v in body["data"].items() if k in ("hub_clock_offset_s", "time_untrusted")} == marks
     finally:
         store.close()
+
+
+def test_a_flood_is_counted_not_logged_line_by_line_and_the_genuine_device_gets_through(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """20,000 made-up addresses and 2,000 forged frames from the pendant's own address in a
+    minute: a handful of lines each, then one count per kind; the pendant's press is stored."""
+    caplog.set_level(logging.INFO, logger="safebox.hub.ingest")
+    now = [NOW]
+    store = HubStore.open(state / "hub.db", clock=lambda: now[0])
+    try:
+        ing = Ingest(store, Devices.load(state / "devices.json"), "hub-7f3a9c", "home-0001", clock=lambda: now[0])
+        forged = press(50)[:-1] + b"\x00"
+        for n in range(20_000):
+            ing.handle(f"{n >> 16 & 0xFF:02X}:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}:00:00:01", press(10), -90)
+            if n % 10 == 0:
+                ing.handle(PENDANT.address, forged, -50)
+        assert ing.handle(PENDANT.address, press(7), -55).kind == "event"  # heard through the flood
+        now[0] += 61
+        ing.handle("AA:AA:AA:AA:AA:AA", press(10), -90)  # the next minute: the counts are said
+        lines = refusals(caplog)
+        assert len(lines) == 5 + 5 + 2 + 1  # five strangers, five forged, the two counts, the next minute's stranger
+        assert "refused 19995 more frames from 4096+ unpaired addresses in the last 61 s (not logged one by one)" \
+            in lines
+        assert f"refused 1995 more frames from {PENDANT.address} in the last 61 s (not logged one by one)" in lines
+    finally:
+        store.close()

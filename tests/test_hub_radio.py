@@ -172,3 +172,27 @@ def test_bluez_scanning_is_passive_with_our_pattern_and_active_sees_every_repeat
     active = radio._scanner_args("active")["bluez"]
     assert active == {"adapter": "hci1", "filters": {"DuplicateData": True}}
     assert radio._probe is not None
+
+
+def test_a_flood_of_made_up_addresses_costs_the_radio_no_memory() -> None:
+    """Frames from 20,000 addresses reach ingest (which refuses them), but the radio remembers
+    only the devices the hub may write to (paired)."""
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+    paired = "24:0A:C4:12:34:56"
+    handed: list[str] = []
+    radio = Radio(lambda address, data, rssi: handed.append(address), backends=Backends(scanner=object),
+                  probe=probe, wanted=lambda address: address == paired)
+
+    def frame(address: str) -> None:
+        adv = AdvertisementData(local_name=None, manufacturer_data={}, service_data={bthome.SERVICE_UUID: b"\x41"},
+                                service_uuids=[], tx_power=None, rssi=-70, platform_data=())
+        radio._detected(BLEDevice(address, None, {}), adv)
+
+    for n in range(20_000):
+        frame(f"66:{n >> 16 & 0xFF:02X}:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}:00:01")
+    frame(paired)
+    assert len(handed) == 20_001
+    assert set(radio._seen) == set(radio._heard) == {paired}
+    assert radio.heard_recently(paired, 1.0) and not radio.heard_recently("66:00:00:01:00:01", 1.0)
