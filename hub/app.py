@@ -97,7 +97,7 @@ class Hub:
 
     def on_frame(self, address: str, service_data: bytes, rssi: int | None) -> None:
         outcome = self.ingest.handle(address, service_data, rssi)
-        if outcome.kind == "event":
+        if outcome.kind == "event" or outcome.raised:
             self.relay.notify()
         if self.rules.observe_outcome(outcome):  # hub events the rules made of it (toilet occupied, ...)
             self.relay.notify()

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from safebox.hub.devices import Device, Devices, DevicesError
+from safebox.hub import key_watch
+from safebox.hub.key_watch import KeyWatch
 from safebox.hub.refusals import RefusalLog
 from safebox.hub.store import HubStore
 from safebox.protocol import bthome, events, frames
@@ -52,6 +54,7 @@ class Outcome:
     reason: str | None = None
     ack_needed: bool = False
     device: Device | None = None
+    raised: str | None = None  # a hub event this frame made the hub raise (key_compromised)
 
 
 class Ingest:
@@ -73,6 +76,7 @@ class Ingest:
         self._home_id = home_id
         self._clock = clock
         self._refusals = RefusalLog(log, clock=clock)
+        self._keys = KeyWatch(store, hub_id=hub_id, home_id=home_id, clock=clock)
         self._registry_broken = False
 
     def handle(self, address: str, service_data: bytes, rssi: int | None) -> Outcome:
@@ -95,10 +99,13 @@ class Ingest:
             except (frames.MeaningError, events.EventError) as exc:
                 return self._refuse(address, str(exc), device=device, counter=counter)
         verdict = self._store.accept(device.id, counter, body, heard_at=heard_at,
-                                     battery=_battery(objects), rssi=rssi)
-        if verdict.kind == "replay":
-            return self._refuse(address, f"replayed counter {counter} (last accepted {verdict.last_counter})",
-                                device=device, counter=counter)
+                                     battery=_battery(objects), rssi=rssi, max_jump=key_watch.max_jump)
+        if verdict.kind in ("replay", "jump"):
+            why = (f"replayed counter {counter} (last accepted {verdict.last_counter})" if verdict.kind == "replay"
+                   else f"counter {counter} jumps {counter - (verdict.last_counter or 0)} above the last accepted "
+                        f"{verdict.last_counter}, {verdict.elapsed_s or 0:.0f} s after it")
+            raised = self._keys.refused(device, counter, verdict.last_counter, why)
+            return self._refuse(address, why, device=device, counter=counter, raised=raised)
         if verdict.kind == "repeat" and is_event and not verdict.last_was_event:
             # Same counter as a heartbeat we accepted: a device bug. Acking it would tell the
             # resident "heard" for an event that was never stored.
@@ -156,9 +163,9 @@ class Ingest:
         return Outcome("refused", reason=reason)
 
     def _refuse(self, address: str, reason: str, *, device: Device | None = None,
-                counter: int | None = None) -> Outcome:
+                counter: int | None = None, raised: str | None = None) -> Outcome:
         self._refusals.refused(address, reason, paired=True)
-        return Outcome("refused", counter=counter, reason=reason, device=device)
+        return Outcome("refused", counter=counter, reason=reason, device=device, raised=raised)
 
 
 def _battery(objects: list[tuple[int, int]]) -> int | None:

@@ -4,7 +4,8 @@ Neighbours' BTHome sensors share our UUID, and anyone can send frames from any a
 including a paired device's. An unpaired address is said once per STRANGER_LOG_S (a
 neighbour's sensor is one line an hour). Beyond that, each key (one paired device's address,
 or all unpaired addresses together) gets its first `lines` refusals of an interval as WARNING
-lines; the rest of that interval are DEBUG lines (`--log-level debug` shows every one) and
+lines (a paired device's refusals are keyed by their kind too: a MIC mismatch and a replay
+are said apart); the rest of that interval are DEBUG lines (`--log-level debug` shows every one) and
 counted, and the counts are said in one WARNING line per key once the interval is over. What
 is kept is bounded: a count per paired device, one for strangers, and at most DISTINCT_MAX
 stranger addresses (forgotten all at once beyond).
@@ -13,6 +14,7 @@ stranger addresses (forgotten all at once beyond).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +51,7 @@ class RefusalLog:
         if not paired and now - self._strangers.get(address, -STRANGER_LOG_S) < STRANGER_LOG_S:
             self._log.debug("refused frame from %s: %s", address, reason)  # said in the last hour
             return
-        count = self._counts.setdefault(address if paired else UNPAIRED, _Count())
+        count = self._counts.setdefault(f"{address}: {_kind(reason)}" if paired else UNPAIRED, _Count())
         if count.said < self._lines:
             count.said += 1
             if paired:
@@ -77,8 +79,14 @@ class RefusalLog:
                 many = len(count.addresses)
                 who = f"{many}{'+' if many >= DISTINCT_MAX else ''} unpaired addresses"
             else:
-                who = key
+                who = key + "..."
             self._log.warning("refused %d more frames from %s in the last %d s (not logged one by one)",
                               count.quiet, who, span)
         self._counts.clear()
         self._started = now
+
+
+def _kind(reason: str) -> str:
+    """What sort of refusal: its words before the first number or colon ("MIC mismatch",
+    "replayed counter", "frame of"), so the counts stay few."""
+    return re.split(r"[0-9:]", reason, maxsplit=1)[0].strip()

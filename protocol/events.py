@@ -21,6 +21,8 @@ HUB_HEARTBEAT = "hub_heartbeat"
 # An installer's end-to-end test (`safebox-hub test-alarm`): travels as an emergency would,
 # and says plainly that it is a test, so no operator sends anyone.
 TEST_ALARM = "test_alarm"
+# A device's frames are refused as replays or counter jumps: its key may be in other hands (SPEC 1.4).
+KEY_COMPROMISED = "key_compromised"
 # Urgent events the platform had refused were held and are now delivered late (SPEC 3.2).
 URGENT_REFUSED = "urgent_refused"
 
@@ -28,6 +30,7 @@ TYPES = frozenset({
     EMERGENCY, COMMUNITY_SERVICE, LIFE_SERVICE, DOOR_OPENED, DOOR_CLOSED,
     TOILET_OCCUPIED, TOILET_VACATED, TOILET_OVERDUE, DOOR_INACTIVE,
     DEVICE_OFFLINE, DEVICE_ONLINE, BATTERY_LOW, HUB_HEARTBEAT, TEST_ALARM, URGENT_REFUSED,
+    KEY_COMPROMISED,
 })
 # Sent at once, ahead of everything else waiting.
 URGENT = frozenset({EMERGENCY, COMMUNITY_SERVICE, LIFE_SERVICE, TOILET_OVERDUE, DOOR_INACTIVE, TEST_ALARM})

@@ -299,6 +299,35 @@ def test_a_flood_is_counted_not_logged_line_by_line_and_the_genuine_device_gets_
         assert len(lines) == 5 + 5 + 2 + 1  # five strangers, five forged, the two counts, the next minute's stranger
         assert "refused 19995 more frames from 4096+ unpaired addresses in the last 61 s (not logged one by one)" \
             in lines
-        assert f"refused 1995 more frames from {PENDANT.address} in the last 61 s (not logged one by one)" in lines
+        assert f"refused 1995 more frames from {PENDANT.address}: MIC mismatch... in the last 61 s (not logged one by one)" \
+            in lines
+    finally:
+        store.close()
+
+
+def test_a_stolen_key_cannot_push_the_counter_to_the_end_and_lock_the_device_out(state: Path,
+                                                                                caplog) -> None:
+    """One authentic frame at 2^32-1 (a key read off a board) is refused as a jump; the real
+    device goes on being heard. Repeated refusals raise key_compromised, once."""
+    now = [NOW]
+    store = HubStore.open(state / "hub.db", clock=lambda: now[0])
+    try:
+        ing = Ingest(store, Devices.load(state / "devices.json"), "hub-7f3a9c", "home-0001", clock=lambda: now[0])
+        assert ing.handle(PENDANT.address, press(10), -60).kind == "event"
+        now[0] += 60
+        stolen = ing.handle(PENDANT.address, press(0xFFFFFFFF), -60)
+        assert stolen.kind == "refused" and "jumps" in stolen.reason and stolen.raised is None
+        assert ing.handle(PENDANT.address, heartbeat(PENDANT, 11), -60).kind == "heartbeat"  # still heard
+        # After a day away a device may be far ahead (many reboots skip 63 each): within the bound.
+        now[0] += 86400
+        assert ing.handle(PENDANT.address, press(11 + 4096 + 128 * 86400), -60).kind == "event"
+        assert store.outbox_summary()["depth"] == 2
+        # Replays of old counters and jumps, three different ones within the hour: raised once.
+        outcomes = [ing.handle(PENDANT.address, press(c), -60) for c in (10, 12, 0xFFFFFFF0, 12, 13)]
+        raised = [o.raised for o in outcomes if o.raised]
+        assert len(raised) == 1 and outcomes[2].raised == raised[0]
+        body = body_of(store, raised[0])
+        assert body["type"] == events.KEY_COMPROMISED and body["device"] is None
+        assert body["data"]["device"]["id"] == PENDANT.id and body["data"]["refused_counters"] == [10, 12, 0xFFFFFFF0]
     finally:
         store.close()

@@ -23,12 +23,12 @@ async def test_the_offset_kept_from_the_last_run_corrects_events_until_the_platf
         pendant = await world.add_device("pendant")
         before = time.time()
         await pendant.send_event("emergency")
-        [stored] = await world.wait_stored(1)
+        [stored] = await world.wait_stored(1, timeout=30)
         body = stored["body"]
         assert body["data"]["hub_clock_offset_s"] == 125.0
         occurred = datetime.fromisoformat(body["occurred_at"].replace("Z", "+00:00")).timestamp()
-        assert 124.0 <= occurred - before <= 135.0
+        assert 124.0 <= occurred - before <= 125.0 + (time.time() - before)  # heard between the two
         # The platform's Date says the clocks agree now: that is what the next start begins with.
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while abs(float(hub.store.setting(OFFSET_SETTING))) > 5:
                 await asyncio.sleep(0.05)

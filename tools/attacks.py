@@ -580,7 +580,8 @@ async def run(workdir: Path | None = None) -> Report:
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="safebox-attacks-") as tmp:
-        async with SimHome(Path(workdir or tmp)) as home:
+        # Every refusal line is read as the attack's verdict: the hub says each one at debug level.
+        async with SimHome(Path(workdir or tmp), hub_log_level="debug") as home:
             attacker = Attacker(home)
             print("BLE attacks (hub log):", file=sys.stderr)
             await ble_attacks(attacker)

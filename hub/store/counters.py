@@ -7,6 +7,8 @@ acknowledge a device only after `accept` has returned (SPEC 1.4).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from safebox.hub.store.database import Database, check_counter, check_device_id
 from safebox.hub.store.outbox import insert_event
 from safebox.hub.store.records import SeenDevice, Verdict
@@ -15,12 +17,14 @@ from safebox.protocol import events
 
 class CountersTable(Database):
     def accept(self, device_id: str, counter: int, body: bytes | None = None, *,
-               heard_at: float | None = None, battery: int | None = None, rssi: int | None = None) -> Verdict:
+               heard_at: float | None = None, battery: int | None = None, rssi: int | None = None,
+               max_jump: Callable[[float], int] | None = None) -> Verdict:
         """The replay guard and the outbox insert, in one transaction.
 
         `body` is the event's bytes from `events.encode` (None for a heartbeat: the counter
         still advances). With `heard_at`, a new frame also updates devices_seen (battery
-        and RSSI keep their last known value when None).
+        and RSSI keep their last known value when None). `max_jump(elapsed_s)`: how far above
+        the last accepted counter a frame may be, that long after it (the caller's bound).
         Raises ValueError/EventError on bad input before anything is written.
         """
         check_device_id(device_id)
@@ -33,12 +37,15 @@ class CountersTable(Database):
                 raise events.EventError(f"event_id: body is {event['event_id']!r}, "
                                         f"not an event of device {device_id} counter {counter}")
         with self._tx() as db:
-            row = db.execute("SELECT last_counter, last_event FROM counters WHERE device_id = ?",
+            row = db.execute("SELECT last_counter, last_event, updated_at FROM counters WHERE device_id = ?",
                              (device_id,)).fetchone()
             last, last_event = (row[0], bool(row[1])) if row else (None, False)
-            if last is not None and counter <= last:
-                return Verdict("repeat" if counter == last else "replay", last, last_event)
             now = self._clock()
+            elapsed = max(0.0, now - row[2]) if row else None
+            if last is not None and counter <= last:
+                return Verdict("repeat" if counter == last else "replay", last, last_event, elapsed)
+            if last is not None and elapsed is not None and max_jump is not None and counter - last > max_jump(elapsed):
+                return Verdict("jump", last, last_event, elapsed)
             db.execute("""INSERT INTO counters (device_id, last_counter, last_event, updated_at) VALUES (?, ?, ?, ?)
                           ON CONFLICT (device_id) DO UPDATE SET last_counter = excluded.last_counter,
                               last_event = excluded.last_event, updated_at = excluded.updated_at""",
@@ -53,7 +60,7 @@ class CountersTable(Database):
                                   battery = COALESCE(excluded.battery, battery),
                                   rssi = COALESCE(excluded.rssi, rssi)""",
                            (device_id, float(heard_at), counter, battery, rssi))
-        return Verdict("new", last, last_event)
+        return Verdict("new", last, last_event, elapsed)
 
     def last_counter(self, device_id: str) -> int | None:
         rows = self._read("SELECT last_counter FROM counters WHERE device_id = ?", (device_id,))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -11,14 +11,17 @@ class Verdict:
     """What `accept` made of a counter.
 
     kind: "new" (stored), "repeat" (equal to the last accepted: not stored again),
-    "replay" (below it: refused). last_counter: the highest counter accepted before
-    this call, None if the device was never heard. last_was_event: whether the frame
-    accepted with last_counter carried an event (a repeat may only be acknowledged if so).
+    "replay" (below it: refused), "jump" (further above it than the caller's bound allows for
+    the time since: refused). last_counter: the highest counter accepted before this call,
+    None if the device was never heard. last_was_event: whether the frame accepted with
+    last_counter carried an event (a repeat may only be acknowledged if so). elapsed_s: the
+    seconds since last_counter was accepted (None if never).
     """
 
-    kind: Literal["new", "repeat", "replay"]
+    kind: Literal["new", "repeat", "replay", "jump"]
     last_counter: int | None
     last_was_event: bool = False
+    elapsed_s: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

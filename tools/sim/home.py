@@ -74,13 +74,15 @@ class SimHome:
     """Use as `async with SimHome(workdir) as home:`; everything is stopped on the way out."""
 
     def __init__(self, workdir: Path, *, hub_id: str = "hub-sim-0001", home_id: str = "home-sim-0001",
-                 receiver_args: tuple[str, ...] = (), enrol: bool = True) -> None:
-        """`enrol=False` leaves the hub unknown to the platform (the installer's `enrol` does it)."""
+                 receiver_args: tuple[str, ...] = (), enrol: bool = True, hub_log_level: str = "info") -> None:
+        """`enrol=False` leaves the hub unknown to the platform (the installer's `enrol` does it);
+        `hub_log_level="debug"` shows every refused frame (the hub counts floods otherwise)."""
         self.workdir = Path(workdir)
         self.hub_id = hub_id
         self.home_id = home_id
         self.receiver_args = receiver_args
         self.enrol = enrol
+        self.hub_log_level = hub_log_level
         self.air = Air()
         self.devices: list[SimDevice] = []
         self.hub: ChildProcess | None = None
@@ -171,7 +173,7 @@ class SimHome:
 
     async def start_hub(self) -> None:
         self.hub = ChildProcess("hub", "safebox.tools.sim.hub_process", "--hci", self.air.hci_spec,
-                                "run", "--config", str(self.hub_config))
+                                "--log-level", self.hub_log_level, "run", "--config", str(self.hub_config))
         await self.hub.start(r"hub ready")
         await self.air.wait_hubs(1)
 
