@@ -5,6 +5,8 @@
 
 import json
 
+from safebox.protocol import bthome
+
 from .boards import BOARDS, ROLE_PINS, WAKE_EXT0
 
 ROLES = ("pendant", "front_door", "toilet_door")
@@ -28,7 +30,7 @@ _SETTINGS = {
 # After "heard", a pendant waits up to 30 s for "the platform has it"; door
 # sensors have nobody watching them and wait 2 s (a platform answering at once
 # is done by then); otherwise they get that ack with their next frame.
-_LINGER_MS = {"pendant": 30000, "front_door": 2000, "toilet_door": 2000}
+_LINGER_MS = bthome.LINGER_MS  # the hub counts on these (SPEC 1.7)
 
 
 class ConfigError(ValueError):

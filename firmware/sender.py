@@ -26,6 +26,11 @@
 # one of the last _RECENT_MAX made, less than FRESH_MS ago; others are taken
 # silently ("ack 7 kind 2 (not shown: stale)").
 #
+# Each burst of an event carries its re-send number (info bits 3-4, SPEC 1.2),
+# so it differs from the burst before: a hub on BlueZ scanning passively is told
+# only of changed advertisements. The linger repeats the last burst's bytes: the
+# hub knows how long a device lingers and keeps it connectable meanwhile.
+#
 # Frames go out in counter order and no heartbeat is made while an event
 # waits: the hub refuses a counter below one it has already accepted. A frame
 # is never sealed twice with different contents under one counter: an event's
@@ -41,11 +46,11 @@ from safebox.protocol import bthome
 from . import feedback
 
 BURST_INTERVAL_MS = const(30)
-BURST_MS = const(1500)
+BURST_MS = bthome.BURST_MS  # the hub counts on this and the heartbeat window (SPEC 1.7)
 RETRY_FIRST_MS = const(2000)
 LINGER_INTERVAL_MS = const(500)
 HEARTBEAT_INTERVAL_MS = const(100)
-HEARTBEAT_WINDOW_MS = const(1000)
+HEARTBEAT_WINDOW_MS = bthome.HEARTBEAT_WINDOW_MS
 CONNECTED_MAX_MS = const(5000)
 FRESH_MS = const(900000)
 _RECENT_MAX = const(8)
@@ -98,8 +103,8 @@ class Sender:
         if len(self._recent) > _RECENT_MAX:
             self._recent.pop(0)
 
-    def _frame(self, counter, objects, event):
-        return bthome.advertisement(bthome.seal(self._key, self._radio.mac, counter, objects, event))
+    def _frame(self, counter, objects, event, resend=0):
+        return bthome.advertisement(bthome.seal(self._key, self._radio.mac, counter, objects, event, resend))
 
     async def _wait(self, ms):
         if ms <= 0:
@@ -166,12 +171,16 @@ class Sender:
     # -- sending ----------------------------------------------------------------------
     async def _deliver(self, entry):
         counter, _urgent, objects = entry
-        adv = self._frame(counter, objects, True)
         first_try = time.ticks_ms()
         backoff = RETRY_FIRST_MS
         failed = False
         gone = lambda: not self._store.is_pending(counter)  # noqa: E731 (dropped to make room)
+        resend = 0
         while True:
+            # Each burst differs from the one before in its re-send number (SPEC 1.2): a hub on
+            # BlueZ scanning passively hears only changes.
+            adv = self._frame(counter, objects, True, resend)
+            resend += 1
             self._fb.show(feedback.RETRY if failed else feedback.SENDING)
             self._radio.advertise(adv, BURST_INTERVAL_MS)
             print("sending", counter)

@@ -21,7 +21,9 @@ can only be connected while it advertises, and ours advertise only while they ha
 something to say. So at most `IN_FLIGHT` attempts are made at once (one establishing its
 link while another discovers services), each waits its turn here, starts only if the device
 was heard in the last `ADVERTISING_S` when its turn comes, and is abandoned once the device
-has been silent for `ASLEEP_S` (asleep in its backoff). Its next frame asks for the ack
+has been silent for `ASLEEP_S` (asleep in its backoff). BlueZ scanning passively reports a
+repeated advertisement only once, so "heard" also counts the time the protocol says a
+device stays on the air after a frame or an ack (`expect`, told by the ack policy). Its next frame asks for the ack
 again. The ack itself is made (`ack` may be a function) once the link is up, so it says
 the most the hub knows by then (heard, or already delivered: one connection, not two).
 Without this, a burst of lost acks leaves many devices asleep at once, each attempt to
@@ -133,6 +135,7 @@ class Radio:
         self._scanner: BleakScanner | None = None
         self._seen: dict[str, BLEDevice] = {}
         self._heard: dict[str, float] = {}  # address -> monotonic time last heard
+        self._on_air_until: dict[str, float] = {}  # address -> monotonic time it is known to advertise until
         self._locks: dict[str, asyncio.Lock] = {}
         self._initiator = asyncio.Semaphore(IN_FLIGHT)
         self._last_any = self._clock.monotonic()
@@ -287,8 +290,24 @@ class Radio:
             self._heard[address] = now
 
     def heard_recently(self, address: str, within_s: float) -> bool:
-        heard = self._heard.get(address.upper())
-        return heard is not None and self._clock.monotonic() - heard <= within_s
+        """Heard in the last `within_s`, or known to be advertising now (`expect`)."""
+        address = address.upper()
+        now = self._clock.monotonic()
+        heard = self._heard.get(address)
+        return (heard is not None and now - heard <= within_s) or now < self._on_air_until.get(address, 0.0)
+
+    def expect(self, address: str, seconds: float) -> None:
+        """`address` advertises for `seconds` from now (what the protocol says a device does
+        after a frame or an ack, SPEC 1.7), whether or not the scanner reports each repeat:
+        BlueZ scanning passively reports a repeated advertisement once. 0 ends it."""
+        address = address.upper()
+        if address not in self._seen:
+            return
+        now = self._clock.monotonic()
+        if seconds <= 0:
+            self._on_air_until.pop(address, None)
+        else:
+            self._on_air_until[address] = max(self._on_air_until.get(address, 0.0), now + seconds)
 
     # -- acks -------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ SERVICE_UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 # Device-information byte (first byte of the service data).
 INFO_ENCRYPTED = 0x01
 INFO_EVENT = 0x04  # BTHome's "trigger based" bit: set on event frames, clear on heartbeats
+INFO_RESEND_SHIFT = 3  # bits 3-4 (BTHome reserves them): the re-send number mod 4 (SPEC 1.2)
+INFO_RESEND_MASK = 0x18
 INFO_VERSION_2 = 0x40
 _INFO_VERSION_MASK = 0xE0
 
@@ -55,6 +57,11 @@ PENDANT_BUTTONS = ("emergency", "community_service", "life_service")
 # The hub writes acks to this GATT characteristic of this service on the device (SPEC 1.7).
 ACK_SERVICE_UUID = "5afe0001-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
 ACK_CHAR_UUID = "5afe0002-8d3b-4c5e-9a4c-3b2f1e0d0c0b"
+# How long a device stays on the air (connectable) after a frame, as the hub may count on
+# (SPEC 1.7): an event's burst, a heartbeat's window, and the linger after kind 1 (by role).
+BURST_MS = 1500
+HEARTBEAT_WINDOW_MS = 1000
+LINGER_MS = {"pendant": 30000, "front_door": 2000, "toilet_door": 2000}
 ACK_HEARD = 1  # the hub has stored the event
 ACK_DELIVERED = 2  # the platform has stored the event
 ACK_OPERATOR = 3  # an operator at the platform has taken it up
@@ -145,14 +152,16 @@ def nonce(mac, info, counter):
     return bytes(mac) + b"\xd2\xfc" + bytes((info,)) + _u32le(counter)
 
 
-def seal(key, mac, counter, objects, event=True):
-    """Encrypt objects into BTHome v2 service data (without the UUID)."""
+def seal(key, mac, counter, objects, event=True, resend=0):
+    """Encrypt objects into BTHome v2 service data (without the UUID). `resend`: which
+    re-send of the frame this is; its value mod 4 goes in info bits 3-4, so each re-send's
+    bytes differ from the one before (BlueZ reports only changed data when scanning passively)."""
     if not 0 <= counter <= COUNTER_MAX:
         raise ValueError("counter out of range")
     payload = encode_objects(objects)
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("payload of %d bytes does not fit an advertisement" % len(payload))
-    info = INFO_VERSION_2 | INFO_ENCRYPTED | (INFO_EVENT if event else 0)
+    info = INFO_VERSION_2 | INFO_ENCRYPTED | (INFO_EVENT if event else 0) | ((resend & 3) << INFO_RESEND_SHIFT)
     ct, tag = ccm.encrypt(key, nonce(mac, info, counter), payload)
     return bytes((info,)) + ct + _u32le(counter) + tag
 

@@ -48,15 +48,20 @@ async def ready(fw) -> None:
     await fw.wait_for_line(r"^ready ", timeout=10)
 
 
-async def test_lost_ack_the_event_is_re_sent_byte_identical_until_heard(tmp_path, device_image):
+async def test_lost_ack_the_event_is_re_sent_with_its_re_send_number_until_heard(tmp_path, device_image):
     async with bench_device(tmp_path, image=device_image, deaf_s=1.7) as (fw, hub):
         await ready(fw)
         await tap(fw.bridge, "emergency", 0.12)
         await fw.wait_for_line(r"^acked 1 kind 1$", timeout=15)
         frames = [f for f in hub.frames if f.counter == 1]
-        # the first burst went unanswered: the device rested, then sent the very same frame again
-        assert len({f.adv for f in frames}) == 1 and frames[0].event
-        assert sum(line == "sending 1" for line in fw.lines) >= 2
+        # the first burst went unanswered: the device rested, then sent the same frame again
+        # (counter, objects), its re-send number counting up in the info byte (SPEC 1.2)
+        assert len({(f.counter, tuple(f.objects), f.event) for f in frames}) == 1 and frames[0].event
+        bursts = sum(line == "sending 1" for line in fw.lines)
+        resends = [(f.adv[0] & bthome.INFO_RESEND_MASK) >> bthome.INFO_RESEND_SHIFT  # adv: the service data
+                   for f in frames]
+        assert bursts >= 2 and sorted(set(resends)) == list(range(min(bursts, 4)))
+        assert resends == sorted(resends)
         assert "sleep 2000 rest" in " ".join(fw.lines), "it rests radio-off between bursts (2 s first)"
         assert (fw.fs_dir / "events.json").read_text() == "[]"
         # the objects: battery, then the emergency button pressed, the others not

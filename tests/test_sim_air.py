@@ -77,8 +77,8 @@ async def peripheral(air: Air) -> AsyncIterator[FirmwareProcess]:
 
 
 async def test_advertisement_reaches_bleak_exactly_on_the_requested_interval(air: Air) -> None:
-    sightings = Sightings(MAC)
-    async with attach_hci(air.hci_spec), BleakScanner(sightings, scanning_mode="passive", backend=BumbleScanner):
+    sightings = Sightings(MAC)  # active scanning reports every advertisement (passive: changes only)
+    async with attach_hci(air.hci_spec), BleakScanner(sightings, scanning_mode="active", backend=BumbleScanner):
         async with FirmwareProcess(air, MP_DIR, entry="ble_peripheral.py", mac=MAC) as fw:
             await fw.wait_for_line("^advertising$")
             asked_at = fw.bridge.advertising[-1].t
@@ -89,7 +89,7 @@ async def test_advertisement_reaches_bleak_exactly_on_the_requested_interval(air
     print(f"gap_advertise -> bleak detection callback: {latency_ms:.1f} ms")
     assert 0 <= latency_ms < 50
     assert device.address == MAC
-    assert adv.platform_data[0].data_bytes == ADV
+    assert bytes(adv.platform_data[0].data) == ADV  # active: the advertisement merged with its (empty) scan response
     assert adv.service_data == {FCD2: ADV[7:]}
     assert adv.rssi == -60
     gaps_ms = [(b[0] - a[0]) * 1000 for a, b in zip(sightings.seen, sightings.seen[1:], strict=False)]
@@ -100,11 +100,11 @@ async def test_advertisement_reaches_bleak_exactly_on_the_requested_interval(air
 async def test_write_ack_gives_irqs_and_advertising_stops_while_connected(
     air: Air, peripheral: FirmwareProcess
 ) -> None:
-    sightings = Sightings(MAC)
+    sightings = Sightings(MAC)  # active: the same advertisement again after the link is reported again
     notified: list[bytes] = []
     dropped = asyncio.Event()
     async with attach_hci(air.hci_spec) as hub:
-        async with BleakScanner(sightings, scanning_mode="passive", backend=BumbleScanner):
+        async with BleakScanner(sightings, scanning_mode="active", backend=BumbleScanner):
             _, device, _ = await sightings.nth(1)
             ack = bytes(range(1, 14))
             client = BleakClient(device, lambda _: dropped.set(), backend=BumbleClient, timeout=5)
@@ -179,7 +179,7 @@ async def test_drop_rate_loses_advertisements_reproducibly(air: Air, peripheral:
     for drop_rate in (0.0, 0.5):
         air.drop_rate = drop_rate
         sightings = Sightings(MAC)
-        async with attach_hci(air.hci_spec), BleakScanner(sightings, scanning_mode="passive", backend=BumbleScanner):
+        async with attach_hci(air.hci_spec), BleakScanner(sightings, scanning_mode="active", backend=BumbleScanner):
             await asyncio.sleep(1.0)
         counts.append(len(sightings.seen))
     print("advertisements seen with drop_rate 0 and 0.5:", counts)
@@ -275,3 +275,25 @@ async def main(spec, mac, mode):
 
 asyncio.run(main(*sys.argv[1:4]))
 """
+
+
+async def test_passive_scanning_reports_what_bluez_reports(air: Air) -> None:
+    """As measured on bluez 5.66 (the README's design notes): scanning passively, a device
+    repeating the same bytes is reported once and each change once; actively, every one."""
+    from safebox.hub.devices import Device
+    from safebox.tools.sim.scripted import ScriptedDevice
+
+    device = ScriptedDevice(air, Device.new("24:0A:C4:00:00:33", "pendant"), interval_ms=30)
+    passive, active = Sightings(device.address), Sightings(device.address)
+    async with attach_hci(air.hci_spec) as host_a, attach_hci(air.hci_spec) as host_b:
+        async with BleakScanner(passive, scanning_mode="passive", backend=BumbleScanner, bumble_host=host_a), \
+                BleakScanner(active, scanning_mode="active", backend=BumbleScanner, bumble_host=host_b):
+            await device.start()
+            await device.send_event("emergency")  # the same bytes every 30 ms
+            await active.nth(20, timeout=5)
+            assert len(passive.seen) == 1
+            for n in range(3):  # three changes of the data
+                await device.send_heartbeat()
+                await active.nth(len(active.seen) + 5, timeout=5)
+            assert len(passive.seen) == 4
+            await device.stop()

@@ -65,6 +65,9 @@ class AckPolicy:
         device = outcome.device
         if device is None or self.writer is None or outcome.kind == "refused":
             return
+        # On the air for a while from now, reported again or not (SPEC 1.7).
+        window = bthome.HEARTBEAT_WINDOW_MS if outcome.kind == "heartbeat" else bthome.BURST_MS
+        self.writer.expect(device, window / 1000)
         if outcome.ack_needed and outcome.counter is not None:
             self.writer.request(device, outcome.counter, self._first_kind(outcome))
         self.heard(device)
@@ -154,6 +157,10 @@ class AckPolicy:
         return kind, bthome.seal_ack(device.key, device.mac, kind, counter, int(self._clock()))
 
     def _record(self, device: Device, counter: int, kind: int, ms: float) -> None:
+        if self.writer is not None:
+            # After kind 1 the device lingers on the air for its kind 2; kind 2 or 3 ends that.
+            linger = bthome.LINGER_MS.get(device.role, 0) if kind == bthome.ACK_HEARD else 0
+            self.writer.expect(device, linger / 1000)
         if kind >= bthome.ACK_DELIVERED:
             try:
                 self._store.ack_written(device.id, counter, kind, earlier_too=kind == bthome.ACK_DELIVERED)

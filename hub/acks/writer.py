@@ -41,6 +41,10 @@ class AckWriter:
     def heard_recently(self, device: Device, within_s: float) -> bool:
         return self._radio.heard_recently(device.address, within_s)
 
+    def expect(self, device: Device, seconds: float) -> None:
+        """`device` advertises for `seconds` from now (0: it has stopped)."""
+        self._radio.expect(device.address, seconds)
+
     def request(self, device: Device, counter: int, kind: int) -> None:
         """Write ack `kind` for `counter` to `device` soon, unless that is already under way or said."""
         key = (device.address, counter, kind)

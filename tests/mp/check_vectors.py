@@ -37,13 +37,15 @@ for v in doc["frames"]:
     key, mac = unhexlify(v["key"]), bthome.mac_bytes(v["mac"])
     objects = [tuple(o) for o in v["objects"]]
     check(v["name"] + " payload", h(bthome.encode_objects(objects)), v["payload"])
-    sd = bthome.seal(key, mac, v["counter"], objects, v["event"])
+    resend = v.get("resend", 0)
+    sd = bthome.seal(key, mac, v["counter"], objects, v["event"], resend)
     check(v["name"] + " seal", h(sd), v["service_data"])
     check(v["name"] + " advertisement", h(bthome.advertisement(sd)), v["advertisement"])
     check(v["name"] + " found in advertisement", h(bthome.service_data_in(unhexlify(v["advertisement"]))), v["service_data"])
     try:
         info, counter, got = bthome.unseal(key, mac, unhexlify(v["service_data"]))
         check(v["name"] + " unseal", (counter, bool(info & bthome.INFO_EVENT), got), (v["counter"], v["event"], objects))
+        check(v["name"] + " re-send number", (info & bthome.INFO_RESEND_MASK) >> bthome.INFO_RESEND_SHIFT, resend)
     except bthome.FrameError as exc:
         check(v["name"] + " unseal", str(exc), "accepted")
 

@@ -216,7 +216,12 @@ def parse_advertisement(data: bytes, rssi: int, platform: Any = None) -> Adverti
 
 
 class BumbleScanner(BaseBleakScanner):
-    """Scans with the current bumble host; passive when bleak asks for "passive"."""
+    """Scans with the current bumble host; passive when bleak asks for "passive".
+
+    Reports as BlueZ does (checked on bluez 5.66 in a VM, see the README's design notes):
+    scanning actively, every advertisement; scanning passively (an advertisement monitor on
+    BlueZ), only an advertisement whose data differs from the last one reported for that
+    address: a device repeating the same bytes is reported once."""
 
     def __init__(
         self,
@@ -232,12 +237,14 @@ class BumbleScanner(BaseBleakScanner):
         self._host = bumble_host or current_host()
         self._queue: asyncio.Queue[Advertisement] = asyncio.Queue()
         self._emitter: asyncio.Task[None] | None = None
+        self._last_data: dict[str, bytes] = {}  # address -> data last reported (passive)
 
     def _listener(self, advertisement: Advertisement) -> None:
         self._queue.put_nowait(advertisement)
 
     async def start(self) -> None:
         self.seen_devices = {}
+        self._last_data = {}
         self._queue = asyncio.Queue()
         # Detections come from a task, never from inside start(): find_device_by_*
         # registers its callback only once start() has returned.
@@ -262,6 +269,11 @@ class BumbleScanner(BaseBleakScanner):
             if not self.is_allowed_uuid(adv.service_uuids):
                 continue
             address = _address_str(advertisement.address)
+            if not self._active:
+                data = bytes(advertisement.data)
+                if self._last_data.get(address) == data:
+                    continue  # BlueZ's advertisement monitor signals changes only
+                self._last_data[address] = data
             device = self.create_or_update_device(address, address, adv.local_name, advertisement.address, adv)
             self.call_detection_callbacks(device, adv)
 
