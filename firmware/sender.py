@@ -233,6 +233,16 @@ class Sender:
             else:
                 await self._wait(min(left, _IDLE_POLL_MS))
 
+    def _showable_by(self, ms):
+        """True when an ack the hub owes for a recent event, written at the heartbeat due in
+        `ms`, could still be shown then (the pendant: "help is coming" after a deep sleep
+        would be taken as stale, the list of recent events being gone with the RAM)."""
+        now = time.ticks_ms()
+        for r in self._recent:
+            if r[2] < bthome.ACK_OPERATOR and time.ticks_diff(now, r[1]) + ms <= FRESH_MS:
+                return True
+        return False
+
     async def run(self):
         await asyncio.sleep_ms(0)  # let the input tasks start before the first sleep
         while True:
@@ -246,6 +256,8 @@ class Sender:
                 continue
             if self._power.enabled and self._power.quiet():
                 deep_in = self._power.deep_in()  # doors: deep sleep, after a while in light sleep
+                if deep_in is not None and deep_in <= 0 and self._power.wakes_on_buttons and self._showable_by(left):
+                    deep_in = None  # RAM holds what was shown: light sleep until that heartbeat
                 if deep_in is not None and deep_in <= 0:
                     self._power.deep_sleep(left, "idle")  # returns only if it could not
                 elif deep_in is not None:

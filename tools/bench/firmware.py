@@ -211,16 +211,14 @@ def flash_dir(root: Path, image: Path, role: str, key: bytes, settings: dict[str
 
 
 async def tap(bridge: Any, button: str, hold_s: float) -> float:
-    """Press a pendant button (its pin and the diode-OR wake line); the time it went down."""
+    """Press a pendant button (it switches 3V3 onto its pin); the time it went down."""
     from safebox.firmware.boards import BOARDS
 
-    pins = [BOARDS[BOARD][button], BOARDS[BOARD]["button_wake"]]
+    pin = BOARDS[BOARD][button]
     down = time.monotonic()
-    for pin in pins:
-        bridge.set_pin(pin, 0)
+    bridge.set_pin(pin, 1)
     await asyncio.sleep(hold_s)
-    for pin in pins:
-        bridge.set_pin(pin, 1)
+    bridge.set_pin(pin, 0)
     return down
 
 

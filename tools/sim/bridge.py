@@ -192,6 +192,7 @@ class _Boot:
     async def op_sleep(self, msg: dict[str, Any]) -> None:
         self.bridge.last_sleep = (msg["kind"], msg.get("ms"))
         self.bridge.last_sleep_wake = msg.get("wake")
+        self.bridge.last_sleep_wake1 = msg.get("wake1")
         if msg["kind"] == "deep":
             self.bridge.deep_sleeps.append((time.monotonic(), msg.get("ms"), msg.get("wake")))
 
@@ -387,6 +388,7 @@ class Bridge:
         self.boots = 0
         self.last_sleep: tuple[str, int | None] | None = None
         self.last_sleep_wake: list[int] | None = None  # deep sleep's EXT0 source: [pin, level, already at it]
+        self.last_sleep_wake1: list[Any] | None = None  # deep sleep's EXT1/GPIO source: [[pins], level, reason]
         self.deep_sleeps: list[tuple[float, int | None, list[int] | None]] = []  # (monotonic, ms, wake), every one
         self.last_reset_cause: int | None = None
         self.on_watchdog: Callable[[], None] | None = None

@@ -94,10 +94,12 @@ def board_task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
 class Boot:
     """One power-on of a board: the loop work it owns, ended all at once by `end()`."""
 
-    def __init__(self, device: PortDevice, reset_cause: int, wake_reason: int) -> None:
+    def __init__(self, device: PortDevice, reset_cause: int, wake_reason: int,
+                 wake_pins: tuple[int, ...] = ()) -> None:
         self.device = device
         self.reset_cause = reset_cause
         self.wake_reason = wake_reason
+        self.wake_pins = wake_pins  # machine.wake_pins(): the pins that ended a deep sleep
         self.loop = asyncio.get_running_loop()
         self.started_at = self.loop.time()
         self.skew_s = 0.0  # blocking sleeps move this board's clock ahead of the loop's
@@ -312,6 +314,9 @@ class PortDevice:
         self.wake_levels: dict[int, int] = {}  # light-sleep wake sources armed by Pin.irq(wake=...)
         self._wake_on_pin = False
         self._deep_wake: dict[int, int] = {}  # a timed deep sleep's EXT0 source: pin -> level
+        # EXT1 / the C3's GPIO wake (port_esp32): (pins, level 1 ANY_HIGH or 0 ALL_LOW, wake reason)
+        self.ext1: tuple[tuple[int, ...], int, int] | None = None
+        self._deep_ext1: tuple[tuple[int, ...], int, int] | None = None  # armed for a deep sleep
         self._pending_boot: asyncio.TimerHandle | None = None
 
     # -- power -------------------------------------------------------------------------
@@ -319,12 +324,13 @@ class PortDevice:
     def running(self) -> bool:
         return self.boot is not None and self.boot.alive
 
-    def power_on(self, reset_cause: int = PWRON_RESET, wake_reason: int = 0) -> None:
+    def power_on(self, reset_cause: int = PWRON_RESET, wake_reason: int = 0, wake_pins: tuple[int, ...] = ()) -> None:
         """Boot: run main.py from the flash folder (synchronously, until its asyncio.run)."""
         self.power_off()
-        boot = Boot(self, reset_cause, wake_reason)
+        boot = Boot(self, reset_cause, wake_reason, wake_pins)
         self.boot = boot
         self.wake_levels = {}
+        self.ext1 = None
         self.boots += 1
         self.resets.append((boot.started_at, reset_cause))
         self.log.info("boot %d (reset cause %d)", self.boots, reset_cause)
@@ -348,17 +354,27 @@ class PortDevice:
             self._pending_boot = None
         self._wake_on_pin = False
         self._deep_wake = {}
+        self._deep_ext1 = None
         if self.boot is not None:
             self.boot.end()
 
     def reset(self, cause: int, after_s: float | None = 0.0, wake_reason: int = 0,
-              wake_pins: dict[int, int] | None = None) -> None:
+              wake_pins: dict[int, int] | None = None,
+              ext1: tuple[tuple[int, ...], int, int] | None = None) -> None:
         """End this boot and boot again with `cause` after `after_s` (None: at the next input
         change), plus the time a board takes to boot (a crashing firmware's reset loop still
         lets simulated time pass). With `wake_pins` (a timed deep sleep with EXT0 armed: pin ->
-        level) a pin at its level boots it earlier, with EXT0_WAKE (at once if one already is)."""
+        level) a pin at its level boots it earlier, with EXT0_WAKE (at once if one already is);
+        with `ext1` likewise when its pins reach their level, with its wake reason and pins."""
         self.power_off()
         loop = asyncio.get_running_loop()
+        if ext1 is not None and ext1[0]:
+            if at := self._ext1_at(ext1):
+                self._pending_boot = loop.call_later(BOOT_S, self._reboot, cause, ext1[2], at)
+                return
+            self._deep_ext1 = ext1
+            if after_s is None:
+                return
         if after_s is None and not wake_pins:
             self._wake_on_pin = True
             return
@@ -370,10 +386,19 @@ class PortDevice:
         if after_s is not None:
             self._pending_boot = loop.call_later(after_s + BOOT_S, self._reboot, cause, wake_reason)
 
-    def _reboot(self, cause: int, wake_reason: int) -> None:
+    def _reboot(self, cause: int, wake_reason: int, wake_pins: tuple[int, ...] = ()) -> None:
         self._pending_boot = None
         self._deep_wake = {}
-        self.power_on(cause, wake_reason)
+        self._deep_ext1 = None
+        self.power_on(cause, wake_reason, wake_pins)
+
+    def _ext1_at(self, ext1: tuple[tuple[int, ...], int, int] | None) -> tuple[int, ...]:
+        """The pins of an EXT1/GPIO source at its level, () when it would not fire now."""
+        if ext1 is None or not ext1[0]:
+            return ()
+        pins, level, _reason = ext1
+        at = tuple(p for p in pins if self.pin_levels.get(p, 0) == level)
+        return at if level or len(at) == len(pins) else ()  # ALL_LOW: every pin or none
 
     def _watchdog_expired(self, boot: Boot, feeds: int) -> None:
         if boot is self.boot and boot.alive and feeds == boot.wdt_feeds:
@@ -395,7 +420,8 @@ class PortDevice:
         self._pin_listeners.append(listener)
 
     def wake_pin_active(self) -> bool:
-        return any(self.pin_levels.get(pin) == level for pin, level in self.wake_levels.items())
+        return bool(self._ext1_at(self.ext1)) or any(
+            self.pin_levels.get(pin) == level for pin, level in self.wake_levels.items())
 
     def set_pin(self, pin: int, level: int) -> None:
         level = 1 if level else 0
@@ -407,6 +433,13 @@ class PortDevice:
         if self._wake_on_pin:
             self._wake_on_pin = False
             self.power_on(DEEPSLEEP_RESET, EXT0_WAKE)
+        elif at := self._ext1_at(self._deep_ext1):  # EXT1 / GPIO wake ends a deep sleep
+            reason = self._deep_ext1[2] if self._deep_ext1 is not None else 0
+            self._deep_ext1 = None
+            if self._pending_boot is not None:
+                self._pending_boot.cancel()
+            self._pending_boot = asyncio.get_running_loop().call_later(BOOT_S, self._reboot, DEEPSLEEP_RESET,
+                                                                       reason, at)
         elif self._deep_wake.get(pin) == level:  # EXT0 ends a timed deep sleep
             self._deep_wake = {}
             if self._pending_boot is not None:
