@@ -7,7 +7,7 @@
 #   self-test: FAIL <what>: <why>   self-test: warning: <what>   (only when something is wrong:
 #                                   the installer's tools read any "self-test:" line as a problem)
 #   event <counter> <what>          sending <counter>       acked <counter> kind <k>
-#   linger <counter> [ended ...]    heartbeat <counter> <objects>
+#   linger <counter> [ended ...]    heartbeat <counter> <objects>    boot frame <counter> <objects>
 #   sleep <ms> <why>                woke <pin|timer> <ms>
 #   deepsleep <ms> <why>            (the next line is a boot)
 #   input: <button> woke the device | held at boot      (pendant, after a boot)
@@ -98,6 +98,10 @@ async def _main(cfg):
     role.on_event = sender.event_made
     if WOKE[0] == machine.DEEPSLEEP_RESET and WOKE[1] == machine.TIMER_WAKE:
         sender.heartbeat_now()  # a deep sleep's timer ends at the next heartbeat
+    elif WOKE[0] != machine.DEEPSLEEP_RESET and store.next_counter > 1:
+        # power-on, a battery change, a reset: the hub hears it at once (SPEC 1.8); not on the
+        # very first start after pairing (counter 1 is still unused: the hub has just paired it)
+        sender.boot_frame(WOKE[0], VERSION)
     tasks = [asyncio.create_task(wdt.run())]
     for i in role.inputs:
         tasks.append(asyncio.create_task(i.run()))

@@ -73,6 +73,7 @@ class Sender:
         self._flag = asyncio.ThreadSafeFlag()
         radio.signal = self.signal
         self._next_heartbeat = time.ticks_add(time.ticks_ms(), self._heartbeat_ms)
+        self._boot = None  # (reset cause, version) while the boot frame is still to be sent
         self._recent = []  # [counter, made at ms, kind shown], oldest first
         for entry in store.pending:  # re-sent after a reboot: the resident may be waiting
             self._note(entry[0])
@@ -83,6 +84,11 @@ class Sender:
     def heartbeat_now(self):
         """Woken from deep sleep by the timer: the heartbeat is due."""
         self._next_heartbeat = time.ticks_ms()
+
+    def boot_frame(self, reset_cause, version):
+        """Started afresh (not a deep-sleep wake): say so, once the events waiting are acknowledged
+        (SPEC 1.8: a heartbeat with the reset cause and the firmware version)."""
+        self._boot = (reset_cause, version)
 
     def signal(self):
         """Something happened (a new event, an ack written, a central gone): look again."""
@@ -208,9 +214,12 @@ class Sender:
 
     async def _heartbeat(self):
         objects = self._heartbeat_objects()  # before the radio is on: an unloaded battery reading
+        boot, self._boot = self._boot, None
+        if boot is not None:
+            objects = bthome.boot_objects(objects, boot[0], boot[1])
         counter = self._store.allocate()
         self._radio.advertise(self._frame(counter, objects, False), HEARTBEAT_INTERVAL_MS)
-        print("heartbeat", counter, objects)
+        print("boot frame" if boot is not None else "heartbeat", counter, objects)
         if self._battery_low is not None and self._battery_low():
             print("battery low", objects[0][1])
         await self._listen(None, HEARTBEAT_WINDOW_MS, 99, lambda: self._store.oldest() is not None)
@@ -251,7 +260,7 @@ class Sender:
                 await self._deliver(entry)
                 continue
             left = time.ticks_diff(self._next_heartbeat, time.ticks_ms())
-            if left <= 0:
+            if left <= 0 or self._boot is not None:
                 await self._heartbeat()
                 continue
             if self._power.enabled and self._power.quiet():

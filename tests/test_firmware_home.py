@@ -58,7 +58,8 @@ async def test_bounce_press_and_long_press_each_reach_the_platform_once(tmp_path
 
 async def test_power_cut_while_sending_then_a_fresh_battery_the_event_arrives_once(tmp_path):
     async with SimHome(tmp_path) as home:
-        pendant = await home.add_device("pendant", "living room")
+        # light sleep only (deep_sleep 0): the counters below are those of the boots the test makes
+        pendant = await home.add_device("pendant", "living room", settings={"deep_sleep": 0})
         fw = pendant.firmware
         deaf_to(home, pendant)
         await home.press(pendant, "emergency")
@@ -70,10 +71,12 @@ async def test_power_cut_while_sending_then_a_fresh_battery_the_event_arrives_on
         await fw.restart()  # a fresh battery
         await fw.wait_for_line(r"^ready pendant next counter 65 pending 1$", timeout=10, start=mark)
         await fw.wait_for_line(r"^acked 1 kind [12]$", timeout=10, start=mark)
+        # then the boot frame (protocol/SPEC.md 1.8: power-on), once the waiting event is acknowledged
+        await fw.wait_for_line(r"^boot frame 65 .*\(9, 1\)", timeout=40, start=mark)
         # a new press after the reboot: a higher counter, which the hub accepts
         await home.press(pendant, "life_service")
         events = await device_events(home, pendant, 2)
-        assert [(e["counter"], e["type"]) for e in events] == [(1, "emergency"), (65, "life_service")]
+        assert [(e["counter"], e["type"]) for e in events] == [(1, "emergency"), (66, "life_service")]
         exactly_once(events)
 
         # now a cut just after the hub stored an event, before (or as) its ack reaches the
@@ -81,14 +84,14 @@ async def test_power_cut_while_sending_then_a_fresh_battery_the_event_arrives_on
         # repeat without storing it twice
         mark = len(home.hub.lines)
         await home.press(pendant, "community_service")
-        await home.hub.wait_for_line(rf"event {pendant.id}-66 stored", timeout=10, start=mark)
+        await home.hub.wait_for_line(rf"event {pendant.id}-67 stored", timeout=10, start=mark)
         await fw.kill()
         await fw.restart()
         await fw.wait_for_line(r"^ready pendant", timeout=10, start=len(fw.lines) - 5)
         events = await device_events(home, pendant, 3)
         await asyncio.sleep(1.5)
         events = await device_events(home, pendant, 3)
-        assert [e["counter"] for e in events] == [1, 65, 66]
+        assert [e["counter"] for e in events] == [1, 66, 67]
         exactly_once(events)
 
 
