@@ -72,6 +72,7 @@ class Sender:
         self._retry_max_ms = cfg["retry_max_ms"]
         self._flag = asyncio.ThreadSafeFlag()
         radio.signal = self.signal
+        radio.accept = self._why_not_authentic
         self._next_heartbeat = time.ticks_add(time.ticks_ms(), self._heartbeat_ms)
         self._boot = None  # (reset cause, version) while the boot frame is still to be sent
         self._recent = []  # [counter, made at ms, kind shown], oldest first
@@ -116,6 +117,14 @@ class Sender:
             pass
 
     # -- acks -------------------------------------------------------------------------
+    def _why_not_authentic(self, data):
+        """The radio's check of every write as it arrives: None for an authentic ack."""
+        try:
+            bthome.unseal_ack(self._key, self._radio.mac, data)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def _take_acks(self, counter):
         """Act on what the hub wrote; the highest kind acknowledging `counter`."""
         best = 0
@@ -156,6 +165,7 @@ class Sender:
         start = time.ticks_ms()
         best = 0
         while True:
+            self._radio.police()
             kind = self._take_acks(counter)
             if kind > best:
                 best = kind
@@ -167,6 +177,8 @@ class Sender:
                 if not self._radio.connections or elapsed >= window_ms + CONNECTED_MAX_MS:
                     return best
                 left = _IDLE_POLL_MS
+            if self._radio.connections:
+                left = min(left, _IDLE_POLL_MS)  # look at who is connected (radio.police) often
             await self._wait(left)
 
     # -- sending ----------------------------------------------------------------------
@@ -236,6 +248,7 @@ class Sender:
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
                 return False
+            self._radio.police()
             if self._power.enabled and self._power.quiet():
                 self._power.sleep(left, "rest")
                 await asyncio.sleep_ms(0)
@@ -263,6 +276,7 @@ class Sender:
             if left <= 0 or self._boot is not None:
                 await self._heartbeat()
                 continue
+            self._radio.police()
             if self._power.enabled and self._power.quiet():
                 deep_in = self._power.deep_in()  # doors: deep sleep, after a while in light sleep
                 if deep_in is not None and deep_in <= 0 and self._power.wakes_on_buttons and self._showable_by(left):

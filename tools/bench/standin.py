@@ -147,6 +147,36 @@ class StandInHub:
         self.written.append((time.monotonic(), kind, counter, ok))
         return ok
 
+    async def hold(self, seconds: float, writes: list[bytes] = (), *, timeout: float = 5.0) -> tuple[float, bool]:  # type: ignore[assignment]
+        """A rogue central: connect, write each of `writes`, then stay connected up to `seconds`.
+        Returns (seconds it stayed connected, True when the device dropped it)."""
+        from bleak import BleakClient
+        from bleak.exc import BleakError
+
+        from safebox.tools.sim.bleak_backend import BumbleClient
+
+        dropped = asyncio.Event()
+        async with self._lock:
+            if self._ble_device is None:
+                raise RuntimeError("nothing heard from the device yet")
+            client = BleakClient(self._ble_device, backend=BumbleClient, timeout=timeout,
+                                 disconnected_callback=lambda _c: dropped.set())
+            await client.connect()
+            start = time.monotonic()
+            try:
+                for data in writes:
+                    try:
+                        await client.write_gatt_char(ACK_CHAR, data, response=True)
+                    except (BleakError, OSError):
+                        break  # dropped meanwhile
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(dropped.wait(), max(0.0, seconds - (time.monotonic() - start)))
+                return time.monotonic() - start, dropped.is_set()
+            finally:
+                if not dropped.is_set():
+                    with contextlib.suppress(BleakError, OSError):
+                        await client.disconnect()
+
     async def wait_frames(self, predicate: Callable[[list[Frame]], bool], timeout: float = 10.0) -> list[Frame]:
         async with asyncio.timeout(timeout), self._heard:
             await self._heard.wait_for(lambda: predicate(self.frames))
