@@ -82,8 +82,8 @@ class Power:
     def set_buttons(self, pins, kind, deep):
         """The pendant: any of `pins` going high wakes it (kind: boards.BUTTONS_EXT1 or
         BUTTONS_GPIO); deep: deep-sleep whenever idle (else light sleep only)."""
-        if kind not in (BUTTONS_EXT1, BUTTONS_GPIO):
-            return
+        if kind not in (BUTTONS_EXT1, BUTTONS_GPIO) or not hasattr(esp32, "wake_on_" + kind):
+            return  # e.g. a C3 on MicroPython before 1.27 (no wake_on_gpio): light sleep, polling
         self._mode = kind
         self._buttons = tuple(pins)
         self._buttons_deep = deep
