@@ -221,6 +221,10 @@ class Power:
         self.sleeps += 1
         if self._wake_from is not None:
             self._wake_from.rearm()
+        if self._buttons is not None:
+            # ESP-IDF routes EXT1's pads to the RTC domain for the sleep: give them back
+            for i in self._inputs:
+                i.rearm()
         for i in self._inputs:
             i.poke()
         print("woke", woke, slept)

@@ -192,6 +192,7 @@ async def test_low_and_implausible_battery_are_reported(tmp_path, device_image):
     async with bench_device(tmp_path / "low", image=device_image, battery_uv=1_700_000) as (fw, hub):  # 3.4 V
         await fw.wait_for_line(r"^checks ok: .* battery 11% \(3400 mV\)$", timeout=10)
         await fw.wait_for_line(r"^battery low 11$", timeout=5)
+        await fw.wait_for_line(r"^(deep)?sleep \d+ idle$", timeout=10)  # the power-on chirps are over
         pressed = await tap(fw.bridge, "emergency", 0.12)
         await fw.wait_for_line(r"^acked 1 kind 1$", timeout=10)
         await asyncio.sleep(2.6)
