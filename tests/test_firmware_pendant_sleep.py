@@ -101,7 +101,7 @@ async def test_bounce_on_the_press_that_wakes_it_is_one_event_and_a_hold_is_a_lo
             await asyncio.sleep(hold)
         events = await device_events(home, pendant, 1)
         await deep_asleep(pendant, 1)
-        await pendant.press("emergency", 2.8)  # held through the boot and past 2 s: a long press
+        await pendant.press("emergency", 3.5)  # held through the boot and 2 s past the firmware's first look
         events = await device_events(home, pendant, 2)
         await asyncio.sleep(0.5)
         events = await device_events(home, pendant, 2)
