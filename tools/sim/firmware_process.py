@@ -217,16 +217,13 @@ class FirmwareProcess:
             except TimeoutError:
                 return False
 
-    def _ext1_at_level(self, pins: list[int], level: int) -> tuple[int, ...]:
-        at = tuple(p for p in pins if self.bridge.pin_levels.get(p, 0) == level)
-        return at if level or len(at) == len(pins) else ()  # ALL_LOW: every pin or none
-
     async def _wait_ext1(self, pins: list[int], level: int, delay: float | None) -> tuple[int, ...]:
-        """The pins at `level` when the EXT1/GPIO source fires within `delay` s (None: ever); ()."""
+        """The pins the EXT1/GPIO source latched when it fired (the bridge notes them as the pins
+        change) within `delay` s (None: ever); () when the timer ended the sleep first."""
         deadline = None if delay is None else time.monotonic() + delay
         while True:
             self._wake.clear()
-            if at := self._ext1_at_level(pins, level):
+            if at := self.bridge.ext1_latched:
                 return at
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
