@@ -7,7 +7,7 @@ import json
 
 from safebox.protocol import bthome
 
-from .boards import BOARDS, ROLE_PINS, WAKE_EXT0
+from .boards import BOARDS, NOT_PINS, ROLE_PINS
 
 ROLES = ("pendant", "front_door", "toilet_door")
 PATH = "config.json"
@@ -24,7 +24,7 @@ _SETTINGS = {
     "contact_open_level": (0, 0, 1),  # pin level of an open door: 0 for an NC reed (boards.py)
     "pir": (0, 0, 1),  # toilet door: a PIR module on pin "pir" gives the occupancy object
     "sleep": (1, 0, 1),  # light sleep between events (0 only for bench work on a USB supply)
-    "deep_sleep": (1, 0, 1),  # doors on ext0 boards: deep sleep when idle (firmware/power.py)
+    "deep_sleep": (1, 0, 1),  # deep sleep when idle: doors on ext0 boards, pendants (firmware/power.py)
     "awake_after_event_ms": (10000, 0, 600000),  # doors: light sleep only, this long after a change
 }
 # After "heard", a pendant waits up to 30 s for "the platform has it"; door
@@ -64,12 +64,10 @@ def parse(doc):
     overrides = doc.get("pins", {})
     _need(isinstance(overrides, dict), "pins", "must be an object")
     for name, pin in overrides.items():
-        _need(name in pins and name != "wake", "pins." + name, "unknown pin name")
+        _need(name in pins and name not in NOT_PINS, "pins." + name, "unknown pin name")
         _need(isinstance(pin, int) and 0 <= pin < 49, "pins." + name, "must be a GPIO number")
         pins[name] = pin
     needed = list(ROLE_PINS[role])
-    if role == "pendant" and pins["wake"] == WAKE_EXT0:
-        needed.append("button_wake")
     if role == "toilet_door" and doc.get("pir"):
         needed.append("pir")
     for name in needed:

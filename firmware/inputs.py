@@ -96,30 +96,49 @@ class _Input:
 
 
 class Button(_Input):
-    """A push button to GND (active 0) or to VCC (active 1); on_event(name, PRESS|LONG_PRESS)."""
+    """A push button to VCC (active 1, the pendant's wiring) or to GND (active 0);
+    on_event(name, PRESS|LONG_PRESS).
 
-    def __init__(self, pin_no, name, on_event, active=0):
+    woke=True: this button ended a deep sleep (its pin is in the wake pins). Its press
+    began before this boot and held long enough to wake the chip; it is counted as
+    pressed (delayed_on cannot be timed across a boot). Already released when the pin is
+    first read here: `released_in_sleep` is True and the role counts the press at once
+    (the edges still to come are release bounce: shorter than PRESS_MIN_MS, they make no
+    press). Still held: judged from here on, PRESS once the release has held RELEASE_MS,
+    LONG_PRESS when still held LONG_MS after the firmware first looked. A button found
+    held at start without having woken the chip (pressed during the boot) is judged as
+    any press."""
+
+    def __init__(self, pin_no, name, on_event, active=0, woke=False):
         self.name = name
         self._active = active
         self._on_event = on_event
         self.stuck = False
         super().__init__(pin_no, Pin.PULL_UP if active == 0 else Pin.PULL_DOWN)
         self._done_ms = self._edge_ms
+        held = self._pin.value() == active
+        self.released_in_sleep = woke and not held
+        self._woke = woke and held
+        if held:
+            self.busy = True  # nothing may put the device to sleep before the task has judged it
+            self.poke()
 
     def wants_attention(self):
         if self.stuck:
             return self._pin.value() != self._active  # released at last
-        return self._pin.value() == self._active
+        return self._woke or self._pin.value() == self._active
 
     async def run(self):
         idle = 1 - self._active
         while True:
             await self._flag.wait()
-            if self._pin.value() != self._active and time.ticks_diff(self._edge_ms, self._done_ms) <= 0:
+            woke, self._woke = self._woke, False
+            if not woke and self._pin.value() != self._active and time.ticks_diff(self._edge_ms, self._done_ms) <= 0:
+                self.busy = False
                 continue  # nothing pressed, no edge since the last press was judged
             self.busy = True
             try:
-                if not await self._settle(PRESS_MIN_MS, self._active, _PRESS_WINDOW_MS):
+                if not woke and not await self._settle(PRESS_MIN_MS, self._active, _PRESS_WINDOW_MS):
                     continue  # too short, or a glitch
                 if await self._settle(RELEASE_MS, idle, LONG_MS - PRESS_MIN_MS):
                     self._on_event(self.name, PRESS)

@@ -7,24 +7,34 @@
 #   self-test: FAIL <what>: <why>   self-test: warning: <what>   (only when something is wrong:
 #                                   the installer's tools read any "self-test:" line as a problem)
 #   event <counter> <what>          sending <counter>       acked <counter> kind <k>
-#   linger <counter> [ended ...]    heartbeat <counter> <objects>
+#   linger <counter> [ended ...]    heartbeat <counter> <objects>    boot frame <counter> <objects>
 #   sleep <ms> <why>                woke <pin|timer> <ms>
-#   deepsleep <ms> <why>            (doors; the next line is a boot)
-
-import asyncio
-import sys
-import time
+#   deepsleep <ms> <why>            (the next line is a boot)
+#   input: <button> woke the device | held at boot      (pendant, after a boot)
+#
+# Boot to decision: this module reads what woke the chip before importing the
+# rest, and the role's inputs are read before the radio is started (the
+# slowest step), so a button held at boot is judged from the firmware's first
+# look at it. The budget is in firmware/README.md ("Power").
 
 import machine
 
-from safebox.protocol import bthome
+from . import wake
 
-from . import config, feedback, health
-from .feedback import Feedback
-from .power import PLAUSIBLE_MV, Battery, Power
-from .radio import Radio
-from .sender import Sender
-from .store import EventStore
+WOKE = wake.read()  # first: the reset cause, the wake reason, the pins that ended a deep sleep
+
+import asyncio  # noqa: E402 (after the wake pins, on purpose)
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from safebox.protocol import bthome  # noqa: E402
+
+from . import config, feedback, health  # noqa: E402
+from .feedback import Feedback  # noqa: E402
+from .power import PLAUSIBLE_MV, Battery, Power  # noqa: E402
+from .radio import Radio  # noqa: E402
+from .sender import Sender  # noqa: E402
+from .store import EventStore  # noqa: E402
 
 VERSION = "0.2.0"
 
@@ -54,6 +64,9 @@ async def _main(cfg):
     battery = Battery(pins["battery_adc"])
     pct = battery.percent()  # before the radio is on: an unloaded reading
     mv = battery.last_mv
+    store = EventStore(max_pending=cfg["max_pending"])
+    cfg["wake_pins"] = WOKE[2]
+    role = _role_class(cfg["role"])(cfg, store, battery, fb)  # its inputs read now, before the radio
     try:
         radio = Radio()
     except OSError as exc:
@@ -62,7 +75,6 @@ async def _main(cfg):
     if not health.crypto_ok():
         health.fatal("crypto", "AES-CCM gives the wrong answer for the BTHome example", pins, wdt)
         return
-    store = EventStore(max_pending=cfg["max_pending"])
     warnings = list(store.problems)
     if not PLAUSIBLE_MV[0] <= mv <= PLAUSIBLE_MV[1]:
         warnings.append("battery reading %d mV is implausible (divider or ADC pin?)" % mv)
@@ -76,16 +88,20 @@ async def _main(cfg):
     low = pct < low_pct
     if low:
         print("battery low", pct)
-    fb.show(feedback.WARNING if warnings else feedback.BOOT_OK, feedback.BATTERY_LOW if low else None)
+    if machine.reset_cause() != machine.DEEPSLEEP_RESET:  # not at every wake: only at power-on and resets
+        fb.show(feedback.WARNING if warnings else feedback.BOOT_OK, feedback.BATTERY_LOW if low else None)
 
-    role = _role_class(cfg["role"])(cfg, store, battery, fb)
     power = Power(pins["wake"], radio, role.inputs, fb, wdt, enabled=bool(cfg["sleep"]))
     role.set_wake(power)
     sender = Sender(radio, store, cfg, fb, power, role.heartbeat_objects,
                     battery_low=lambda: battery.last_mv and battery.percent() < low_pct)
     role.on_event = sender.event_made
-    if machine.reset_cause() == machine.DEEPSLEEP_RESET and machine.wake_reason() == machine.TIMER_WAKE:
-        sender.heartbeat_now()  # a door's deep sleep ends at its next heartbeat
+    if WOKE[0] == machine.DEEPSLEEP_RESET and WOKE[1] == machine.TIMER_WAKE:
+        sender.heartbeat_now()  # a deep sleep's timer ends at the next heartbeat
+    elif WOKE[0] != machine.DEEPSLEEP_RESET and store.next_counter > 1:
+        # power-on, a battery change, a reset: the hub hears it at once (SPEC 1.8); not on the
+        # very first start after pairing (counter 1 is still unused: the hub has just paired it)
+        sender.boot_frame(WOKE[0], VERSION)
     tasks = [asyncio.create_task(wdt.run())]
     for i in role.inputs:
         tasks.append(asyncio.create_task(i.run()))
@@ -98,7 +114,7 @@ async def _main(cfg):
 
 
 def run():
-    print("boot safebox", VERSION, "reset_cause", machine.reset_cause(), "wake", machine.wake_reason())
+    print("boot safebox", VERSION, "reset_cause", WOKE[0], "wake", WOKE[1])
     try:
         cfg = config.load()
     except config.ConfigError as exc:

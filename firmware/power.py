@@ -1,15 +1,19 @@
-# Battery level, and light sleep between events; deep sleep for the doors.
+# Battery level, and sleep between events: deep when idle, light while
+# something is under way.
 #
 # Sleep: when nothing is to be sent, no input is being judged, no feedback is
 # playing and no central is connected, the device switches the radio off and
-# light-sleeps until the next heartbeat is due or an input wakes it. Light, not
-# deep: RAM, the asyncio tasks and the pins' state survive, a press is judged
-# from its first edge (a deep-sleep boot takes longer than a short press lasts),
-# and which of the three buttons was pressed is still known.
-#   ext0 boards: machine.lightsleep(ms) in slices of at most _SLICE_MS, with the
-#     wake pin armed (pendant: the diode-OR of the buttons, low; doors: the
-#     contact, at the level it does not have now).
-#   poll boards: slices of _POLL_MS, the inputs read after each one.
+# sleeps until the next heartbeat is due or an input wakes it. Light sleep keeps
+# RAM, the asyncio tasks and the pins' state (used while an event is retried or
+# lingers for its acks, and by doors for a while after each change):
+#   ext0 boards (doors): machine.lightsleep(ms) in slices of at most _SLICE_MS,
+#     with the contact armed at the level it does not have now.
+#   pendant, ext1 (ESP32): the same slices, EXT1 armed ANY_HIGH on the three
+#     buttons (esp32.wake_on_ext1); gpio (C3): esp32.wake_on_gpio likewise.
+#   poll boards (C3 doors): slices of _POLL_MS, the inputs read after each one.
+# Pendant deep sleep (set_buttons with deep=True): whenever it is idle, with
+# the same wake source armed and the timer at the next heartbeat; the wake is a
+# fresh boot and firmware/wake.py says which buttons ended it.
 # The watchdog is fed between slices, whether or not it runs during sleep.
 # Doors on ext0 boards deep-sleep when idle (set_deep): nothing pending, nothing
 # being judged, and awake_after_event_ms since the last change. The state last
@@ -22,11 +26,12 @@
 
 import time
 
+import esp32  # the ESP32 port's own module (wake_on_ext1, wake_on_gpio); the simulator has shims
 import machine
 from machine import ADC, Pin
 from micropython import const
 
-from .boards import WAKE_EXT0
+from .boards import BUTTONS_EXT1, BUTTONS_GPIO, WAKE_EXT0
 
 _EMPTY_MV = const(3300)  # a Li-ion cell under load; below this the radio browns out
 _FULL_MV = const(4150)
@@ -71,6 +76,29 @@ class Power:
         self._save_state = None  # and save_state(level) -> bool, which puts it on flash
         self._awake_after_ms = 0
         self._awake_until = time.ticks_ms()
+        self._buttons = None  # the pendant: the button pins that wake it, when the chip can
+        self._buttons_deep = False
+
+    def set_buttons(self, pins, kind, deep):
+        """The pendant: any of `pins` going high wakes it (kind: boards.BUTTONS_EXT1 or
+        BUTTONS_GPIO); deep: deep-sleep whenever idle (else light sleep only)."""
+        if kind not in (BUTTONS_EXT1, BUTTONS_GPIO) or not hasattr(esp32, "wake_on_" + kind):
+            return  # e.g. a C3 on MicroPython before 1.27 (no wake_on_gpio): light sleep, polling
+        self._mode = kind
+        self._buttons = tuple(pins)
+        self._buttons_deep = deep
+
+    @property
+    def wakes_on_buttons(self):
+        return self._buttons is not None
+
+    def _arm_buttons(self, on):
+        # An empty tuple clears the source. Both sources serve light and deep sleep.
+        pins = self._buttons if on else ()
+        if self._mode == BUTTONS_EXT1:
+            esp32.wake_on_ext1(pins, esp32.WAKEUP_ANY_HIGH)
+        else:
+            esp32.wake_on_gpio(pins, esp32.WAKEUP_ANY_HIGH)
 
     def set_wake(self, pin_no, level=None, wake_from=None):
         """ext0: wake on `pin_no` at `level`, or at wake_from.wake_level() when None."""
@@ -92,14 +120,26 @@ class Power:
         self._awake_until = time.ticks_add(time.ticks_ms(), self._awake_after_ms)
 
     def deep_in(self):
-        """ms until deep sleep is allowed (0 or less: now); None: never on this device."""
+        """ms until deep sleep is allowed (0 or less: now); None: not now, nor later on its own."""
+        if self._buttons is not None:
+            # a stuck button would end a deep sleep at once: light sleep, polling, until released
+            return 0 if self._buttons_deep and not self._stuck() else None
         if self._deep is None:
             return None
         return time.ticks_diff(self._awake_until, time.ticks_ms())
 
     def deep_sleep(self, ms, why=""):
-        """Deep-sleep up to `ms`: a fresh boot follows (DEEPSLEEP_RESET, wake_reason TIMER_WAKE
-        or EXT0_WAKE). Returns (without sleeping) only when the state could not be saved."""
+        """Deep-sleep up to `ms`: a fresh boot follows (DEEPSLEEP_RESET, wake_reason TIMER_WAKE,
+        EXT0_WAKE (a door) or a button's). Returns (without sleeping) only when a door's state
+        could not be saved."""
+        if self._buttons is not None:
+            self._fb.stop()
+            self._radio.off()
+            self._arm_buttons(True)
+            print("deepsleep", ms, why)
+            self._wdt.feed()
+            machine.deepsleep(max(1, ms))
+            return
         contact = self._deep
         if contact is None or self._save_state is None or not self._save_state(contact.state):
             return
@@ -142,6 +182,10 @@ class Power:
         return False
 
     def _arm(self):
+        if self._buttons is not None:
+            stuck = self._stuck()
+            self._arm_buttons(not stuck)  # a stuck button would end every sleep at once
+            return _STUCK_POLL_MS if stuck else _SLICE_MS
         if self._mode != WAKE_EXT0 or self._wake is None:
             return _POLL_MS
         pin, level = self._wake
@@ -177,6 +221,10 @@ class Power:
         self.sleeps += 1
         if self._wake_from is not None:
             self._wake_from.rearm()
+        if self._buttons is not None:
+            # ESP-IDF routes EXT1's pads to the RTC domain for the sleep: give them back
+            for i in self._inputs:
+                i.rearm()
         for i in self._inputs:
             i.poke()
         print("woke", woke, slept)

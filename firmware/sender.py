@@ -77,7 +77,9 @@ class Sender:
         self._retry_max_ms = cfg["retry_max_ms"]
         self._flag = asyncio.ThreadSafeFlag()
         radio.signal = self.signal
+        radio.accept = self._why_not_authentic
         self._next_heartbeat = time.ticks_add(time.ticks_ms(), self._heartbeat_ms)
+        self._boot = None  # (reset cause, version) while the boot frame is still to be sent
         self._recent = []  # [counter, made at ms, kind shown], oldest first
         for entry in store.pending:  # re-sent after a reboot: the resident may be waiting
             self._note(entry[0])
@@ -88,6 +90,11 @@ class Sender:
     def heartbeat_now(self):
         """Woken from deep sleep by the timer: the heartbeat is due."""
         self._next_heartbeat = time.ticks_ms()
+
+    def boot_frame(self, reset_cause, version):
+        """Started afresh (not a deep-sleep wake): say so, once the events waiting are acknowledged
+        (SPEC 1.8: a heartbeat with the reset cause and the firmware version)."""
+        self._boot = (reset_cause, version)
 
     def signal(self):
         """Something happened (a new event, an ack written, a central gone): look again."""
@@ -115,6 +122,14 @@ class Sender:
             pass
 
     # -- acks -------------------------------------------------------------------------
+    def _why_not_authentic(self, data):
+        """The radio's check of every write as it arrives: None for an authentic ack."""
+        try:
+            bthome.unseal_ack(self._key, self._radio.mac, data)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def _take_acks(self, counter):
         """Act on what the hub wrote; the highest kind acknowledging `counter`."""
         best = 0
@@ -155,6 +170,7 @@ class Sender:
         start = time.ticks_ms()
         best = 0
         while True:
+            self._radio.police()
             kind = self._take_acks(counter)
             if kind > best:
                 best = kind
@@ -166,6 +182,8 @@ class Sender:
                 if not self._radio.connections or elapsed >= window_ms + CONNECTED_MAX_MS:
                     return best
                 left = _IDLE_POLL_MS
+            if self._radio.connections:
+                left = min(left, _IDLE_POLL_MS)  # look at who is connected (radio.police) often
             await self._wait(left)
 
     # -- sending ----------------------------------------------------------------------
@@ -217,9 +235,12 @@ class Sender:
 
     async def _heartbeat(self):
         objects = self._heartbeat_objects()  # before the radio is on: an unloaded battery reading
+        boot, self._boot = self._boot, None
+        if boot is not None:
+            objects = bthome.boot_objects(objects, boot[0], boot[1])
         counter = self._store.allocate()
         self._radio.advertise(self._frame(counter, objects, False), HEARTBEAT_INTERVAL_MS)
-        print("heartbeat", counter, objects)
+        print("boot frame" if boot is not None else "heartbeat", counter, objects)
         if self._battery_low is not None and self._battery_low():
             print("battery low", objects[0][1])
         await self._listen(None, HEARTBEAT_WINDOW_MS, 99, lambda: self._store.oldest() is not None)
@@ -236,11 +257,22 @@ class Sender:
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
                 return False
+            self._radio.police()
             if self._power.enabled and self._power.quiet():
                 self._power.sleep(left, "rest")
                 await asyncio.sleep_ms(0)
             else:
                 await self._wait(min(left, _IDLE_POLL_MS))
+
+    def _showable_by(self, ms):
+        """True when an ack the hub owes for a recent event, written at the heartbeat due in
+        `ms`, could still be shown then (the pendant: "help is coming" after a deep sleep
+        would be taken as stale, the list of recent events being gone with the RAM)."""
+        now = time.ticks_ms()
+        for r in self._recent:
+            if r[2] < bthome.ACK_OPERATOR and time.ticks_diff(now, r[1]) + ms <= FRESH_MS:
+                return True
+        return False
 
     async def run(self):
         await asyncio.sleep_ms(0)  # let the input tasks start before the first sleep
@@ -250,11 +282,14 @@ class Sender:
                 await self._deliver(entry)
                 continue
             left = time.ticks_diff(self._next_heartbeat, time.ticks_ms())
-            if left <= 0:
+            if left <= 0 or self._boot is not None:
                 await self._heartbeat()
                 continue
+            self._radio.police()
             if self._power.enabled and self._power.quiet():
                 deep_in = self._power.deep_in()  # doors: deep sleep, after a while in light sleep
+                if deep_in is not None and deep_in <= 0 and self._power.wakes_on_buttons and self._showable_by(left):
+                    deep_in = None  # RAM holds what was shown: light sleep until that heartbeat
                 if deep_in is not None and deep_in <= 0:
                     self._power.deep_sleep(left, "idle")  # returns only if it could not
                 elif deep_in is not None:

@@ -117,7 +117,11 @@ class Ingest:
         if is_event:
             log.info("%s: event %s stored (%s)", address, event_id, type_)
             return Outcome("event", event_id=event_id, counter=counter, ack_needed=True, device=device)
-        log.debug("%s: heartbeat, counter %d", address, counter)
+        boot = bthome.boot_info(objects)  # SPEC 1.8: a heartbeat that says the device (re)started
+        if boot is not None:
+            log.info("%s: boot frame, counter %d: reset cause %s, firmware %s", address, counter, boot[0], boot[1])
+        else:
+            log.debug("%s: heartbeat, counter %d", address, counter)
         return Outcome("heartbeat", counter=counter, device=device)
 
     def _device(self, address: str) -> Device | None:

@@ -25,23 +25,27 @@ OBJ_PACKET_ID = 0x00
 OBJ_BATTERY = 0x01
 OBJ_TEMPERATURE = 0x02  # 0.01 degC, signed: only to read the bthome.io example
 OBJ_HUMIDITY = 0x03  # 0.01 %
+OBJ_COUNT = 0x09  # uint8; in a boot frame: the reset cause (SPEC 1.8)
 OBJ_VOLTAGE = 0x0C
 OBJ_DOOR = 0x1A
 OBJ_MOTION = 0x21
 OBJ_OCCUPANCY = 0x23
 OBJ_BUTTON = 0x3A
 OBJ_TIMESTAMP = 0x50
+OBJ_FIRMWARE = 0xF2  # firmware version, uint24: major << 16 | minor << 8 | patch; marks a boot frame
 _OBJ_LEN = {
     OBJ_PACKET_ID: 1,
     OBJ_BATTERY: 1,
     OBJ_TEMPERATURE: 2,
     OBJ_HUMIDITY: 2,
+    OBJ_COUNT: 1,
     OBJ_VOLTAGE: 2,
     OBJ_DOOR: 1,
     OBJ_MOTION: 1,
     OBJ_OCCUPANCY: 1,
     OBJ_BUTTON: 1,
     OBJ_TIMESTAMP: 4,
+    OBJ_FIRMWARE: 3,
 }
 _SIGNED = (OBJ_TEMPERATURE,)
 
@@ -237,3 +241,50 @@ def unseal_ack(key, mac, data):
     except ccm.AuthError:
         raise FrameError("ack MIC mismatch")
     return kind, counter, _le(hub_time)
+
+
+# Boot frames (SPEC 1.8): a heartbeat with the reset cause and the firmware version, sent at
+# every start but a deep-sleep wake. Reset causes as MicroPython's machine.reset_cause() numbers them.
+RESET_POWER_ON = 1
+RESET_HARD = 2
+RESET_WATCHDOG = 3
+RESET_DEEPSLEEP = 4
+RESET_SOFT = 5
+
+
+def version_code(text):
+    """'0.2.0' -> the uint24 of the firmware-version object."""
+    parts = [int(p) for p in text.split(".")]
+    if len(parts) != 3 or not all(0 <= p < 256 for p in parts):
+        raise ValueError("version must be major.minor.patch, each 0-255: %r" % text)
+    return parts[0] << 16 | parts[1] << 8 | parts[2]
+
+
+def version_text(code):
+    return "%d.%d.%d" % (code >> 16 & 0xFF, code >> 8 & 0xFF, code & 0xFF)
+
+
+def boot_objects(objects, reset_cause, version):
+    """A heartbeat's objects plus the boot objects, merged in ascending id order (the
+    pendant's three buttons keep theirs: MicroPython's sort is not stable)."""
+    extra = [(OBJ_COUNT, reset_cause), (OBJ_FIRMWARE, version_code(version))]
+    out = []
+    for obj in objects:
+        while extra and extra[0][0] < obj[0]:
+            out.append(extra.pop(0))
+        out.append(obj)
+    return out + extra
+
+
+def boot_info(objects):
+    """(reset cause, version text) when the objects are a boot frame's, else None."""
+    cause = version = None
+    for obj_id, value in objects:
+        if obj_id == OBJ_COUNT:
+            cause = value
+        elif obj_id == OBJ_FIRMWARE:
+            version = version_text(value)
+    if version is None:
+        return None
+    return cause, version
+

@@ -73,8 +73,10 @@ async def test_linger_until_delivered_then_owed_operator_ack_at_the_heartbeat(tm
     """Heard -> linger on the same frame -> delivered ends it; later the hub writes what it
     owes (operator) when it hears the next heartbeat; after a reboot an old ack is taken
     but not shown; a forged ack is refused."""
+    # light sleep only (deep_sleep 0): the counters below are those of one boot, and a press
+    # landing in a deep sleep between two heartbeats would start a new one
     async with bench_device(tmp_path, image=device_image, deliver_after_s=1.0,
-                            settings={"heartbeat_s": 3}) as (fw, hub):
+                            settings={"heartbeat_s": 3, "deep_sleep": 0}) as (fw, hub):
         await ready(fw)
         pressed = await tap(fw.bridge, "emergency", 0.12)
         await fw.wait_for_line(r"^linger 1 ended kind 2$", timeout=10)
@@ -114,8 +116,8 @@ def sender_linger_us() -> int:
 
 async def test_unheard_event_no_heartbeat_meanwhile_failed_shown_then_a_newer_event_ends_the_linger(
         tmp_path, device_image):
-    async with bench_device(tmp_path, image=device_image, auto_ack=False,
-                            settings={"heartbeat_s": 1, "failed_after_ms": 2000}) as (fw, hub):
+    async with bench_device(tmp_path, image=device_image, auto_ack=False,  # one boot: light sleep only
+                            settings={"heartbeat_s": 1, "failed_after_ms": 2000, "deep_sleep": 0}) as (fw, hub):
         await ready(fw)
         await hub.wait_frames(lambda fr: any(not f.event for f in fr))  # a heartbeat: the hub knows it
         pressed = await tap(fw.bridge, "community_service", 0.12)
@@ -195,6 +197,7 @@ async def test_low_and_implausible_battery_are_reported(tmp_path, device_image):
     async with bench_device(tmp_path / "low", image=device_image, battery_uv=1_700_000) as (fw, hub):  # 3.4 V
         await fw.wait_for_line(r"^checks ok: .* battery 11% \(3400 mV\)$", timeout=10)
         await fw.wait_for_line(r"^battery low 11$", timeout=5)
+        await fw.wait_for_line(r"^(deep)?sleep \d+ idle$", timeout=10)  # the power-on chirps are over
         pressed = await tap(fw.bridge, "emergency", 0.12)
         await fw.wait_for_line(r"^acked 1 kind 1$", timeout=10)
         await asyncio.sleep(2.6)

@@ -7,7 +7,10 @@ benchmark itself runs the firmware (python -m safebox.tools.bench.firmware); no 
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -98,5 +101,26 @@ def test_the_benchmark_prints_latency_heap_and_battery_life_per_role():
     roles = {row[0] for row in life.rows}
     assert roles == {"pendant", "front_door", "toilet_door"}
     assert all(float(row[6]) > 0 for row in life.rows)
-    assert any("projection" in row[2] for row in life.rows) and any("built" in row[2] for row in life.rows)
+    assert any("for comparison" in row[2] for row in life.rows) and any("built" in row[2] for row in life.rows)
     assert "2600 mAh" in life.title
+    built = {(r["role"], r["chip"]): r for r in bench.battery_rows(m) if r["built"]}
+    assert built[("pendant", energy.ESP32.name)]["sleep"] == "deep"
+    assert built[("pendant", energy.ESP32_C3.name)]["sleep"] == "deep"
+    assert built[("front_door", energy.ESP32_C3.name)]["sleep"] == "light"  # no EXT0 on the C3: it polls
+
+
+def test_the_benchmark_json_shows_every_role_on_the_esp32_lasting_two_years(tmp_path):
+    """The real measure (quick): the firmware on the micropython binary, its activity through the model."""
+    out = subprocess.run([sys.executable, "-m", "safebox.tools.bench.firmware", "--quick", "--json"],
+                         capture_output=True, text=True, timeout=600, check=True)
+    doc = json.loads(out.stdout)
+    rows = doc["battery"]
+    assert {"role", "chip", "sleep", "built", "days"} <= set(rows[0])
+    esp32 = {r["role"]: r for r in rows if r["built"] and r["chip"] == energy.ESP32.name}
+    assert set(esp32) == {"pendant", "front_door", "toilet_door"}
+    assert esp32["pendant"]["sleep"] == "deep" and esp32["pendant"]["days"] >= 730, esp32["pendant"]
+    # the doors are measured the same way, with less margin (the toilet door's 24 wakes a day put
+    # it at 736-746 days here): on a loaded machine their awake times stretch, so only sanity
+    for role, r in esp32.items():
+        assert r["sleep"] == "deep" and r["days"] >= 600, (role, r)
+    assert doc["boot_ms"] and all(0 < decided for _first_line, decided in doc["boot_ms"])

@@ -90,3 +90,15 @@ def test_manifest_freezes_the_same_files_under_the_same_names(tmp_path, monkeypa
     assert {rel: p.read_bytes() for rel, p in frozen.items()} == \
         {rel: src.read_bytes() for rel, src in _device_files().items()}
     assert calls["metadata"]["version"] in (ROOT / "firmware" / "package.json").read_text()  # type: ignore[index]
+
+
+def test_the_firmware_and_the_package_say_the_same_version():
+    """One version for what ships: the device's (its boot frame says it, SPEC 1.8), the freeze
+    manifest's, mip's package.json and the Python package's."""
+    import safebox
+
+    def quoted(path: str) -> str:
+        return (ROOT / path).read_text().split('VERSION = "')[1].split('"')[0]
+
+    doc = json.loads((ROOT / "firmware" / "package.json").read_text())
+    assert quoted("firmware/main.py") == quoted("firmware/manifest.py") == doc["version"] == safebox.__version__

@@ -51,7 +51,16 @@ def test_every_rule_and_edge_has_a_scenario() -> None:
     assert set(SHIPPED) >= {
         "buttons.toml", "toilet_9m59s.toml", "toilet_10m01s.toml", "front_door_23h59m.toml",
         "front_door_24h01m.toml", "front_door_quiet_window.toml", "offline_missed_heartbeats.toml",
-        "battery_low_once.toml", "alarm_survives_hub_restart.toml", "emergency_platform_down.toml"}
+        "battery_low_once.toml", "alarm_survives_hub_restart.toml", "emergency_platform_down.toml",
+        "battery_change_online.toml"}
+
+
+def test_a_battery_change_is_reported_online_by_the_boot_frame() -> None:
+    """protocol/SPEC.md 1.8: power-on sends a heartbeat with the reset cause and the version."""
+    _, res = result("battery_change_online.toml")
+    console = res["device_consoles"]["pendant"]
+    boots = [line for line in console if line.startswith("boot frame ")]
+    assert len(boots) == 1 and "(9, 1)" in boots[0] and "(242, 512)" in boots[0], console  # power-on, 0.2.0
 
 
 def test_buttons_arrive_at_once_with_their_action() -> None:

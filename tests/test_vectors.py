@@ -84,3 +84,30 @@ def test_ack_nonce_never_equals_a_frame_nonce():
     frame_nonces = {bthome.nonce(mac, info, 5) for info in (0x41, 0x45)}
     ack_nonces = {bthome.nonce(mac, 0x80 | k, 5) for k in (1, 2, 3)}
     assert not frame_nonces & ack_nonces
+
+
+def test_boot_frame_vectors_read_in_home_assistants_parser():
+    """The boot frame's objects are BTHome's own (0x09 count, 0xF2 firmware version): Home
+    Assistant's parser reads the battery, the reset cause as a count and the version."""
+    import time
+
+    from bleak.backends.device import BLEDevice
+    from bthome_ble import BTHomeBluetoothDeviceData
+    from habluetooth import BluetoothServiceInfoBleak
+
+    boots = [v for v in DOC["frames"] if "boot" in v]
+    assert {v["name"] for v in boots} == {"pendant_boot", "toilet_door_boot"}
+    for v in boots:
+        info = BluetoothServiceInfoBleak(
+            name="device", address=v["mac"], rssi=-60, manufacturer_data={},
+            service_data={bthome.SERVICE_UUID: unhexlify(v["service_data"])}, service_uuids=[bthome.SERVICE_UUID],
+            source="local", device=BLEDevice(v["mac"], "device", {}), advertisement=None, connectable=True,
+            time=time.monotonic(), tx_power=None)
+        parser = BTHomeBluetoothDeviceData(bindkey=unhexlify(v["key"]))
+        update = parser.update(info)
+        assert parser.bindkey_verified
+        values = {k.key: x.native_value for k, x in update.entity_values.items()}
+        assert values["count"] == v["boot"]["reset_cause"]
+        assert values["battery"] == v["objects"][0][1]
+        assert [d.sw_version for d in update.devices.values()] == [v["boot"]["version"]]
+

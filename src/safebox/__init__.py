@@ -6,4 +6,4 @@ tools/); `src/safebox/` holds links to them, so every module has exactly one imp
 that editors and type checkers follow, and a wheel holds real files.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the firmware's too (firmware/main.py VERSION; tests/test_firmware_package.py)

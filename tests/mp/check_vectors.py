@@ -48,6 +48,13 @@ for v in doc["frames"]:
         check(v["name"] + " re-send number", (info & bthome.INFO_RESEND_MASK) >> bthome.INFO_RESEND_SHIFT, resend)
     except bthome.FrameError as exc:
         check(v["name"] + " unseal", str(exc), "accepted")
+    boot = v.get("boot")
+    if boot is not None:  # SPEC 1.8: a heartbeat's objects plus the reset cause and the version
+        base = [o for o in objects if o[0] not in (bthome.OBJ_COUNT, bthome.OBJ_FIRMWARE)]
+        check(v["name"] + " boot objects", bthome.boot_objects(base, boot["reset_cause"], boot["version"]), objects)
+        check(v["name"] + " boot info", bthome.boot_info(objects), (boot["reset_cause"], boot["version"]))
+    else:
+        check(v["name"] + " not a boot frame", bthome.boot_info(objects), None)
 
 for v in doc["acks"]:
     key, mac = unhexlify(v["key"]), bthome.mac_bytes(v["mac"])

@@ -1,16 +1,16 @@
 """Firmware on the device side: press-to-advertisement latency, peak heap, modelled battery life.
 
-    python -m safebox.tools.bench.firmware [--quick]
+    python -m safebox.tools.bench.firmware [--quick] [--json]
 
 Everything runs the real firmware image on the `micropython` binary through the simulator
 (tools/sim), with an in-process stand-in for the hub (`StandInHub`: scans with bleak over
 bumble, writes authenticated acks) so that only the device is measured:
 
-* **press -> advertisement**: from the moment the button pin goes down (the pendant asleep,
-  radio off) to the first advertisement of the event frame the simulator's radio accepted.
-  It includes the 50 ms press debounce *and* the 50 ms release debounce of a 60 ms tap
-  (the firmware counts a press when it ends: a long press is decided by the holding),
-  waking from light sleep and bringing the radio up.
+* **press -> advertisement**: from the moment the button pin goes down (the pendant in deep
+  sleep, radio off) to the first advertisement of the event frame the simulator's radio
+  accepted: the simulator's 300 ms for the ROM and bootloader, starting micropython and the
+  firmware (this machine), the press counted from the wake pins, the radio brought up; and
+  the boot-to-decision time (micropython started -> the waking button counted).
 * **peak heap**: `micropython.mem_peak()` of a whole cycle (boot, press, send, ack, linger,
   heartbeat, sleep), under a small `-X heapsize`, and the smallest heap (in steps of 4 KiB)
   on which that cycle still completes. The simulator's shims run as .mpy like the firmware;
@@ -18,14 +18,13 @@ bumble, writes authenticated acks) so that only the device is measured:
 * **battery life per role**: the energy model of tools/sim/energy.py, fed with the awake,
   radio and sleep times measured here per event and per heartbeat, for its stated cell and
   usage profile, on the ESP32 and the ESP32-C3, in the sleep mode the firmware uses as built
-  (doors: deep sleep on the ESP32) and the other one for comparison.
+  (doors on the ESP32 and the pendant: deep sleep) and the other one for comparison.
 
 No timed assertions anywhere: tests only check that the figures are there and sane.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -35,160 +34,16 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safebox.protocol import bthome
+from safebox.tools.bench.standin import ACK_CHAR, Frame, StandInHub  # noqa: F401 (used from here by tests)
 
-ACK_CHAR = bthome.ACK_CHAR_UUID
 BOARD = "esp32-devkitc"
+WAKE_BOOT_MS = 300  # tools/sim/firmware_process.py WAKE_BOOT_S
 FULL_BATTERY_UV = 1_950_000  # 3.9 V behind the 1:2 divider
-
-
-# -- a hub stand-in ------------------------------------------------------------------------
-@dataclass
-class Frame:
-    """One advertisement the stand-in heard from the device, decoded with its key."""
-
-    t: float  # time.monotonic()
-    counter: int
-    event: bool
-    objects: list[tuple[int, int]]
-    adv: bytes
-
-
-@dataclass
-class StandInHub:
-    """A hub in this process, on the simulator's air, for device-side tests and benches.
-
-    It hears the device's frames (bleak's public API over bumble, passive scan) and, when
-    `auto_ack` is set, answers each new event counter once with kind 1 (heard), and with
-    kind 2 (delivered) `deliver_after_s` later if that is not None. `deaf_s` leaves a counter
-    unanswered until that long after it was first heard (a lost acknowledgement, as the
-    device sees it: its first burst goes unanswered).
-    `write(kind, counter)` writes any ack; `owed` acks are written the next time the device
-    is heard, as the real hub writes what it owes.
-    """
-
-    air: Any
-    key: bytes
-    mac: str
-    auto_ack: bool = True
-    deliver_after_s: float | None = None
-    deaf_s: float = 0.0
-    frames: list[Frame] = field(default_factory=list)
-    written: list[tuple[float, int, int, bool]] = field(default_factory=list)  # (t, kind, counter, ok)
-    owed: list[tuple[int, int]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._acked: set[tuple[int, int]] = set()
-        self._first_heard: dict[int, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._ble_device: Any = None
-        self._lock = asyncio.Lock()
-        self._heard = asyncio.Condition()
-        self._stack = contextlib.AsyncExitStack()
-        self._controller: Any = None
-
-    async def __aenter__(self) -> StandInHub:
-        from bleak import BleakScanner
-        from bumble.device import Device
-        from bumble.host import Host
-        from bumble.transport.common import AsyncPipeSink
-
-        from safebox.tools.sim.bleak_backend import BumbleScanner, use_device
-
-        self._controller = self.air.plug_hub("stand-in-hub")
-        device = Device(host=Host(self._controller, AsyncPipeSink(self._controller)))
-        await self._stack.enter_async_context(use_device(device))
-        scanner = BleakScanner(self._seen, scanning_mode="passive", backend=BumbleScanner)
-        await self._stack.enter_async_context(scanner)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._stack.aclose()
-        if self._controller is not None:
-            self.air.unplug(self._controller)
-
-    def _seen(self, device: Any, adv: Any) -> None:
-        data = adv.service_data.get(bthome.SERVICE_UUID)
-        if device.address.upper() != self.mac.upper() or data is None:
-            return
-        self._ble_device = device
-        try:
-            info, counter, objects = bthome.unseal(self.key, bthome.mac_bytes(self.mac), data)
-        except bthome.FrameError:
-            return
-        event = bool(info & bthome.INFO_EVENT)
-        self.frames.append(Frame(time.monotonic(), counter, event, objects, bytes(data)))
-        self._spawn(self._notify())
-        if self.owed:
-            owed, self.owed = self.owed, []
-            for kind, c in owed:
-                self._spawn(self.write(kind, c))
-        if not (event and self.auto_ack) or (1, counter) in self._acked:
-            return
-        first = self._first_heard.setdefault(counter, time.monotonic())
-        if time.monotonic() - first < self.deaf_s:
-            return
-        self._acked.add((1, counter))
-        self._spawn(self._ack(counter))
-
-    async def _ack(self, counter: int) -> None:
-        if not await self.write(bthome.ACK_HEARD, counter):
-            self._acked.discard((1, counter))  # not written: answer the next repeat
-            return
-        if self.deliver_after_s is not None:
-            await asyncio.sleep(self.deliver_after_s)
-            await self.write(bthome.ACK_DELIVERED, counter)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _notify(self) -> None:
-        async with self._heard:
-            self._heard.notify_all()
-
-    async def write(self, kind: int, counter: int, *, data: bytes | None = None, timeout: float = 5.0) -> bool:
-        """Connect, write one ack (or `data`), disconnect; True when the write was answered."""
-        from bleak import BleakClient
-        from bleak.exc import BleakError
-
-        from safebox.tools.sim.bleak_backend import BumbleClient
-
-        if data is None:
-            data = bthome.seal_ack(self.key, bthome.mac_bytes(self.mac), kind, counter, int(time.time()))
-        ok = False
-        async with self._lock:
-            if self._ble_device is not None:
-                try:
-                    async with BleakClient(self._ble_device, backend=BumbleClient, timeout=timeout) as client:
-                        await client.write_gatt_char(ACK_CHAR, data, response=True)
-                    ok = True
-                except (BleakError, TimeoutError, OSError, asyncio.TimeoutError):
-                    ok = False
-        self.written.append((time.monotonic(), kind, counter, ok))
-        return ok
-
-    async def wait_frames(self, predicate: Callable[[list[Frame]], bool], timeout: float = 10.0) -> list[Frame]:
-        async with asyncio.timeout(timeout), self._heard:
-            await self._heard.wait_for(lambda: predicate(self.frames))
-        return self.frames
-
-    def event_counters(self) -> list[int]:
-        """Distinct event counters heard, in the order first heard."""
-        seen: list[int] = []
-        for f in self.frames:
-            if f.event and f.counter not in seen:
-                seen.append(f.counter)
-        return seen
 
 
 # -- a device on the bench -----------------------------------------------------------------
@@ -211,16 +66,14 @@ def flash_dir(root: Path, image: Path, role: str, key: bytes, settings: dict[str
 
 
 async def tap(bridge: Any, button: str, hold_s: float) -> float:
-    """Press a pendant button (its pin and the diode-OR wake line); the time it went down."""
+    """Press a pendant button (it switches 3V3 onto its pin); the time it went down."""
     from safebox.firmware.boards import BOARDS
 
-    pins = [BOARDS[BOARD][button], BOARDS[BOARD]["button_wake"]]
+    pin = BOARDS[BOARD][button]
     down = time.monotonic()
-    for pin in pins:
-        bridge.set_pin(pin, 0)
+    bridge.set_pin(pin, 1)
     await asyncio.sleep(hold_s)
-    for pin in pins:
-        bridge.set_pin(pin, 1)
+    bridge.set_pin(pin, 0)
     return down
 
 
@@ -291,6 +144,7 @@ def compiled_shims(dest: Path) -> Path:
 @dataclass
 class Measured:
     latencies_ms: list[float] = field(default_factory=list)
+    boot_ms: list[tuple[float, float]] = field(default_factory=list)  # process start -> boot line, -> button read
     event: dict[str, Any] = field(default_factory=dict)  # role -> energy.Activity of one event
     heartbeat: dict[str, Any] = field(default_factory=dict)
     heap_live: int | None = None
@@ -312,26 +166,37 @@ async def _pendant(workdir: Path, presses: int, out: Measured) -> None:
     from safebox.tools.sim import energy
 
     pins = BOARDS[BOARD]
-    async with bench_device(workdir, "pendant", deliver_after_s=1.0, settings={"heartbeat_s": 4}) as (fw, _hub):
+    # As built the pendant deep-sleeps (EXT1 on its buttons, the timer at the hourly heartbeat):
+    # each tap wakes it. An event is measured from the firmware's boot line to its next deep
+    # sleep; the ROM and bootloader before it are the model's deep_boot_s (tools/sim/energy.py).
+    asleep = r"^(deep)?sleep \d+ idle"
+    async with bench_device(workdir, "pendant", deliver_after_s=1.0) as (fw, _hub):
         rec = energy.LineRecorder(fw)
-        await fw.wait_for_line(r"^sleep \d+ idle", timeout=10)
+        await fw.wait_for_line(asleep, timeout=15)
         acts = []
         for _ in range(presses):
             await asyncio.sleep(0.3)
             down = await tap(fw.bridge, "emergency", 0.06)
             advertised = None
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(15):
                 while advertised is None:
                     advertised = next((a.t for a in fw.bridge.advertising if a.t >= down and a.interval_us == 30000),
                                       None)
                     await asyncio.sleep(0.005)
             out.latencies_ms.append((advertised - down) * 1000)
-            end = await _next_line(rec, r"^sleep \d+ idle", down)
-            acts.append(energy.Activity.measure(rec, fw.bridge, down, end, led_pin=pins["led"],
+            spawned = await _next_line(rec, r"^booted \(pid", down)
+            booted = await _next_line(rec, r"^boot safebox ", down)
+            decided = await _next_line(rec, r"^input: emergency woke the device", booted)
+            out.boot_ms.append(((booted - spawned) * 1000, (decided - spawned) * 1000))
+            end = await _next_line(rec, asleep, booted)
+            acts.append(energy.Activity.measure(rec, fw.bridge, booted, end, led_pin=pins["led"],
                                                 buzzer_pin=pins["buzzer"]))
         out.event["pendant"] = _mean_activity(acts)
-        woke = await _next_line(rec, r"^woke timer", time.monotonic())
-        end = await _next_line(rec, r"^sleep \d+ idle", woke)
+    async with bench_device(workdir / "beat", "pendant", settings={"heartbeat_s": 4}) as (fw, _hub):
+        rec = energy.LineRecorder(fw)
+        await fw.wait_for_line(asleep, timeout=15)
+        woke = await _next_line(rec, r"^boot safebox .* reset_cause 4 wake 4$", time.monotonic())
+        end = await _next_line(rec, asleep, woke)
         out.heartbeat["pendant"] = energy.Activity.measure(rec, fw.bridge, woke, end, led_pin=pins["led"],
                                                            buzzer_pin=pins["buzzer"])
 
@@ -410,22 +275,50 @@ async def measure(workdir: Path, quick: bool = False) -> Measured:
 
 
 # -- the tables --------------------------------------------------------------------------------
+def battery_rows(m: Measured) -> list[dict[str, Any]]:
+    """The modelled battery life per role and chip, in the sleep mode as built and the other one."""
+    from safebox.tools.sim import energy
+
+    cell = energy.Cell()
+    rows: list[dict[str, Any]] = []
+    for profile in energy.PROFILES:
+        if profile.role not in m.event:
+            continue
+        for chip in energy.CHIPS:
+            built = energy.built_mode(profile.role, chip)
+            for mode in (built, "deep" if built == "light" else "light"):
+                day = energy.per_day(profile, m.event[profile.role], m.heartbeat[profile.role], chip, mode)
+                rows.append({"role": profile.role, "chip": chip.name, "sleep": mode, "built": mode == built,
+                             "events_per_day": profile.events_per_day, "mah_per_day": round(day.total_mah, 3),
+                             "asleep_share": round(day.sleep_mah / day.total_mah, 3),
+                             "days": round(energy.battery_days(day, cell), 1)})
+    return rows
+
+
 def tables(m: Measured, quick: bool = False) -> list[Any]:
     from safebox.tools.bench import Table, percentile
     from safebox.tools.sim import energy
 
     lat = m.latencies_ms
-    t1 = Table("Firmware, device side: press -> advertisement (pendant asleep, radio off)",
+    t1 = Table("Firmware, device side: press -> advertisement (pendant in deep sleep, radio off)",
                ["measure", "n", "median ms", "max ms"])
     t1.rows.append(["button down -> first advertisement of its frame", len(lat), f"{percentile(lat, 50):.0f}",
                     f"{max(lat):.0f}"])
-    after = [x - 60 - 50 for x in lat]
-    t1.rows.append(["  less the 60 ms tap and the 50 ms release debounce", len(after),
+    after = [x - WAKE_BOOT_MS for x in lat]
+    t1.rows.append([f"  less the {WAKE_BOOT_MS} ms the simulator gives the ROM and bootloader", len(after),
                     f"{percentile(after, 50):.0f}", f"{max(after):.0f}"])
-    t1.notes += ["a tap of 60 ms: the firmware counts a press when its release has held 50 ms (a long press is "
-                 "decided by holding), so 110 ms of every figure is the finger and the filter",
-                 "the rest: waking from light sleep, the store's flash write, sealing the frame, bringing the "
-                 "radio up (instant in the simulator; the energy model adds 150 ms of NimBLE start-up on a board)"]
+    if m.boot_ms:
+        boot = [b for b, _d in m.boot_ms]
+        decide = [d for _b, d in m.boot_ms]
+        t1.rows.append(["micropython started -> firmware's first line (unix port, this machine)", len(boot),
+                        f"{percentile(boot, 50):.0f}", f"{max(boot):.0f}"])
+        t1.rows.append(["micropython started -> the button that woke it counted", len(decide),
+                        f"{percentile(decide, 50):.0f}", f"{max(decide):.0f}"])
+    t1.notes += ["a tap of 60 ms while the pendant deep-sleeps: EXT1 wakes the chip, the press is over before the "
+                 "firmware runs and is counted from the wake pins at boot (no release debounce to wait for)",
+                 "the rest: starting micropython and importing the firmware on this machine, the store's flash "
+                 "write, sealing the frame, bringing the radio up (instant in the simulator; the energy model adds "
+                 "150 ms of NimBLE start-up on a board)"]
 
     t2 = Table("Firmware RAM over a whole cycle (boot, press, ack, linger, heartbeat, sleep), unix port",
                ["measure", "KiB"])
@@ -452,35 +345,25 @@ def tables(m: Measured, quick: bool = False) -> list[Any]:
             cells = [f"{energy.charge(energy.Activity(**{**act.__dict__, 'asleep_s': 0.0}), chip, energy.built_mode(role, chip)).total_uah:.1f}"  # noqa: E501
                      for chip in energy.CHIPS]
             t3.rows.append([role, what, f"{awake:.2f}", f"{act.adv_events:.0f}", *cells])
-    t3.notes.append("an event: from the pin changing to the device asleep again (heard at once, 'delivered' 1 s "
-                    "later ends the linger; the feedback patterns are played out); doors on the ESP32 include the "
-                    "350 ms deep-sleep boot of each wake")
+    t3.notes.append("an event: from the pin changing (the pendant: from its boot) to the device asleep again (heard "
+                    "at once, 'delivered' 1 s later ends the linger; the feedback patterns are played out); every "
+                    "deep-sleep wake adds the model's 350 ms boot")
 
     cell = energy.Cell()
     t4 = Table(f"Modelled battery life: one {cell.name}, {cell.capacity_mah:.0f} mAh, {cell.usable:.0%} usable, "
                f"{cell.self_discharge_per_month:.0%}/month self-discharge",
                ["role", "chip", "sleep", "events/day", "mAh/day", "of which asleep", "days", "years"])
-    for profile in energy.PROFILES:
-        if profile.role not in m.event:
-            continue
-        for chip in energy.CHIPS:
-            built = energy.built_mode(profile.role, chip)
-            for mode in (built, "deep" if built == "light" else "light"):
-                day = energy.per_day(profile, m.event[profile.role], m.heartbeat[profile.role], chip, mode)
-                days = energy.battery_days(day, cell)
-                if mode == built:
-                    label = "%s (built, %s)" % (mode, chip.wake)
-                else:
-                    label = "deep (projection)" if mode == "deep" else "light (for comparison)"
-                t4.rows.append([profile.role, chip.name, label, f"{profile.events_per_day:g}", f"{day.total_mah:.2f}",
-                                f"{day.sleep_mah / day.total_mah:.0%}", f"{days:.0f}", f"{days / 365:.1f}"])
+    for r in battery_rows(m):
+        label = r["sleep"] + (" (built)" if r["built"] else " (for comparison)")
+        t4.rows.append([r["role"], r["chip"], label, f"{r['events_per_day']:g}", f"{r['mah_per_day']:.2f}",
+                        f"{r['asleep_share']:.0%}", f"{r['days']:.0f}", f"{r['days'] / 365:.1f}"])
     t4.notes += [f"{p.role}: {p.note}; {p.heartbeats_per_day:g} heartbeats a day" for p in energy.PROFILES]
-    t4.notes += ["as built: the doors deep-sleep on the ESP32 (EXT0 on the contact, timer at the heartbeat; a "
-                 "350 ms boot per wake and 10 s of light sleep after each change counted), the pendant and every "
-                 "role on the C3 light-sleep; ESP32 light sleep is 0.8 mA (datasheet), the C3 without a pin wake in "
-                 "MicroPython's machine API polls every 30 ms",
-                 "deep (projection): the pendant would need a latch remembering which button woke it; the C3 a pin "
-                 "wake its machine API does not offer",
+    t4.notes += ["as built: the doors deep-sleep on the ESP32 (EXT0 on the contact, timer at the heartbeat; 10 s of "
+                 "light sleep after each change counted), the pendant deep-sleeps on both chips (ESP32: EXT1 "
+                 "ANY_HIGH on its buttons; C3: GPIO wake, with MicroPython 1.29+'s machine.wake_pins()); doors on "
+                 "the C3 light-sleep and poll every 30 ms (no EXT0); a 350 ms boot per deep-sleep wake",
+                 "ESP32 light sleep is 0.8 mA (datasheet), deep sleep 10 uA; board: low-Iq LDO 4 uA, divider 2 uA, "
+                 "external button pull-downs draw nothing while released",
                  "currents and assumptions: tools/sim/energy.py"]
     return [t1, t2, t3, t4]
 
@@ -493,12 +376,21 @@ def run(quick: bool = False) -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two presses, no smallest-heap search")
-    args = parser.parse_args(argv)
-    from safebox.tools.bench import print_tables
+    from safebox.tools.bench import bench_parser, print_tables
 
-    print_tables(run(args.quick))
+    parser = bench_parser("firmware", __doc__, "two presses, no smallest-heap search")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object: the measures and `battery`, a list of {role, chip, sleep, built, days}")
+    args = parser.parse_args(argv)
+    logging.getLogger("bumble").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="safebox-bench-fw-") as tmp:
+        m = asyncio.run(measure(Path(tmp), args.quick))
+    if args.json:
+        print(json.dumps({"latency_ms": m.latencies_ms, "boot_ms": m.boot_ms, "heap_live": m.heap_live,
+                          "heap_shims": m.heap_shims, "min_heap_kib": m.min_heap_kib, "battery": battery_rows(m)},
+                         indent=1))
+        return
+    print_tables(tables(m, args.quick))
 
 
 if __name__ == "__main__":

@@ -168,13 +168,10 @@ class Lab:
         if name not in inputs:
             raise InstallerError("lab_bad_input", name=name, names=", ".join(inputs))
         if name in BUTTONS:
-            # The button's pin and, through its diode, the shared wake line (firmware/boards.py).
-            pins = [setup["pins"][name]] + [setup["pins"][p] for p in ("button_wake",) if p in setup["pins"]]
-            for pin in pins:
-                self._fw.bridge.set_pin(pin, 0)
+            # The button switches 3V3 onto its pin (firmware/boards.py: pull-downs).
+            self._fw.bridge.set_pin(setup["pins"][name], 1)
             await asyncio.sleep(hold_s)
-            for pin in pins:
-                self._fw.bridge.set_pin(pin, 1)
+            self._fw.bridge.set_pin(setup["pins"][name], 0)
         else:
             level = setup["open_level"] if name == "open" else 1 - setup["open_level"]
             self._fw.bridge.set_pin(setup["pins"]["contact"], level)

@@ -192,6 +192,9 @@ class _Boot:
     async def op_sleep(self, msg: dict[str, Any]) -> None:
         self.bridge.last_sleep = (msg["kind"], msg.get("ms"))
         self.bridge.last_sleep_wake = msg.get("wake")
+        self.bridge.last_sleep_wake1 = msg.get("wake1")
+        if msg["kind"] == "deep" and msg.get("wake1"):
+            self.bridge.arm_ext1(msg["wake1"])
         if msg["kind"] == "deep":
             self.bridge.deep_sleeps.append((time.monotonic(), msg.get("ms"), msg.get("wake")))
 
@@ -387,6 +390,12 @@ class Bridge:
         self.boots = 0
         self.last_sleep: tuple[str, int | None] | None = None
         self.last_sleep_wake: list[int] | None = None  # deep sleep's EXT0 source: [pin, level, already at it]
+        self.last_sleep_wake1: list[Any] | None = None  # deep sleep's EXT1/GPIO source: [[pins], level, reason]
+        # What the chip latches for it: the pins at the level at the moment it fired (the instant
+        # of the set_pin, not when the simulator's loop gets round to it: a 60 ms press must not
+        # be missed); pins set in the same instant are latched together
+        self._ext1_armed: list[Any] | None = None
+        self.ext1_latched: tuple[int, ...] = ()
         self.deep_sleeps: list[tuple[float, int | None, list[int] | None]] = []  # (monotonic, ms, wake), every one
         self.last_reset_cause: int | None = None
         self.on_watchdog: Callable[[], None] | None = None
@@ -434,6 +443,7 @@ class Bridge:
     def _booted(self, boot: _Boot) -> None:
         self.boots += 1
         self.last_sleep = None
+        self._ext1_armed = None
         self.last_reset_cause = None
         asyncio.get_running_loop().create_task(self._notify())
 
@@ -466,9 +476,26 @@ class Bridge:
         return self._boot is not None
 
     # -- pins ------------------------------------------------------------------------------
+    def arm_ext1(self, wake1: list[Any]) -> None:
+        """The firmware went to deep sleep with EXT1/GPIO armed: latch the pins when it fires."""
+        self._ext1_armed, self.ext1_latched = wake1, ()
+        self._fire_ext1()
+
+    def _fire_ext1(self) -> None:
+        armed = self._ext1_armed
+        if armed is None:
+            return
+        pins, level = armed[0], armed[1]
+        at = tuple(p for p in pins if self.pin_levels.get(p, 0) == level)
+        if at and (level or len(at) == len(pins)):  # ANY_HIGH: any one; ALL_LOW: all of them
+            self._ext1_armed, self.ext1_latched = None, at
+
     def set_pin(self, pin: int | str, value: int) -> None:
         """Set an input level; the firmware's Pin.irq handler sees the edge."""
         self.pin_levels[pin] = 1 if value else 0
+        if self._ext1_armed is not None:
+            # at the end of this instant: pins set together (no await between) fire together
+            asyncio.get_running_loop().call_soon(self._fire_ext1)
         if self._boot is not None:
             self._boot.send({"op": "pin", "pin": pin, "value": self.pin_levels[pin]})
         if self.on_pin is not None:

@@ -27,9 +27,10 @@ Assumptions (stated, not measured; change them here):
 * bringing NimBLE up after a light sleep (`ble.active(True)`) keeps the CPU awake 150 ms
   more than the simulator's instant bring-up;
 * each light-sleep slice costs 1 ms awake to wake, feed the watchdog and read the inputs
-  (the firmware sleeps in slices of 4 s on ext0 boards, 30 ms on poll boards);
+  (the firmware sleeps in slices of 4 s when a pin can wake it: doors on ext0 boards, the
+  pendant everywhere (EXT1 / GPIO wake); 30 ms for doors on poll boards);
 * a deep-sleep wake is a boot: 350 ms awake at the CPU current before the firmware's own work,
-  once per wake (door events and heartbeats). Source: ESP-IDF's `deep_sleep_wake_stub` example
+  once per wake (events and heartbeats). Source: ESP-IDF's `deep_sleep_wake_stub` example
   README (Espressif) logs "cpu_start: Starting scheduler on PRO CPU" at 309 ms after reset with
   the default bootloader (image validated on every wake); MicroPython's start and importing the
   frozen firmware are taken as the other ~40 ms (an assumption, not measured on a board; the
@@ -43,10 +44,15 @@ Assumptions (stated, not measured; change them here):
 * the cell: one 18650 Li-ion, 2600 mAh, 85 % usable above the firmware's 3.3 V empty point,
   self-discharge 2 % a month.
 
+* the pendant's press is counted at its boot (the pins that woke it), then sent, acknowledged
+  and lingered on as measured; it stays in light sleep only while that lasts (and, with
+  heartbeats more often than every 15 minutes, until the next one: not the production profile).
+
 As built (firmware/power.py, `built_mode`): the door sensors deep-sleep between events on the
-ESP32 (EXT0 on the contact + the heartbeat timer); the pendant light-sleeps (deep sleep would
-need a latch that remembers which button woke it: a projection only), and so does every role on
-the ESP32-C3 (no pin wake in MicroPython's machine API there).
+ESP32 (EXT0 on the contact + the heartbeat timer); the pendant deep-sleeps on the ESP32 (EXT1
+ANY_HIGH on its three buttons + the timer) and on the ESP32-C3 (GPIO wake; needs MicroPython 1.29+
+for machine.wake_pins(), else it light-sleeps, woken by the same source); doors on the C3
+light-sleep and poll (no EXT0 there).
 """
 
 from __future__ import annotations
@@ -115,12 +121,19 @@ class Profile:
     note: str = ""
 
 
-DEEP_SLEEP_ROLES = ("front_door", "toilet_door")
+DEEP_SLEEP_ROLES = ("front_door", "toilet_door")  # doors: deep sleep on EXT0 chips, a light window after changes
+PIN_WAKE_ROLES = ("pendant",)  # woken by a pin on every chip (EXT1 / GPIO wake): deep sleep everywhere
 
 
 def built_mode(role: str, chip: Chip) -> str:
-    """How the firmware as built sleeps between events: "deep" for a door on an EXT0 chip."""
-    return "deep" if role in DEEP_SLEEP_ROLES and chip.wake == "ext0" else "light"
+    """How the firmware as built sleeps between events: "deep" for a door on an EXT0 chip and for
+    the pendant (on the C3 with MicroPython 1.29+)."""
+    return "deep" if role in PIN_WAKE_ROLES or (role in DEEP_SLEEP_ROLES and chip.wake == "ext0") else "light"
+
+
+def light_slice_s(role: str, chip: Chip, a: Assumptions = Assumptions()) -> float:
+    """The light-sleep slice: long when a pin ends the sleep, short when the inputs are polled."""
+    return a.ext0_slice_s if chip.wake == "ext0" or role in PIN_WAKE_ROLES else a.poll_slice_s
 
 
 PROFILES = (
@@ -243,12 +256,14 @@ class Charge:
         return self.total_mas / 3.6
 
 
-def sleep_current_ma(chip: Chip, mode: str = "light", a: Assumptions = Assumptions()) -> float:
+def sleep_current_ma(chip: Chip, mode: str = "light", a: Assumptions = Assumptions(),
+                     slice_s: float | None = None) -> float:
     """Average current while asleep, with the slice wake-ups, and the board's quiescent draw."""
     board = a.ldo_iq_ma + a.divider_ma
     if mode == "deep":
         return chip.deep_sleep_ma + board
-    slice_s = a.ext0_slice_s if chip.wake == "ext0" else a.poll_slice_s
+    if slice_s is None:
+        slice_s = a.ext0_slice_s if chip.wake == "ext0" else a.poll_slice_s
     duty = a.slice_wake_s / slice_s
     return chip.light_sleep_ma * (1 - duty) + chip.cpu_ma * duty + board
 
@@ -281,17 +296,20 @@ class Day:
 
 def per_day(profile: Profile, event: Activity, heartbeat: Activity, chip: Chip, mode: str = "light",
             a: Assumptions = Assumptions()) -> Day:
-    """mAh a day: the events and heartbeats (their awake part), and sleep for the rest."""
-    awake_event = event.span_s - event.asleep_s
-    awake_beat = heartbeat.span_s - heartbeat.asleep_s
+    """mAh a day: the events and heartbeats (awake, and light sleep within them), and sleep (in
+    `mode`) for the rest."""
     ev = charge(Activity(**{**event.__dict__, "asleep_s": 0.0}), chip, mode, a)
     hb = charge(Activity(**{**heartbeat.__dict__, "asleep_s": 0.0}), chip, mode, a)
-    asleep_s = max(0.0, DAY_S - profile.events_per_day * awake_event - profile.heartbeats_per_day * awake_beat)
-    sleep = asleep_s * sleep_current_ma(chip, mode, a)
+    asleep_s = max(0.0, DAY_S - profile.events_per_day * event.span_s - profile.heartbeats_per_day * heartbeat.span_s)
+    slice_s = light_slice_s(profile.role, chip, a)
+    sleep = asleep_s * sleep_current_ma(chip, mode, a, slice_s)
+    # light sleep inside an event (backoff, linger) at the light-sleep current, in either mode
+    light_s = profile.events_per_day * event.asleep_s + profile.heartbeats_per_day * heartbeat.asleep_s
+    sleep += light_s * sleep_current_ma(chip, "light", a, slice_s)
     if mode == "deep" and profile.role in DEEP_SLEEP_ROLES:
         # light sleep, not deep, for the window after each change
         window_s = min(asleep_s, profile.events_per_day * a.awake_window_s)
-        sleep += window_s * (sleep_current_ma(chip, "light", a) - sleep_current_ma(chip, "deep", a))
+        sleep += window_s * (sleep_current_ma(chip, "light", a, slice_s) - sleep_current_ma(chip, "deep", a))
     e_mah = profile.events_per_day * ev.total_mas / 3600
     h_mah = profile.heartbeats_per_day * hb.total_mas / 3600
     s_mah = sleep / 3600

@@ -48,6 +48,7 @@ SHIMS_DIR = Path(__file__).resolve().parent / "shims"
 _EXIT_RESET = 90
 _EXIT_DEEPSLEEP = 91
 _EXIT_SOFT_RESET = 92
+WAKE_BOOT_S = 0.3  # an ESP32 from a pin wake to main.py, unoptimised (firmware/README.md: the budget)
 
 
 def micropython_binary() -> str:
@@ -113,7 +114,7 @@ class FirmwareProcess:
         await self.bridge.start()
         await self._spawn(reset_cause, wake_reason)
 
-    async def _spawn(self, reset_cause: int, wake_reason: int) -> None:
+    async def _spawn(self, reset_cause: int, wake_reason: int, wake_pins: tuple[int, ...] = ()) -> None:
         env = {
             **os.environ,
             **self._env,
@@ -123,6 +124,7 @@ class FirmwareProcess:
             "SAFEBOX_SIM_MAC": self.bridge.mac,
             "SAFEBOX_SIM_RESET_CAUSE": str(reset_cause),
             "SAFEBOX_SIM_WAKE_REASON": str(wake_reason),
+            "SAFEBOX_SIM_WAKE_PINS": ",".join(str(p) for p in wake_pins),
         }
         run = [self.entry] if self.entry.endswith(".py") else ["-m", self.entry]
         self._watchdog_fired = False
@@ -167,6 +169,16 @@ class FirmwareProcess:
             sleep_ms = self.bridge.last_sleep[1] if self.bridge.last_sleep else None
             cause, wake = DEEPSLEEP_RESET, TIMER_WAKE
             delay = None if sleep_ms is None else sleep_ms / 1000
+            ext1 = self.bridge.last_sleep_wake1
+            if ext1 is not None:  # the pins end the sleep at their level, the timer (if any) otherwise
+                self.exits.append((rc, cause))
+                self.log.info("exit %s: deep sleep %s ms or pins %s at %s", rc, sleep_ms, ext1[0], ext1[1])
+                pins = await self._wait_ext1(ext1[0], ext1[1], delay)
+                if pins:
+                    wake = ext1[2]
+                    await asyncio.sleep(WAKE_BOOT_S)
+                await self._spawn(cause, wake, pins)
+                return
             ext0 = self.bridge.last_sleep_wake
             if ext0 is not None:  # the armed pin ends the sleep at its level, the timer (if any) otherwise
                 self.exits.append((rc, cause))
@@ -204,6 +216,22 @@ class FirmwareProcess:
                 await asyncio.wait_for(self._wake.wait(), left)
             except TimeoutError:
                 return False
+
+    async def _wait_ext1(self, pins: list[int], level: int, delay: float | None) -> tuple[int, ...]:
+        """The pins the EXT1/GPIO source latched when it fired (the bridge notes them as the pins
+        change) within `delay` s (None: ever); () when the timer ended the sleep first."""
+        deadline = None if delay is None else time.monotonic() + delay
+        while True:
+            self._wake.clear()
+            if at := self.bridge.ext1_latched:
+                return at
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return ()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return ()
 
     def _on_watchdog(self) -> None:
         if self.running:

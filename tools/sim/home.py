@@ -41,24 +41,21 @@ FRESH_BATTERY_UV = 1_975_000  # 3.95 V behind the boards' 1:2 divider: a fresh c
 class SimDevice:
     device: Device
     firmware: FirmwareProcess
+    board: str = BOARD
 
     @property
     def id(self) -> str:
         return self.device.id
 
     def pin(self, name: str) -> int:
-        return BOARDS[BOARD][name]
+        return BOARDS[self.board][name]
 
     async def press(self, button: str, hold_s: float = 0.12) -> None:
-        """Hold a pendant button: its pin and, through its diode, the shared wake line
-        (firmware/boards.py) go low together, and come back up together."""
+        """Hold a pendant button: it switches 3V3 onto its pin (firmware/boards.py)."""
         bridge = self.firmware.bridge
-        pins = [self.pin(button), self.pin("button_wake")]
-        for pin in pins:
-            bridge.set_pin(pin, 0)
+        bridge.set_pin(self.pin(button), 1)
         await asyncio.sleep(hold_s)
-        for pin in pins:
-            bridge.set_pin(pin, 1)
+        bridge.set_pin(self.pin(button), 0)
 
     def set_door(self, is_open: bool, open_level: int = 0) -> None:
         """Open or close the door a contact sensor watches (an NC reed by default: open reads 0)."""
@@ -199,10 +196,12 @@ class SimHome:
                                               "--json"))
 
     # -- devices -------------------------------------------------------------------------
-    async def add_device(self, role: str, room: str = "", *, settings: dict[str, Any] | None = None) -> SimDevice:
+    async def add_device(self, role: str, room: str = "", *, settings: dict[str, Any] | None = None,
+                         board_name: str = BOARD, env: dict[str, str] | None = None) -> SimDevice:
         """Flash and pair a new device with the installer's tools, power it on; returns once
         its firmware says it is ready. Its flash is a folder: the image, then config.json.
-        `settings` are added to its config.json (firmware/config.py: e.g. heartbeat_s)."""
+        `settings` are added to its config.json (firmware/config.py: e.g. heartbeat_s);
+        `env` to its process's environment (the shims' switches, e.g. SAFEBOX_SIM_NO_WAKE_PINS)."""
         from safebox.hub import config as hub_config
         from safebox.tools.installer.board import FolderBoard
         from safebox.tools.installer.flash import Image, flash
@@ -214,17 +213,18 @@ class SimHome:
 
         def install() -> Device:
             flash(board, Image.from_dir(self._image))
-            return pair(board, hub_config.load(self.hub_config), role, room, board_name=BOARD, reset=False).device
+            return pair(board, hub_config.load(self.hub_config), role, room, board_name=board_name, reset=False).device
 
         device = await asyncio.to_thread(install)
         if settings:
             config_file = board.folder / "config.json"
             config_file.write_text(json.dumps({**json.loads(config_file.read_text()), **settings}))
-        firmware = FirmwareProcess(self.air, board.folder, mac=mac, lib_dir=board.folder / "lib", name=device.id)
-        firmware.bridge.set_adc(BOARDS[BOARD]["battery_adc"], FRESH_BATTERY_UV)
+        firmware = FirmwareProcess(self.air, board.folder, mac=mac, lib_dir=board.folder / "lib", name=device.id,
+                                   env=env)
+        firmware.bridge.set_adc(BOARDS[board_name]["battery_adc"], FRESH_BATTERY_UV)
         await firmware.start()
         await firmware.wait_for_line(r"^ready ", timeout=10)
-        sim = SimDevice(device, firmware)
+        sim = SimDevice(device, firmware, board_name)
         self.devices.append(sim)
         return sim
 

@@ -15,6 +15,7 @@ modules; each boot gets fresh module instances (RAM is lost, flash is kept), so 
 boards in one process share no state. See loader.py for how imports are resolved.
 """
 
-from safebox.tools.sim.cpython_port.device import PortDevice, Reset
+from safebox.tools.sim.cpython_port.board import PortDevice
+from safebox.tools.sim.cpython_port.device import Reset
 
 __all__ = ["PortDevice", "Reset"]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PORT_DIR = Path(__file__).resolve().parent
 FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
-PORT_MODULES = ("micropython", "machine", "bluetooth", "time", "asyncio", "os", "sys", "gc")
+PORT_MODULES = ("micropython", "machine", "esp32", "bluetooth", "time", "asyncio", "os", "sys", "gc")
 # Modules of MicroPython's standard set (ESP32 port) the firmware may import as CPython has them.
 SHARED_STDLIB = frozenset({"json", "struct", "binascii", "errno", "collections", "re", "hashlib", "random",
                            "math", "array", "io", "heapq"})

@@ -176,6 +176,10 @@ def wake_reason():
     return _boot.wake_reason  # noqa: F821
 
 
+def wake_pins():
+    return tuple(_boot.wake_pins)  # noqa: F821
+
+
 def reset():
     _board.reset(HARD_RESET)
     raise _dev.Reset("machine.reset()")
@@ -190,7 +194,7 @@ def deepsleep(time_ms=None):
     # An armed EXT0 source (Pin.irq(trigger=WAKE_LOW/WAKE_HIGH, wake=...)) ends a timed deep
     # sleep early, with wake_reason EXT0_WAKE, when its pin reaches its level.
     _board.reset(DEEPSLEEP_RESET, None if time_ms is None else time_ms / 1000, TIMER_WAKE,
-                 wake_pins=dict(_board.wake_levels))
+                 wake_pins=dict(_board.wake_levels), ext1=_board.ext1)
     raise _dev.Reset("machine.deepsleep()")
 
 

@@ -74,15 +74,10 @@ class HomeDevice:
         return open_level if is_open else 1 - open_level
 
     async def press(self, button: str, hold_s: float) -> None:
-        """Hold a button to GND; on boards that have it, the diode-OR wake line goes low with it."""
-        pins = [self.pin(button)]
-        if "button_wake" in self.firmware_cfg["pins"]:
-            pins.append(self.pin("button_wake"))
-        for pin in pins:
-            self.board.set_pin(pin, 0)
+        """Hold a button: it switches 3V3 onto its pin (pull-down: 0 at rest)."""
+        self.board.set_pin(self.pin(button), 1)
         await asyncio.sleep(hold_s)
-        for pin in pins:
-            self.board.set_pin(pin, 1)
+        self.board.set_pin(self.pin(button), 0)
 
 
 class World:
@@ -271,10 +266,9 @@ class World:
         os.chmod(flash / "config.json", 0o600)
         board = PortDevice(self.air, flash, mac=mac, name=name)
         home = HomeDevice(name, device, board, firmware_config.parse(cfg))
-        # At rest: buttons and the wake line released (pull-up, high), the door closed.
-        for button in ("emergency", "community_service", "life_service", "button_wake"):
-            if button in home.firmware_cfg["pins"]:
-                board.pin_levels[home.pin(button)] = 1
+        # At rest: buttons released (pull-down, low), the door closed.
+        for button in ("emergency", "community_service", "life_service"):
+            board.pin_levels[home.pin(button)] = 0
         if role != "pendant":
             board.pin_levels[home.pin("contact")] = home.door_level(False)
         board.set_adc(home.pin("battery_adc"), self.battery_uv(board, battery))

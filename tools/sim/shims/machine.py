@@ -27,6 +27,11 @@
 # EXT0_WAKE, when the armed pin is at its level (at once if it already is).
 # deepsleep(ms) with EXT0 armed for DEEPSLEEP ends at ms or when the pin reaches its level
 # (the simulator boots it with wake_reason TIMER_WAKE or EXT0_WAKE).
+# EXT1 and the C3's GPIO wake (the esp32 shim's wake_on_ext1/wake_on_gpio, ANY_HIGH or
+# ALL_LOW on several pins) end light sleep (wake_reason EXT1_WAKE / 7) and deep sleep; after a
+# deep sleep they ended, wake_pins() gives the pins that were at the level at the moment of the
+# wake (SAFEBOX_SIM_WAKE_PINS, set by the simulator), and so does the ESP32's EXT1 status
+# register through mem32 (SAFEBOX_SIM_NO_WAKE_PINS=1 removes wake_pins(), as on 1.28).
 # Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0).
 from micropython import const
 import sys
@@ -56,6 +61,7 @@ _EXIT_SOFT_RESET = const(92)
 
 _levels = {}  # input level per pin id, as last set by the simulator
 _ext0 = [None, 0, 0]  # EXT0 wake source: pin id (None: unarmed), level, wake types
+_ext1 = [(), 1, EXT1_WAKE]  # EXT1 / GPIO wake: pin ids, level (1 ANY_HIGH, 0 ALL_LOW), wake reason
 _light_wake = [0]  # wake_reason() after a light sleep
 _adc_uv = {}  # ADC input per pin id, microvolts
 _freq = [160000000]
@@ -254,6 +260,50 @@ def soft_reset():
     sys.exit(_EXIT_SOFT_RESET)
 
 
+def _arm_ext1(pins, level, reason):
+    # esp32.wake_on_ext1/wake_on_gpio: () or None clears the source.
+    _ext1[0] = tuple(pin_id(p) for p in pins or ())
+    _ext1[1] = 1 if level else 0
+    _ext1[2] = reason
+
+
+def _ext1_at_level():
+    """The armed EXT1/GPIO pins at their level ((): the source would not fire now)."""
+    if not _ext1[0]:
+        return ()
+    at = tuple(p for p in _ext1[0] if (Pin._table[p]._level() if p in Pin._table else _levels.get(p, 0)) == _ext1[1])
+    if _ext1[1] == 0 and len(at) < len(_ext1[0]):  # ALL_LOW: every pin, or nothing
+        return ()
+    return at
+
+
+def _wake_pins():
+    text = _simlink.env("SAFEBOX_SIM_WAKE_PINS", "")
+    return tuple(int(p) for p in text.split(",") if p)
+
+
+_EXT1_STATUS = const(0x3FF480D0)  # ESP32 RTC_CNTL_EXT_WAKEUP1_STATUS_REG
+_RTC_CHANNEL_GPIO = (36, 37, 38, 39, 34, 35, 25, 26, 33, 32, 4, 0, 2, 15, 13, 12, 14, 27)
+
+
+class _Mem32:
+    # Only the EXT1 status register: the RTC channels of the pins that ended the deep sleep.
+    def __getitem__(self, addr):
+        if addr != _EXT1_STATUS:
+            raise ValueError("address not modelled by the simulator: 0x%x" % addr)
+        bits = 0
+        for p in _wake_pins():
+            if p in _RTC_CHANNEL_GPIO:
+                bits |= 1 << _RTC_CHANNEL_GPIO.index(p)
+        return bits
+
+
+mem32 = _Mem32()
+
+if not _simlink.env("SAFEBOX_SIM_NO_WAKE_PINS"):  # else MicroPython 1.28: no wake_pins(), the register
+    wake_pins = _wake_pins
+
+
 def deepsleep(time_ms=None):
     # The device is off while it sleeps: the simulator holds the restart for time_ms
     # (or until a pin is driven, when no time is given) and boots it with DEEPSLEEP_RESET.
@@ -262,6 +312,8 @@ def deepsleep(time_ms=None):
     msg = {"op": "sleep", "kind": "deep", "ms": time_ms}
     if _ext0[0] is not None and _ext0[2] & DEEPSLEEP:
         msg["wake"] = [_ext0[0], _ext0[1], 1 if _ext0_reached() else 0]
+    if _ext1[0]:
+        msg["wake1"] = [list(_ext1[0]), _ext1[1], _ext1[2]]
     _simlink.notify(msg)
     sys.exit(_simlink.EXIT_DEEPSLEEP)
 
@@ -274,6 +326,18 @@ def _ext0_reached():
 def lightsleep(time_ms=None):
     _simlink.notify({"op": "sleep", "kind": "light", "ms": time_ms})
     _light_wake[0] = TIMER_WAKE
+    if _ext1[0]:
+        start = time.ticks_ms()
+        while not _ext1_at_level():
+            if time_ms is None:
+                _simlink.pump(-1)
+                continue
+            left = time_ms - time.ticks_diff(time.ticks_ms(), start)
+            if left <= 0:
+                return
+            _simlink.pump(left)
+        _light_wake[0] = _ext1[2]
+        return
     if _ext0[0] is not None and _ext0[2] & SLEEP:
         # Events that arrive meanwhile are dispatched (edge handlers run, as their
         # interrupts would on waking); a wake pin at its level ends the sleep.
