@@ -1,0 +1,121 @@
+"""The systemd configuration a run of the virtual Pi adds to the host's /etc (in the overlay).
+
+The VM boots `safebox-vm.target` (kernel command line `systemd.unit=`), which pulls in what a
+Pi's Bluetooth stack is made of: D-Bus (socket-activated), `safebox-vhci.service` (hci0 on the
+air: `guest_vhci`, Type=notify, ordered before bluetoothd) and Debian's own bluetooth.service
+(with a drop-in for its arguments), then the run's job, whose end powers the VM off.
+
+Masked (linked to /dev/null), because they only cost boot time in a VM on the host's root: the
+units the host's admin enabled (/etc/systemd/system/*.wants: postgresql, avahi, timesyncd...,
+bluetooth excepted), timers, gettys, and sysinit units that have nothing to do here (binfmt,
+firstboot, repart, pcrphase, debug/tracing/config mounts, hugepages, mqueue, pstore, utmp).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+TARGET = "safebox-vm.target"
+JOB = "safebox-job.service"
+VHCI = "safebox-vhci.service"
+# Where the run's folder is mounted in the VM (initramfs.INIT).
+JOB_DIR = "/vmjob"
+
+_ALWAYS_MASKED = (
+    "timers.target", "getty.target", "serial-getty@ttyS0.service", "getty@tty1.service",
+    "systemd-tmpfiles-clean.timer", "dev-hugepages.mount", "dev-mqueue.mount",
+    "proc-sys-fs-binfmt_misc.automount", "sys-fs-fuse-connections.mount", "sys-kernel-config.mount",
+    "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "systemd-binfmt.service",
+    "systemd-firstboot.service", "systemd-pcrphase-sysinit.service", "systemd-pcrphase.service",
+    "systemd-repart.service", "systemd-machine-id-commit.service", "systemd-update-utmp.service",
+    "systemd-pstore.service", "systemd-timesyncd.service", "e2scrub_reap.service",
+    "systemd-journal-catalog-update.service", "systemd-hwdb-update.service", "ldconfig.service",
+)
+_KEPT = {"bluetooth.service", "dbus.service", "dbus.socket"}
+
+
+def masked(host_etc: Path = Path("/etc/systemd/system")) -> list[str]:
+    """Units masked in the VM (see the module doc)."""
+    enabled = {p.name for p in host_etc.glob("*.wants/*")}
+    return sorted((enabled | set(_ALWAYS_MASKED)) - _KEPT)
+
+
+def vhci_service(air_spec: str) -> str:
+    python = shlex.quote(sys.executable)
+    return f"""[Unit]
+Description=hci0 on the simulated home's air (bumble vhci <-> {air_spec})
+Before=bluetooth.service
+
+[Service]
+Type=notify
+NotifyAccess=main
+Environment=PYTHONUNBUFFERED=1
+ExecStart={python} -m safebox.tools.vm.guest_vhci {air_spec}
+StandardOutput=journal+console
+"""
+
+
+def bluetooth_dropin(bluetoothd_args: tuple[str, ...]) -> str:
+    return f"""[Unit]
+After={VHCI}
+
+[Service]
+ExecStart=
+ExecStart=/usr/libexec/bluetooth/bluetoothd {' '.join(bluetoothd_args)}
+"""
+
+
+def job_service() -> str:
+    """The run's job: {JOB_DIR}/job.sh, its output in {JOB_DIR}/job.log; the VM powers off when
+    it ends (SuccessAction/FailureAction belong in [Unit]: in [Service] they are ignored)."""
+    return f"""[Unit]
+Description=the virtual Pi's job ({JOB_DIR}/job.sh)
+Wants=bluetooth.service
+After=bluetooth.service dbus.socket {VHCI}
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+
+[Service]
+Type=exec
+WorkingDirectory={JOB_DIR}
+Environment=PYTHONUNBUFFERED=1
+ExecStart=/bin/sh {JOB_DIR}/job.sh
+StandardOutput=append:{JOB_DIR}/job.log
+StandardError=append:{JOB_DIR}/job.log
+"""
+
+
+def target(with_air: bool, with_job: bool) -> str:
+    wants = ["dbus.socket", "bluetooth.service"] + ([VHCI] if with_air else []) + ([JOB] if with_job else [])
+    return f"""[Unit]
+Description=the virtual Pi: D-Bus, bluetoothd, hci0 on the air
+Requires=basic.target
+After=basic.target
+Wants={' '.join(wants)}
+AllowIsolate=yes
+"""
+
+
+def write_etc(etc: Path, *, air_spec: str | None, job: bool, bluetoothd_args: tuple[str, ...],
+              extra: dict[str, str] | None = None) -> None:
+    """Write the run's /etc additions under `etc` (copied over the VM's /etc at boot)."""
+    system = etc / "systemd" / "system"
+    system.mkdir(parents=True, exist_ok=True)
+    for name in masked():
+        link = system / name
+        if not link.is_symlink():
+            link.symlink_to("/dev/null")
+    files = {
+        TARGET: target(air_spec is not None, job),
+        "bluetooth.service.d/safebox-vm.conf": bluetooth_dropin(bluetoothd_args),
+        **({VHCI: vhci_service(air_spec)} if air_spec is not None else {}),
+        **({JOB: job_service()} if job else {}),
+        **(extra or {}),
+    }
+    for name, text in files.items():
+        path = system / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (etc / "hostname").write_text("safebox-pi\n")
