@@ -3,7 +3,8 @@ recorded, in phases the host paces through files in the run's folder.
 
     python -m safebox.tools.vm.guest_scan DIR passive active
 
-For each mode in turn: start a `BleakScanner` (passive: an AdvertisementMonitor with an
+It waits for the adapter first (bluetoothd and hci0 come up beside this job's start). For each
+mode in turn: start a `BleakScanner` (passive: an AdvertisementMonitor with an
 or_pattern on service data 0xFCD2, which needs `bluetoothd --experimental`; active: bleak's
 default discovery), write `DIR/scanning-<mode>`, keep scanning until the host writes
 `DIR/end-<mode>`, stop. Each callback with BTHome service data is a line of
@@ -24,6 +25,7 @@ from pathlib import Path
 
 BTHOME_UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 _END_POLL_S = 0.05
+_ADAPTER_POLL_S = 0.1
 
 
 def stack() -> dict[str, str]:
@@ -34,6 +36,19 @@ def stack() -> dict[str, str]:
         "bluez": version.stdout.strip(),
         "init": Path("/proc/1/comm").read_text().strip(),
     }
+
+
+async def _start(scanner, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    """Start scanning, waiting (polling) for bluetoothd and a powered hci0."""
+    from bleak.exc import BleakError
+
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                await scanner.start()
+                return
+            except BleakError:
+                await asyncio.sleep(_ADAPTER_POLL_S)
 
 
 async def scan(folder: Path, modes: list[str], timeout_s: float = 120.0) -> None:
@@ -58,7 +73,7 @@ async def scan(folder: Path, modes: list[str], timeout_s: float = 120.0) -> None
             scanner = BleakScanner(callback, scanning_mode="passive", bluez={"or_patterns": [pattern]})
         else:
             scanner = BleakScanner(callback)
-        await scanner.start()
+        await _start(scanner, timeout_s)
         (folder / f"scanning-{mode}").write_text(f"{time.monotonic()}\n")
         end = folder / f"end-{mode}"
         async with asyncio.timeout(timeout_s):

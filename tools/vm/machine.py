@@ -74,6 +74,7 @@ class VirtualPi:
         cmdline = [
             "console=ttyS0", "panic=-1", "rdinit=/init", "net.ifnames=0", "edd=off", "mitigations=off",
             "random.trust_cpu=on", "tsc=reliable", "no_timer_check",
+            "cryptomgr.notests",  # the crypto self-tests take seconds under TCG
             f"safebox.modules={kern.modules}", f"systemd.unit={units.TARGET}",
         ]
         cmdline += ["loglevel=6", "systemd.show_status=1"] if self.verbose else ["quiet", "loglevel=3"]
@@ -97,11 +98,12 @@ class VirtualPi:
         initramfs.build(kern.modules, self.workdir / "initramfs.cpio")
         units.write_etc(self.workdir / "etc", air_spec=self.air_spec, job=self.job is not None,
                         bluetoothd_args=self.bluetoothd_args, extra=self.extra_units)
-        for name in ("started", "job.log", "console.log"):
+        for name in ("started", "job.log", "console.log", "job.status"):
             (self.workdir / name).unlink(missing_ok=True)
         if self.job is not None:
+            d = units.JOB_DIR
             (self.workdir / "job.sh").write_text(
-                f"cut -d' ' -f1 /proc/uptime > {units.JOB_DIR}/started\n{self.job}\n")
+                f"cut -d' ' -f1 /proc/uptime > {d}/started\n(\n{self.job}\n)\nrc=$?\necho $rc > {d}/job.status\nexit $rc\n")
         return kern
 
     async def start(self) -> None:
@@ -156,6 +158,11 @@ class VirtualPi:
         if self._reader is not None:
             await self._reader
         return code
+
+    def job_status(self) -> int | None:
+        """The job's exit status (None: it did not end)."""
+        path = self.workdir / "job.status"
+        return int(path.read_text()) if path.exists() else None
 
     def tail(self, lines: int = 30) -> str:
         job_log = self.workdir / "job.log"
