@@ -64,9 +64,11 @@ def _hub_config(folder: Path) -> Path:
     return path
 
 
-async def firmware_device(air: Air, workdir: Path, role: str = "pendant", n: int = 1) -> FirmwareDevice:
-    """A paired device running the real firmware on the air (see the module doc)."""
-    from safebox.hub import config as hub_config
+async def firmware_device(air: Air, workdir: Path, role: str = "pendant", n: int = 1,
+                          hub_config: Path | None = None) -> FirmwareDevice:
+    """A paired device running the real firmware on the air (see the module doc); paired with
+    `hub_config`'s home if given, else with a config made in workdir/hub."""
+    from safebox.hub import config as hub_config_module
     from safebox.tools.installer.board import FolderBoard
     from safebox.tools.installer.flash import Image, flash
     from safebox.tools.installer.pairing import pair
@@ -74,13 +76,13 @@ async def firmware_device(air: Air, workdir: Path, role: str = "pendant", n: int
     image = workdir / "image"
     if not image.exists():
         await asyncio.to_thread(build.stage, image)
-    config = _hub_config(workdir / "hub")
+    config = hub_config or _hub_config(workdir / "hub")
     mac = f"{_OUI}:{n >> 16 & 0xFF:02X}:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}"
     board = FolderBoard(workdir / "devices" / mac.replace(":", "").lower(), mac)
 
     def install() -> Device:
         flash(board, Image.from_dir(image))
-        return pair(board, hub_config.load(config), role, "", board_name=BOARD, reset=False).device
+        return pair(board, hub_config_module.load(config), role, "", board_name=BOARD, reset=False).device
 
     device = await asyncio.to_thread(install)
     firmware = FirmwareProcess(air, board.folder, mac=mac, lib_dir=board.folder / "lib", name=device.id)

@@ -1,0 +1,120 @@
+"""The hub on the virtual Pi (issue 10): installed by one command, run by systemd from the
+repository's own unit (Type=notify, WatchdogSec, its own user), scanning with bleak's default
+BlueZ backend; the real pendant firmware on the host's simulated air is pressed and the
+emergency is stored, signature verified, at the reference receiver on the host (over TLS
+through QEMU's user network).
+
+As root this test never skips (see test_vm_bluez.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from safebox.tools.vm import kernel
+
+HUB_ID = "hub-vm-0001"
+HOME_ID = "home-vm-0001"
+BOOT_TIMEOUT_S = 150
+
+
+@pytest.fixture(scope="module")
+def vm_kernel() -> kernel.Kernel:
+    import os
+    try:
+        return kernel.require()
+    except kernel.SetupError as exc:
+        if os.geteuid() == 0:
+            raise
+        pytest.skip(str(exc))
+
+
+def _cli(module: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+async def _stored(url: str, ca: Path, count: int, timeout: float) -> list[dict[str, Any]]:
+    context = ssl.create_default_context(cafile=str(ca))
+    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{url}/v1/events", ssl=context) as resp:
+                events = (await resp.json())["events"]
+            if len(events) >= count:
+                return events
+            await asyncio.sleep(0.2)
+
+
+async def test_the_hub_as_its_systemd_service_on_bluez_delivers_a_press(vm_kernel, tmp_path: Path) -> None:
+    from safebox.tools import tlsca
+    from safebox.tools.sim.air import Air
+    from safebox.tools.sim.processes import ChildProcess
+    from safebox.tools.vm import pi_hub
+    from safebox.tools.vm.airside import firmware_device
+    from safebox.tools.vm.machine import VirtualPi
+
+    tls = tlsca.make_ca(tmp_path / "tls", hostnames=("localhost", "127.0.0.1", "10.0.2.2"))
+    db = tmp_path / "platform" / "events.db"
+    db.parent.mkdir()
+    receiver = ChildProcess("receiver", "safebox.tools.receiver.cli", "serve", "--db", str(db), "--host",
+                            "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain),
+                            "--key", str(tls.server_key))
+    url = (await receiver.start(r"listening on (https://\S+)")).group(1)
+    port = int(url.rsplit(":", 1)[1])
+    host_cfg = pi_hub.host_config(tmp_path / "hub", HUB_ID, HOME_ID, tls.ca_cert)
+    ident = json.loads(_cli("safebox.hub.cli", "identity", "--config", str(host_cfg), "--json"))
+    _cli("safebox.tools.receiver.cli", "add-hub", "--db", str(db), ident["hub_id"], ident["public_key"])
+
+    run_dir = tmp_path / "vm"
+    job = ("sh /vmjob/install-hub.sh > /vmjob/install.log 2>&1; echo $? > /vmjob/installed\n"
+           "while [ ! -e /vmjob/end ]; do sleep 0.2; done\n"
+           "systemctl show safebox-hub -p Type,User,WatchdogUSec,ActiveState,NRestarts > /vmjob/unit.txt\n"
+           "ps -o user= -p $(systemctl show safebox-hub -p MainPID --value) >> /vmjob/unit.txt\n"
+           "journalctl -u safebox-hub --no-pager > /vmjob/hub-journal.txt")
+    try:
+        async with Air() as air:
+            pendant = await firmware_device(air, tmp_path / "home", hub_config=host_cfg)
+            run_dir.mkdir()
+            pi_hub.prepare(run_dir, host_cfg.parent, port, tls.ca_cert, HUB_ID, HOME_ID)
+            try:
+                async with VirtualPi(run_dir, air_port=air.hci_port, job=job) as pi:
+                    await pi.wait_file("installed", BOOT_TIMEOUT_S + 60)
+                    installed_s = time.monotonic() - pi.started_at
+                    assert (run_dir / "installed").read_text().strip() == "0", (run_dir / "install.log").read_text()
+                    pressed = time.monotonic()
+                    await pendant.press("emergency")
+                    events = await _stored(url, tls.ca_cert, 1, 60)
+                    stored_s = time.monotonic() - pressed
+                    acked = await pendant.firmware.wait_for_line(r"^acked 1 kind [12]$", timeout=30)
+                    (run_dir / "end").write_text("")
+                    await pi.wait_exit(60)
+                    assert pi.job_status() == 0, pi.tail()
+            finally:
+                await pendant.firmware.aclose()
+    finally:
+        await receiver.stop()
+        journal = run_dir / "hub-journal.txt"
+        if journal.exists():
+            print("\n--- the hub's journal ---\n" + journal.read_text()[-4000:])
+
+    unit = (run_dir / "unit.txt").read_text()
+    print(f"\nvirtual Pi hub: installed and READY {installed_s:.1f} s after QEMU start; "
+          f"press -> stored at the platform {stored_s:.1f} s; pendant: {acked}\n{unit}")
+    for line in ("Type=notify", "User=safebox", "WatchdogUSec=1min", "ActiveState=active", "NRestarts=0"):
+        assert line in unit.splitlines(), unit
+    assert unit.splitlines()[-1].strip() == "safebox", "the hub's process runs as its own user"
+    (event,) = events
+    assert (event["type"], event["device_id"], event["counter"], event["hub_id"]) == \
+        ("emergency", pendant.device.id, 1, HUB_ID)
+    assert event["signature_verified"] is True
