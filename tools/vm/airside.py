@@ -42,6 +42,10 @@ class FirmwareDevice:
             bridge.set_pin(pin, 1)
         return down
 
+    def set_door(self, is_open: bool, open_level: int = 0) -> None:
+        """Open or close the door a contact sensor watches (an NC reed: open reads 0)."""
+        self.firmware.bridge.set_pin(BOARDS[BOARD]["contact"], open_level if is_open else 1 - open_level)
+
     def unseal(self, service_data: bytes) -> tuple[int, int, list[tuple[int, int]]]:
         return bthome.unseal(self.device.key, self.device.mac, service_data)
 

@@ -57,14 +57,15 @@ async def _run_vm(args: argparse.Namespace, workdir: Path) -> int:
             boot_s = await pi.wait_started(args.timeout)
             await pi.wait_exit(args.timeout)
             status = pi.job_status()
+            uptime = (workdir / "started").read_text().strip()
     finally:
         if air is not None:
             await air.aclose()
     log = workdir / "job.log"
     if log.exists():
         sys.stdout.write(log.read_text(errors="replace"))
-    print(f"safebox-vm: boot {boot_s:.1f} s (QEMU start to the job), in all {time.monotonic() - started:.1f} s; "
-          f"job status {status}", file=sys.stderr)
+    print(f"safebox-vm: boot {boot_s:.1f} s (QEMU start to the job; the VM's uptime then {uptime} s), in all "
+          f"{time.monotonic() - started:.1f} s; job status {status}", file=sys.stderr)
     return 1 if status is None else status
 
 

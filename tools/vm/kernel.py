@@ -3,6 +3,8 @@
 The kernel is the one `linux-image-amd64` depends on (Debian 12: 6.1, as Raspberry Pi OS
 Bookworm), its `-unsigned` package downloaded with `apt-get download` and unpacked with
 `dpkg-deb -x`, never installed; the package ships no `modules.dep`, so `depmod -b` makes it.
+The compressed image is also unpacked to an ELF `vmlinux` (Python's lzma: Debian builds it with
+XZ), which QEMU boots through PVH: no decompression under TCG (5-6 s saved per boot).
 Everything lands in one cache folder (`cache_dir()`), shared by every clone on the machine,
 and `ready.json` there says it is done. (The initramfs is built for each run: `initramfs.build`.)
 
@@ -48,6 +50,15 @@ class Kernel:
     @property
     def vmlinuz(self) -> Path:
         return self.root / "boot" / f"vmlinuz-{self.release}"
+
+    @property
+    def vmlinux(self) -> Path:
+        """The uncompressed ELF kernel (PVH boot), made by `setup`."""
+        return self.folder / "vmlinux"
+
+    @property
+    def boot_image(self) -> Path:
+        return self.vmlinux if self.vmlinux.exists() else self.vmlinuz
 
     @property
     def modules(self) -> Path:
@@ -123,6 +134,23 @@ def kernel_package() -> tuple[str, str, str]:
     raise SetupError(f"apt-cache names no kernel for {_META_PACKAGE} (run apt-get update?)")
 
 
+def unpack_vmlinux(kernel: Kernel) -> Path:
+    """vmlinuz (a bzImage whose payload is XZ-compressed) -> the ELF vmlinux inside it."""
+    import lzma
+
+    data = kernel.vmlinuz.read_bytes()
+    start = data.find(b"\xfd7zXZ\x00")
+    if start < 0:
+        raise SetupError(f"{kernel.vmlinuz}: no XZ payload found")
+    elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:])
+    if not elf.startswith(b"\x7fELF"):
+        raise SetupError(f"{kernel.vmlinuz}: the XZ payload is not an ELF kernel")
+    tmp = kernel.vmlinux.with_suffix(".tmp")
+    tmp.write_bytes(elf)
+    tmp.rename(kernel.vmlinux)
+    return kernel.vmlinux
+
+
 def setup(log: object = print) -> Kernel:
     """Fetch, unpack and prepare the kernel (once; later calls return at once)."""
     missing = missing_packages()
@@ -132,6 +160,8 @@ def setup(log: object = print) -> Kernel:
     top = cache_dir()
     with _locked(top):
         if (kernel := find()) is not None:
+            if not kernel.vmlinux.exists():
+                unpack_vmlinux(kernel)
             return kernel
         release, package, version = kernel_package()
         kernel = Kernel(top / f"{release}_{version}", release, version)
@@ -147,5 +177,6 @@ def setup(log: object = print) -> Kernel:
                     shutil.rmtree(kernel.folder)
                 kernel.folder.mkdir(parents=True)
                 unpacked.rename(kernel.root)
+        unpack_vmlinux(kernel)
         (kernel.folder / "ready.json").write_text(json.dumps({"release": release, "version": version, "package": package}))
         return kernel

@@ -59,6 +59,7 @@ class VirtualPi:
         self.console: list[str] = []
         self.started_at = 0.0  # time.monotonic() when QEMU was started
         self.boot_s: float | None = None  # QEMU start -> the job started (seen from the host)
+        self.first_line_s: float | None = None  # QEMU start -> the console's first line
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -81,7 +82,7 @@ class VirtualPi:
         return [
             "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", str(self.cpus), "-m", str(self.memory_mb),
-            "-kernel", str(kern.vmlinuz), "-initrd", str(self.workdir / "initramfs.cpio"),
+            "-kernel", str(kern.boot_image), "-initrd", str(self.workdir / "initramfs.cpio"),
             "-append", " ".join(cmdline),
             "-serial", "stdio",
             "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -119,6 +120,8 @@ class VirtualPi:
         with open(self.workdir / "console.log", "w") as log:
             async for raw in self._proc.stdout:
                 line = raw.decode(errors="replace").rstrip("\r\n")
+                if self.first_line_s is None:
+                    self.first_line_s = time.monotonic() - self.started_at
                 self.console.append(line)
                 log.write(line + "\n")
                 log.flush()

@@ -15,7 +15,8 @@ Masked (linked to /dev/null), because they only cost boot time in a VM on the ho
 units the host's admin enabled (/etc/systemd/system/*.wants: postgresql, avahi, timesyncd...,
 bluetooth excepted), timers, gettys, and sysinit units that have nothing to do here (binfmt,
 firstboot, repart, pcrphase, debug/tracing/config mounts, hugepages, mqueue, pstore, utmp), and
-the sysinit work listed below that costs seconds over 9p under TCG and that nothing here needs.
+the sysinit work listed below that costs seconds over 9p under TCG and that nothing here needs;
+and every generator (`generators()`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def masked(host_etc: Path = Path("/etc/systemd/system")) -> list[str]:
     """Units masked in the VM (see the module doc)."""
     enabled = {p.name for p in host_etc.glob("*.wants/*")}
     return sorted((enabled | set(_ALWAYS_MASKED)) - _KEPT)
+
+
+def generators() -> list[str]:
+    """systemd's generators, all masked in the VM: each is a program started at every boot and
+    daemon-reload (fstab, getty, sysv, gpt-auto, cryptsetup, the host's postgresql...), and
+    none has anything to generate here. Masked by name in /etc/systemd/system-generators."""
+    found = {p.name for d in ("/usr/lib/systemd/system-generators", "/lib/systemd/system-generators")
+             for p in Path(d).glob("*")}
+    return sorted(found)
 
 
 def vhci_service(air_spec: str) -> str:
@@ -115,10 +125,13 @@ def write_etc(etc: Path, *, air_spec: str | None, job: bool, bluetoothd_args: tu
     """Write the run's /etc additions under `etc` (copied over the VM's /etc at boot)."""
     system = etc / "systemd" / "system"
     system.mkdir(parents=True, exist_ok=True)
-    for name in masked():
-        link = system / name
-        if not link.is_symlink():
-            link.symlink_to("/dev/null")
+    gens = etc / "systemd" / "system-generators"
+    gens.mkdir(parents=True, exist_ok=True)
+    for folder, names in ((system, masked()), (gens, generators())):
+        for name in names:
+            link = folder / name
+            if not link.is_symlink():
+                link.symlink_to("/dev/null")
     files = {
         TARGET: target(air_spec is not None, job),
         "bluetooth.service.d/safebox-vm.conf": bluetooth_dropin(bluetoothd_args),
