@@ -71,8 +71,9 @@ async def test_bluez_in_the_vm_hears_the_pendant_passive_once_active_every_time(
 
                 await pi.wait_file("scanning-active", 60)
                 active_from = time.monotonic()
-                # The pendant, unanswered, sends the same frame again after a backoff (2 s, 4 s...).
-                _, _, again = await _burst_ended(pendant, active_from, 30)
+                # The pendant, unanswered, sends the same frame again after a backoff (2 s, 4 s...
+                # up to 60 s).
+                _, _, again = await _burst_ended(pendant, active_from, 75)
                 await asyncio.sleep(0.5)
                 (vmdir / "end-active").write_text("")
                 active_to = time.monotonic()
