@@ -117,8 +117,9 @@ async def test_the_hub_as_its_systemd_service_on_bluez_delivers_events_and_is_re
     # Files the host waits for are written whole, then renamed into place.
     job = ("sh /vmjob/install-hub.sh > /vmjob/install.log 2>&1; echo $? > /vmjob/tmp; mv /vmjob/tmp /vmjob/installed\n"
            "while [ ! -e /vmjob/kill ]; do sleep 0.2; done\n"
-           # the same command again changes nothing (and does not restart the hub)
-           "sh /vmjob/install-hub.sh >> /vmjob/install.log 2>&1; echo $? > /vmjob/installed-again\n"
+           # the same command again changes nothing (and does not restart the hub: same main PID)
+           "pid() { systemctl show safebox-hub -p MainPID --value; }\n"
+           "before=$(pid); sh /vmjob/install-hub.sh >> /vmjob/install.log 2>&1; echo $? $before $(pid) > /vmjob/installed-again\n"
            "systemctl kill -s KILL safebox-hub\n"
            "until [ \"$(systemctl show safebox-hub -p NRestarts --value)\" = 1 ] && systemctl is-active -q safebox-hub;"
            " do sleep 0.2; done\n"
@@ -156,7 +157,9 @@ async def test_the_hub_as_its_systemd_service_on_bluez_delivers_events_and_is_re
     unit = (run_dir / "unit.txt").read_text()
     acks = [line for line in pendant.firmware.lines if line.startswith("acked ")]
     print(f"\nvirtual Pi hub: {times}; the pendant: {acks}\n{unit}")
-    assert (run_dir / "installed-again").read_text().strip() == "0", (run_dir / "install.log").read_text()
+    status, pid_before, pid_after = (run_dir / "installed-again").read_text().split()
+    assert status == "0", (run_dir / "install.log").read_text()
+    assert pid_before == pid_after, "the install run again with nothing changed left the running hub alone"
     for line in ("Type=notify", "User=safebox", "WatchdogUSec=1min", "ActiveState=active", "NRestarts=1"):
         assert line in unit.splitlines(), unit
     assert unit.splitlines()[-1].strip() == "safebox", "the hub's process runs as its own user"

@@ -9,15 +9,17 @@ made on the host by the project's own tools: `safebox-hub identity`, the install
 `install-hub.sh`, the one command that installs it in the VM (idempotent):
 
 * the service user `safebox` (system user, group bluetooth);
-* /etc/safebox/hub.toml and the CA; /var/lib/safebox owned by safebox, mode 0700, keys 0600;
+* /etc/safebox/hub.toml and the CA; /var/lib/safebox owned by safebox, mode 0700, keys 0600
+  (only if not there yet: the hub's own key and registry are never overwritten);
 * /opt/safebox/.venv: a virtual environment on Debian's own python3 (3.11, as Bookworm's). In
   the VM it takes the project's code and packages from this checkout's venv (a path line), so
   the VM needs no package index; a Pi's install puts the same packages in it from a wheel;
 * the unit file as the repository has it, with one drop-in: ExecStart= that venv's python
   (the unit's own ExecStart names /opt/safebox/.venv/bin/safebox-hub, a console script a
   wheel install makes);
-* `systemctl daemon-reload` and `systemctl enable --now safebox-hub` (returns once the hub
-  said READY=1).
+* `systemctl daemon-reload` if a unit file changed, `enable`, and `start` (returns once the
+  hub said READY=1), or `restart` if it runs and a file of it changed; a second run with
+  nothing changed does nothing.
 """
 
 from __future__ import annotations
@@ -35,29 +37,35 @@ VM_CONFIG = "/etc/safebox/hub.toml"
 VM_VENV = "/opt/safebox/.venv"
 
 INSTALL = r"""#!/bin/sh
-# Install the safebox hub as a systemd service (run as root; safe to run again).
+# Install the safebox hub as a systemd service (run as root; safe to run again: what is
+# already in place is left alone, and the hub is restarted only if a file of it changed).
 set -eu
 SRC=$(dirname "$0")/hub
+changed=0
+put() {{  # put MODE SOURCE DEST [OWNER]: install SOURCE as DEST unless it is the same already
+    if ! cmp -s "$2" "$3"; then install -m "$1" ${{4:+-o $4 -g $4}} "$2" "$3"; changed=1; fi
+}}
 getent group bluetooth >/dev/null || groupadd --system bluetooth
 id -u safebox >/dev/null 2>&1 || useradd --system --home-dir {state} --shell /usr/sbin/nologin \
     --user-group --groups bluetooth safebox
-install -d -m 0755 /etc/safebox
-install -m 0644 "$SRC/hub.toml" {config}
-install -m 0644 "$SRC/platform-ca.pem" /etc/safebox/platform-ca.pem
+install -d -m 0755 /etc/safebox /etc/systemd/system/safebox-hub.service.d
+put 0644 "$SRC/hub.toml" {config}
+put 0644 "$SRC/platform-ca.pem" /etc/safebox/platform-ca.pem
 install -d -m 0700 -o safebox -g safebox {state}
-for f in "$SRC"/state/*; do install -m 0600 -o safebox -g safebox "$f" {state}/; done
+for f in "$SRC"/state/*; do [ -e "{state}/${{f##*/}}" ] || put 0600 "$f" "{state}/${{f##*/}}" safebox; done
 [ -x {venv}/bin/python ] || python3 -m venv --without-pip {venv}
 SITE=$({venv}/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-printf '%s\n' {paths} > "$SITE/safebox-checkout.pth"
-install -m 0644 "$SRC/safebox-hub.service" /etc/systemd/system/safebox-hub.service
-install -d -m 0755 /etc/systemd/system/safebox-hub.service.d
-cat > /etc/systemd/system/safebox-hub.service.d/venv.conf <<EOF
-[Service]
-ExecStart=
-ExecStart={venv}/bin/python -m safebox.hub.cli run --config {config}
-EOF
-systemctl daemon-reload
-systemctl enable --now safebox-hub
+printf '%s\n' {paths} > "$SRC/checkout.pth"
+put 0644 "$SRC/checkout.pth" "$SITE/safebox-checkout.pth"
+printf '[Service]\nExecStart=\nExecStart=%s\n' '{venv}/bin/python -m safebox.hub.cli run --config {config}' \
+    > "$SRC/venv.conf"
+put 0644 "$SRC/venv.conf" /etc/systemd/system/safebox-hub.service.d/venv.conf
+put 0644 "$SRC/safebox-hub.service" /etc/systemd/system/safebox-hub.service
+[ $changed = 0 ] || systemctl daemon-reload
+systemctl is-enabled -q safebox-hub || systemctl enable safebox-hub
+if ! systemctl is-active -q safebox-hub; then systemctl start safebox-hub
+elif [ $changed = 1 ]; then systemctl restart safebox-hub
+fi
 """
 
 
