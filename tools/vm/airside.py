@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import time
 from pathlib import Path
+from typing import cast
 
 from safebox.firmware.boards import BOARDS
 from safebox.hub.devices import Device
@@ -25,6 +26,10 @@ from safebox.tools.sim.home import BOARD, FRESH_BATTERY_UV
 _OUI = "24:0A:C4"
 
 
+def _pin(name: str) -> int:
+    return cast(int, BOARDS[BOARD][name])
+
+
 @dataclasses.dataclass
 class FirmwareDevice:
     device: Device
@@ -33,7 +38,7 @@ class FirmwareDevice:
     async def press(self, button: str, hold_s: float = 0.12) -> float:
         """Hold a pendant button (its pin and the shared wake line); returns when it went down."""
         bridge = self.firmware.bridge
-        pins = [BOARDS[BOARD][button], BOARDS[BOARD]["button_wake"]]
+        pins = [_pin(button), _pin("button_wake")]
         down = time.monotonic()
         for pin in pins:
             bridge.set_pin(pin, 0)
@@ -44,7 +49,7 @@ class FirmwareDevice:
 
     def set_door(self, is_open: bool, open_level: int = 0) -> None:
         """Open or close the door a contact sensor watches (an NC reed: open reads 0)."""
-        self.firmware.bridge.set_pin(BOARDS[BOARD]["contact"], open_level if is_open else 1 - open_level)
+        self.firmware.bridge.set_pin(_pin("contact"), open_level if is_open else 1 - open_level)
 
     def unseal(self, service_data: bytes) -> tuple[int, int, list[tuple[int, int]]]:
         return bthome.unseal(self.device.key, self.device.mac, service_data)
@@ -90,7 +95,7 @@ async def firmware_device(air: Air, workdir: Path, role: str = "pendant", n: int
 
     device = await asyncio.to_thread(install)
     firmware = FirmwareProcess(air, board.folder, mac=mac, lib_dir=board.folder / "lib", name=device.id)
-    firmware.bridge.set_adc(BOARDS[BOARD]["battery_adc"], FRESH_BATTERY_UV)
+    firmware.bridge.set_adc(_pin("battery_adc"), FRESH_BATTERY_UV)
     await firmware.start()
     await firmware.wait_for_line(r"^ready ", timeout=10)
     return FirmwareDevice(device, firmware)
