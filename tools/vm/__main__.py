@@ -1,0 +1,5 @@
+import sys
+
+from safebox.tools.vm.cli import main
+
+sys.exit(main())
