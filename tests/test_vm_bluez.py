@@ -71,8 +71,8 @@ async def test_bluez_in_the_vm_hears_the_pendant_passive_once_active_every_time(
 
                 await pi.wait_file("scanning-active", 60)
                 active_from = time.monotonic()
-                # The pendant, unanswered, sends the same frame again after a backoff (2 s, 4 s...
-                # up to 60 s).
+                # The pendant, unanswered, sends its frame again after a backoff (2 s, 4 s... up
+                # to 60 s), with the next re-send number (SPEC 1.2).
                 _, _, again = await _burst_ended(pendant, active_from, 75)
                 await asyncio.sleep(0.5)
                 (vmdir / "end-active").write_text("")
@@ -83,17 +83,20 @@ async def test_bluez_in_the_vm_hears_the_pendant_passive_once_active_every_time(
             await pendant.firmware.aclose()
     total_s = time.monotonic() - started
 
-    assert again == frame, "the retry is the same frame, byte for byte"
     info, counter, objects = pendant.unseal(frame)
     assert info & bthome.INFO_EVENT and (bthome.OBJ_BUTTON, bthome.BUTTON_PRESS) in objects
+    info_again, counter_again, objects_again = pendant.unseal(again)
+    assert (counter_again, objects_again) == (counter, objects), "the retry is the same event"
+    assert (info & bthome.INFO_RESEND_MASK, info_again & bthome.INFO_RESEND_MASK) != (0, 0) and again != frame, \
+        "each re-send differs from the burst before it (its re-send number), so passive scanning reports it"
 
     stack = json.loads((vmdir / "stack.json").read_text())
     assert stack["kernel"].startswith("6.1.") and stack["bluez"] == "5.66" and stack["init"] == "systemd", stack
     calls = [json.loads(line) for line in (vmdir / "callbacks.jsonl").read_text().splitlines()]
-    heard = {mode: [c for c in calls if c["mode"] == mode and c["service_data"] == frame.hex()]
-             for mode in ("passive", "active")}
+    heard = {mode: [c for c in calls if c["mode"] == mode and c["service_data"] == sent.hex()]
+             for mode, sent in (("passive", frame), ("active", again))}
     sent_passive = air_log.count(frame, passive_from, passive_to)
-    sent_active = air_log.count(frame, active_from, active_to)
+    sent_active = air_log.count(again, active_from, active_to)
     assert all(c["address"] == pendant.device.address for c in heard["passive"] + heard["active"])
     print(f"\nvirtual Pi: boot {boot_s:.1f} s (QEMU start -> job), scanning at {scanning_s:.1f} s, "
           f"whole test {total_s:.1f} s; "

@@ -36,15 +36,13 @@ class FirmwareDevice:
     firmware: FirmwareProcess
 
     async def press(self, button: str, hold_s: float = 0.12) -> float:
-        """Hold a pendant button (its pin and the shared wake line); returns when it went down."""
+        """Hold a pendant button: it switches 3V3 onto its pin (firmware/boards.py); returns
+        when it went down."""
         bridge = self.firmware.bridge
-        pins = [_pin(button), _pin("button_wake")]
         down = time.monotonic()
-        for pin in pins:
-            bridge.set_pin(pin, 0)
+        bridge.set_pin(_pin(button), 1)
         await asyncio.sleep(hold_s)
-        for pin in pins:
-            bridge.set_pin(pin, 1)
+        bridge.set_pin(_pin(button), 0)
         return down
 
     def set_door(self, is_open: bool, open_level: int = 0) -> None:

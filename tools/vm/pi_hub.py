@@ -1,6 +1,6 @@
 """The hub on the virtual Pi, as systemd runs it on a Raspberry Pi: `hub/systemd/safebox-hub.service`
 unchanged (Type=notify, WatchdogSec, its own user `safebox` in group bluetooth, the hardening),
-bleak's default BlueZ backend (`[ble] backend = "bluez"`), the platform reached over QEMU's
+bleak's default BlueZ backend (what the hub always uses), the platform reached over QEMU's
 user network (https://10.0.2.2:<port>, a CA that names 10.0.2.2).
 
 `prepare(run_dir, ...)` writes into the run's folder (the VM's /vmjob) what an installer brings to
@@ -79,7 +79,7 @@ def checkout_paths() -> list[str]:
 def hub_toml(platform_url: str, state_dir: str, ca_file: str, hub_id: str, home_id: str) -> str:
     return (f'hub_id = "{hub_id}"\nhome_id = "{home_id}"\nstate_dir = "{state_dir}"\n\n'
             f'[platform]\nurl = "{platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 10\n\n'
-            f'[ble]\nbackend = "bluez"\n')
+            '[ble]\nconnect_attempts = 3\n')
 
 
 def host_config(folder: Path, hub_id: str, home_id: str, ca_cert: Path) -> Path:
