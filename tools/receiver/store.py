@@ -204,11 +204,14 @@ class Store:
                                (hub_id, event["event_id"])).fetchone()
         return Outcome.DUPLICATE if stored == digest else Outcome.CONFLICT
 
-    def events(self, *, since_id: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        """Stored events with a row id above `since_id`, oldest first."""
+    def events(self, *, since_id: int = 0, limit: int | None = None, hub_id: str | None = None) -> list[StoredEvent]:
+        """Stored events with a row id above `since_id` (of `hub_id` only, when given), oldest first."""
+        where, params = "id > ?", [since_id]
+        if hub_id is not None:
+            where, params = where + " AND hub_id = ?", [since_id, hub_id]
         with self._transaction() as db:
-            rows = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
-                              (since_id, -1 if limit is None else limit)).fetchall()
+            rows = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT ?",
+                              (*params, -1 if limit is None else limit)).fetchall()
         return [StoredEvent(*row[:8], bool(row[8]), row[9], bytes(row[10])) for row in rows]
 
     def count_events(self) -> int:

@@ -26,7 +26,9 @@ from typing import Any
 import aiohttp
 
 from safebox.firmware.boards import BOARDS
+from safebox.hub import keys
 from safebox.hub.devices import Device
+from safebox.protocol import signing
 from safebox.tools import build, tlsca
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.firmware_process import FirmwareProcess
@@ -231,11 +233,20 @@ class SimHome:
 
     # -- the platform's view -------------------------------------------------------------
     async def stored_events(self) -> list[dict[str, Any]]:
-        """What the receiver has stored, through its HTTPS listing (verified TLS)."""
+        """What the receiver has stored from this home's hub, through its HTTPS listing
+        (verified TLS), signed with the hub's key as the installer's walk test does."""
+        key = keys.load_or_create(self.hub_state / "hub_key.pem")
+        found: list[dict[str, Any]] = []
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{self.platform_url}/v1/events", ssl=self._ssl) as resp:
-                resp.raise_for_status()
-                return (await resp.json())["events"]
+            while True:
+                url = f"{self.platform_url}/v1/events?since_id={found[-1]['id'] if found else 0}"
+                headers = signing.signed_get_headers(key, self.hub_id, url)
+                async with session.get(url, headers=headers, ssl=self._ssl) as resp:
+                    resp.raise_for_status()
+                    page = (await resp.json())["events"]
+                if not page:
+                    return found
+                found += page
 
     async def wait_stored(self, count: int, timeout: float = 10.0, poll_s: float = 0.01) -> list[dict[str, Any]]:
         """Wait until the receiver holds at least `count` events."""
