@@ -123,6 +123,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
         self.path = Path(path)
+        self.watchers: list[Callable[[], None]] = []  # called after events are stored (the screen's feed)
         if not create and not self.path.is_file():
             raise StoreError(f"no database at {self.path}")
         try:
@@ -181,12 +182,20 @@ class Store:
     def record_event(self, hub_id: str, body: bytes, event: dict[str, Any], *, now: float) -> Outcome:
         """Store a verified, validated event unless its (hub, event id) is already stored."""
         with self._transaction() as db:
-            return self._record_in(db, hub_id, body, event, now)
+            outcome = self._record_in(db, hub_id, body, event, now)
+        self._stored()
+        return outcome
 
     def record_events(self, hub_id: str, items: list[tuple[bytes, dict[str, Any]]], *, now: float) -> list[Outcome]:
         """`record_event` for the events of a batch, in order, in one transaction (all or none)."""
         with self._transaction() as db:
-            return [self._record_in(db, hub_id, body, event, now) for body, event in items]
+            outcomes = [self._record_in(db, hub_id, body, event, now) for body, event in items]
+        self._stored()
+        return outcomes
+
+    def _stored(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     @staticmethod
     def _record_in(db: sqlite3.Connection, hub_id: str, body: bytes, event: dict[str, Any], now: float) -> Outcome:

@@ -1,0 +1,23 @@
+// The live screen: the server pushes the panels, already rendered, over Server-Sent Events.
+// window.sbxSeen records when each alarm row first appeared (ms), for the benchmark.
+(function () {
+  "use strict";
+  var panels = document.getElementById("panels");
+  var status = document.getElementById("live-status");
+  window.sbxSeen = window.sbxSeen || {};
+  function note() {
+    var now = Date.now();
+    panels.querySelectorAll("tr.alarm").forEach(function (row) {
+      if (!(row.id in window.sbxSeen)) { window.sbxSeen[row.id] = {seen: now, stored: +row.dataset.stored}; }
+    });
+  }
+  note();
+  var source = new EventSource("/live" + window.location.search);
+  source.addEventListener("panels", function (e) {
+    panels.innerHTML = e.data;
+    note();
+    window.sbxUpdates = (window.sbxUpdates || 0) + 1;
+  });
+  source.onopen = function () { status.textContent = status.dataset.live; status.className = "status on"; };
+  source.onerror = function () { status.textContent = status.dataset.offline; status.className = "status off"; };
+})();
