@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from . import i18n, views
@@ -127,7 +128,10 @@ class Screen:
             version = self.feed.version
             html = self.panels(lang, csrf)
             data = "".join(f"data: {line}\n" for line in html.splitlines())
-            await response.write(f"event: panels\n{data}\n".encode())
+            try:
+                await response.write(f"event: panels\n{data}\n".encode())
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                return response  # the screen was closed
 
     def _alarm_id(self, request: web.Request) -> int:
         return int(request.match_info["id"])
