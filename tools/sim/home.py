@@ -76,12 +76,14 @@ class SimHome:
     """Use as `async with SimHome(workdir) as home:`; everything is stopped on the way out."""
 
     def __init__(self, workdir: Path, *, hub_id: str = "hub-sim-0001", home_id: str = "home-sim-0001",
-                 receiver_args: tuple[str, ...] = (), enrol: bool = True) -> None:
-        """`enrol=False` leaves the hub unknown to the platform (the installer's `enrol` does it)."""
+                 receiver_args: tuple[str, ...] = (), enrol: bool = True, console: bool = False) -> None:
+        """`enrol=False` leaves the hub unknown to the platform (the installer's `enrol` does it);
+        `console=True` also serves the operators' screen (its address in `console_url`)."""
         self.workdir = Path(workdir)
         self.hub_id = hub_id
         self.home_id = home_id
-        self.receiver_args = receiver_args
+        self.receiver_args = (*receiver_args, *(("--operator-port", "0") if console else ()))
+        self.console_url = ""
         self.enrol = enrol
         self.air = Air()
         self.devices: list[SimDevice] = []
@@ -147,6 +149,18 @@ class SimHome:
             "--key", str(tls.server_key), *self.receiver_args)
         m = await self.receiver.start(r"listening on (https://\S+)")
         self.platform_url = m.group(1)
+        if "--operator-port" in self.receiver_args:
+            self.console_url = (await self.receiver.wait_for_line(r"operators on (https://\S+)")).group(1)
+
+    async def add_operator(self, name: str, password: str, *, role: str = "operator") -> None:
+        """An operator account on the platform, as `safebox-receiver operator add` makes it."""
+        proc = await asyncio.create_subprocess_exec(
+            *ChildProcess("cli", "safebox.tools.receiver.cli").argv, "operator", "add", "--db", str(self.receiver_db),
+            name, "--role", role, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate((password + "\n").encode())
+        if proc.returncode != 0:
+            raise RuntimeError(f"operator add {name} failed: {err.decode().strip()}")
 
     def _write_hub_config(self, ca_file: Path) -> None:
         self.hub_config.parent.mkdir(parents=True, exist_ok=True)

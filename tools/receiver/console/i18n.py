@@ -87,7 +87,7 @@ class Words:
         return text.format(**values) if values else text
 
     def clock(self, t: float | None) -> str:
-        """14:02 (today's date is left out; another day shows as 11-26 14:02)."""
+        """14:02:07, in the platform's zone."""
         if t is None:
             return self("never")
         when = datetime.fromtimestamp(t, self.zone)
@@ -96,7 +96,7 @@ class Words:
     def stamp(self, t: float | None) -> str:
         if t is None:
             return "-"
-        return datetime.fromtimestamp(t, self.zone).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(t, self.zone).isoformat(sep=" ", timespec="milliseconds")
 
     def age(self, seconds: float) -> str:
         seconds = max(0, int(seconds))
