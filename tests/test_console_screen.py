@@ -56,7 +56,7 @@ def test_queue_order_deadlines_toilet_board_and_tests(tmp_path) -> None:
     assert queue[1].late(T0 + 181) and not queue[1].late(T0 + 179)  # a service request: called back in 3 min
     [inside] = board.toilet()
     assert (inside["home_id"], inside["since"]) == ("home-0001", T0 + 40)
-    [home] = board.homes()
+    [home] = board.homes()[1]
     assert {d["role"]: d["battery"] for d in home["devices"]} == {"pendant": 9, "toilet_door": None}
     record(store, 3, "toilet_vacated", T0 + 100, role="toilet_door", room="toilet", device="240ac4000002")
     board.project()
@@ -79,10 +79,10 @@ def test_a_hub_silent_for_three_intervals_is_an_alarm_until_it_is_heard(tmp_path
     assert board.check_silence(T0 + 180) == []
     [opened] = board.check_silence(T0 + 181)
     assert board.check_silence(T0 + 300) == []  # one alarm, not one per look
-    assert [a.kind for a in alarms.queue()] == ["hub_silent"] and board.homes()[0]["silent"]
+    assert [a.kind for a in alarms.queue()] == ["hub_silent"] and board.homes()[1][0]["silent"]
     record(store, 2, "hub_heartbeat", T0 + 400, interval_s=60)
     board.project()
-    assert alarms.queue() == [] and not board.homes()[0]["silent"]
+    assert alarms.queue() == [] and not board.homes()[1][0]["silent"]
     assert [step for _, step, _ in alarms.timeline(opened)][-1] == "t_cleared"
     store.close()
 

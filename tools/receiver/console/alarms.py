@@ -92,8 +92,7 @@ class Alarms:
     def _rows(self, where: str, params: tuple = ()) -> list[Alarm]:
         with self.store._transaction() as db:
             rows = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM alarms WHERE {where}", params).fetchall()
-            people = {r[0]: dict(zip(DIRECTORY_FIELDS, r)) for r in db.execute(
-                f"SELECT {', '.join(DIRECTORY_FIELDS)} FROM residents")}
+        people = self.residents(sorted({r[4] for r in rows}))
         return [Alarm(*r[:8], bool(r[8]), *r[9:], resident=people.get(r[4])) for r in rows]
 
     def queue(self) -> list[Alarm]:
@@ -184,6 +183,13 @@ class Alarms:
             row = db.execute(f"SELECT {', '.join(DIRECTORY_FIELDS)} FROM residents WHERE home_id = ?",
                              (home_id,)).fetchone()
         return None if row is None else dict(zip(DIRECTORY_FIELDS, row))
+
+    def residents(self, home_ids: list[str]) -> dict[str, dict[str, str]]:
+        marks = ",".join("?" * len(home_ids))
+        with self.store._transaction() as db:
+            rows = db.execute(f"SELECT {', '.join(DIRECTORY_FIELDS)} FROM residents WHERE home_id IN ({marks})",
+                              home_ids).fetchall()
+        return {r[0]: dict(zip(DIRECTORY_FIELDS, r)) for r in rows}
 
     def set_resident(self, entry: dict[str, str]) -> None:
         values = [str(entry.get(f) or "").strip()[:500] for f in DIRECTORY_FIELDS]

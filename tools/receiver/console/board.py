@@ -202,14 +202,18 @@ class Board:
                               "ORDER BY since").fetchall()
         return [dict(zip(("hub_id", "device_id", "home_id", "room", "since"), r)) for r in rows]
 
-    def homes(self) -> list[dict[str, Any]]:
+    def homes(self, limit: int = 200) -> tuple[int, list[dict[str, Any]]]:
+        """(how many homes, the first `limit`: silent hubs first, then by home id)."""
         with self.store._transaction() as db:
-            hubs = db.execute("SELECT hub_id, home_id, last_heard, interval_s, health FROM hubs_seen "
-                              "ORDER BY home_id").fetchall()
-            devices = db.execute("SELECT hub_id, device_id, role, room, last_heard, battery FROM devices_seen "
-                                 "ORDER BY device_id").fetchall()
+            (count,) = db.execute("SELECT COUNT(*) FROM hubs_seen").fetchone()
             silent = {r[0] for r in db.execute("SELECT hub_id FROM alarms WHERE kind = ? AND resolved_at IS NULL",
                                                (HUB_SILENT,))}
+            hubs = db.execute("SELECT hub_id, home_id, last_heard, interval_s, health FROM hubs_seen "
+                              "ORDER BY hub_id IN (SELECT hub_id FROM alarms WHERE kind = ? AND resolved_at IS NULL) "
+                              "DESC, home_id LIMIT ?", (HUB_SILENT, limit)).fetchall()
+            marks = ",".join("?" * len(hubs))
+            devices = db.execute(f"SELECT hub_id, device_id, role, room, last_heard, battery FROM devices_seen "
+                                 f"WHERE hub_id IN ({marks}) ORDER BY device_id", [h[0] for h in hubs]).fetchall()
         out = []
         for hub_id, home_id, last_heard, interval, health in hubs:
             out.append({"hub_id": hub_id, "home_id": home_id, "last_heard": last_heard,
@@ -217,4 +221,4 @@ class Board:
                         "silent": hub_id in silent,
                         "devices": [dict(zip(("device_id", "role", "room", "last_heard", "battery"), d[1:]))
                                     for d in devices if d[0] == hub_id]})
-        return out
+        return count, out

@@ -101,9 +101,11 @@ class Screen:
     def panels(self, lang: str, csrf: str) -> str:
         self.feed.step()  # never show less than is stored
         queue = self.alarms.queue()
-        residents = {h["home_id"]: r for h in self.board.homes() if (r := self.alarms.resident(h["home_id"]))}
-        html = views.text("panels.html", lang, queue=queue, toilet=self.board.toilet(), homes=self.board.homes(),
-                          residents=residents, now=self.clock(), csrf=csrf, toilet_limit=TOILET_LIMIT_S)
+        home_count, homes = self.board.homes()
+        residents = self.alarms.residents([h["home_id"] for h in homes])
+        html = views.text("panels.html", lang, queue=queue, toilet=self.board.toilet(), homes=homes,
+                          home_count=home_count, residents=residents, now=self.clock(), csrf=csrf,
+                          toilet_limit=TOILET_LIMIT_S)
         self.alarms.mark_shown([a.id for a in queue if a.shown_at is None], self.clock())
         return html
 
