@@ -115,3 +115,24 @@ async def _next_panels(live) -> str:
                 return "\n".join(l.removeprefix("data: ") for l in lines if l.startswith("data: "))
             if line:
                 lines.append(line)
+
+
+async def test_deadlines_are_configurable_and_the_feed_ends_with_the_session(tmp_path) -> None:
+    from safebox.tools.receiver.console.alarms import parse_deadline
+    clock = Clock(T0 + 30)
+    async with console_running(tmp_path, clock=clock, deadlines=dict([parse_deadline("emergency=20,600")])) as console:
+        record(console.store, 5, "emergency", T0)
+        record(console.store, 6, "emergency", T0, test=True)
+        async with console.session() as http:
+            assert (await console.login(http)).status == 303
+            async with http.get("/", headers={"Accept": "text/html"}) as r:
+                page = await r.text()
+            assert page.count("LATE") == 2 and 'data-waiting="1"' in page  # the test pages nobody
+            csrf = await console.csrf(http)
+            async with http.get("/live") as live:
+                await _next_panels(live)
+                async with http.post("/logout", data={"csrf": csrf}, allow_redirects=False) as r:
+                    assert r.status == 303
+                record(console.store, 7, "emergency", T0 + 1)  # a change: the feed looks at the session
+                async with asyncio.timeout(5):
+                    assert await live.content.read() == b""  # the stream ended

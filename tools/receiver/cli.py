@@ -23,6 +23,7 @@ from safebox.tools.tlsca import make_ca
 
 from .app import FAULT_STATUSES, make_app
 from .console import i18n, make_console_app
+from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
 from .store import Store, StoreError
 
@@ -54,6 +55,13 @@ def _count(text: str) -> int:
     return count
 
 
+def _deadline(text: str) -> tuple[str, tuple[int, int]]:
+    try:
+        return parse_deadline(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     if not args.cert or not args.key:
         raise _UserError("serve needs --cert CHAIN and --key KEY: the receiver only speaks TLS "
@@ -69,7 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
                        answer_delay_s=args.answer_delay_ms / 1000)
-        console = None if args.operator_port is None else make_console_app(store, zone=args.tz)
+        console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
+                                                                            deadlines=dict(args.deadline or ()))
         asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port))
     except OSError as exc:  # e.g. the port is taken
         raise _UserError(f"cannot listen on {args.host}:{args.port} or {args.operator_host}:{args.operator_port}: "
@@ -239,6 +248,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="serve the operators' screen on this port, apart from the hubs' (0 picks one); "
                             "none without it")
     serve.add_argument("--tz", default=i18n.DEFAULT_ZONE, help="the screen's time zone (default Asia/Shanghai)")
+    serve.add_argument("--deadline", type=_deadline, action="append", metavar="TYPE=TAKE,RESOLVE",
+                       help="seconds within which an alarm type is to be taken up and resolved (repeatable; "
+                            "defaults: emergency=60,1800, community_service=180,86400, ...)")
     serve.set_defaults(run=_serve)
 
     add_hub = commands.add_parser("add-hub", help="enrol a hub's public key")

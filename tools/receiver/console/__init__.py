@@ -27,11 +27,12 @@ from .screen import Feed, Screen
 FEED_KEY = web.AppKey("feed", Feed)
 
 
-def make_console_app(store: Store, *, clock: Callable[[], float] = time.time,
-                     zone: str = i18n.DEFAULT_ZONE) -> web.Application:
+def make_console_app(store: Store, *, clock: Callable[[], float] = time.time, zone: str = i18n.DEFAULT_ZONE,
+                     deadlines: dict[str, tuple[int, int]] | None = None) -> web.Application:
+    """`deadlines`: per alarm type, (seconds to be taken up, to be resolved), over alarms.DEADLINES."""
     views.ZONE[0] = i18n.zone(zone)
     accounts = Accounts(store)
-    feed = Feed(Board(store), Alarms(store), clock)
+    feed = Feed(Board(store), Alarms(store, deadlines), clock)
     store.watchers.append(feed.wake)
     app = web.Application(middlewares=[guard(accounts, clock)], client_max_size=64 * 1024)
     app[FEED_KEY] = feed

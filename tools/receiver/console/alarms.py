@@ -64,14 +64,15 @@ class Alarm:
     outcome: str | None
     cleared_at: float | None
     resident: dict[str, str] | None = None
+    deadlines: tuple[int, int] = (600, 86400)  # this type's (take up within, resolve within)
 
     @property
     def take_by(self) -> float:
-        return self.stored_at + DEADLINES.get(self.kind, (600, 86400))[0]
+        return self.stored_at + self.deadlines[0]
 
     @property
     def resolve_by(self) -> float:
-        return self.stored_at + DEADLINES.get(self.kind, (600, 86400))[1]
+        return self.stored_at + self.deadlines[1]
 
     def late(self, now: float) -> bool:
         if self.resolved_at is not None:
@@ -82,9 +83,24 @@ class Alarm:
         return (int(self.test), URGENCY.get(self.kind, len(URGENCY)), self.stored_at)
 
 
+def parse_deadline(text: str) -> tuple[str, tuple[int, int]]:
+    """`TYPE=TAKE,RESOLVE` in seconds (e.g. `emergency=60,1800`) -> (type, (take, resolve))."""
+    kind, _, values = text.partition("=")
+    try:
+        take, resolve = (int(v) for v in values.split(","))
+    except ValueError:
+        raise ValueError(f"a deadline is TYPE=TAKE,RESOLVE in seconds, e.g. emergency=60,1800; not {text!r}") from None
+    if kind not in DEADLINES:
+        raise ValueError(f"no alarm type {kind!r}; the types: {', '.join(DEADLINES)}")
+    if not 0 < take <= resolve:
+        raise ValueError(f"{kind}: 0 < TAKE <= RESOLVE, not {take}, {resolve}")
+    return kind, (take, resolve)
+
+
 class Alarms:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, deadlines: dict[str, tuple[int, int]] | None = None) -> None:
         self.store = store
+        self.deadlines = {**DEADLINES, **(deadlines or {})}
         with store._transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS residents (home_id TEXT PRIMARY KEY, name TEXT, phone TEXT, "
                        "address TEXT, contacts TEXT)")
@@ -93,7 +109,8 @@ class Alarms:
         with self.store._transaction() as db:
             rows = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM alarms WHERE {where}", params).fetchall()
         people = self.residents(sorted({r[4] for r in rows}))
-        return [Alarm(*r[:8], bool(r[8]), *r[9:], resident=people.get(r[4])) for r in rows]
+        return [Alarm(*r[:8], bool(r[8]), *r[9:], resident=people.get(r[4]),
+                      deadlines=self.deadlines.get(r[3], (600, 86400))) for r in rows]
 
     def queue(self) -> list[Alarm]:
         """Every alarm not resolved: real before test, then by urgency, then oldest first."""

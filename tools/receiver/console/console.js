@@ -5,8 +5,12 @@
   var panels = document.getElementById("panels");
   var status = document.getElementById("live-status");
   window.sbxSeen = window.sbxSeen || {};
+  var title = document.title;
   function note() {
     var now = Date.now();
+    // real alarms nobody has taken up, in the tab's title (tests page nobody)
+    var waiting = +(document.getElementById("queue") || {dataset: {}}).dataset.waiting || 0;
+    document.title = waiting ? "(" + waiting + ") " + title : title;
     panels.querySelectorAll("tr.alarm").forEach(function (row) {
       if (!(row.id in window.sbxSeen)) { window.sbxSeen[row.id] = {seen: now, stored: +row.dataset.stored}; }
     });

@@ -24,7 +24,7 @@ from aiohttp import web
 from . import i18n, views
 from .accounts import Accounts
 from .alarms import ActionError, Alarms
-from .auth import session_of
+from .auth import SESSION_COOKIE, session_of
 from .board import TOILET_LIMIT_S, Board
 
 log = logging.getLogger("safebox.receiver.console")
@@ -128,6 +128,8 @@ class Screen:
             if version == self.feed.version:
                 await self.feed.wait(version, REFRESH_S)
             version = self.feed.version
+            if self.accounts.session(request.cookies.get(SESSION_COOKIE, ""), now=self.clock()) is None:
+                return response  # logged out, timed out or removed: the screen goes quiet
             html = self.panels(lang, csrf)
             data = "".join(f"data: {line}\n" for line in html.splitlines())
             try:
