@@ -99,6 +99,13 @@ async def test_login_sets_a_strict_cookie_logout_ends_it_and_taking_up_acks_the_
             async with http.get(f"/alarms/{alarm_id}/timeline.csv") as r:
                 text = await r.text()
                 assert "taken up by li" in text and "called the daughter" in text
+            # the home directory, kept on the screen: the queue then names the resident
+            async with http.post("/homes/home-0001", data={"csrf": csrf, "name": "王秀英", "phone": "13800000000",
+                                                           "address": "幸福路 1 号", "contacts": "女儿 13900000000"},
+                                 allow_redirects=False) as r:
+                assert r.status == 303
+            async with http.get(f"/alarms/{alarm_id}", headers={"Accept": "text/html"}) as r:
+                assert "王秀英" in (page := await r.text()) and "13800000000" in page and "女儿" in page
             async with http.post("/logout", data={"csrf": csrf}, allow_redirects=False) as r:
                 assert (r.status, r.headers["Location"]) == (303, "/login")
             async with http.get("/", headers={"Accept": "text/html"}, allow_redirects=False) as r:
