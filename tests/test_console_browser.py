@@ -76,15 +76,16 @@ async def test_login_live_alarm_take_up_to_the_pendant_toilet_board_and_chinese(
             line = await b.text("tr.toilet")
             assert "home-sim-0001" in line and re.search(r"since \d\d:\d\d", line)
             await b.screenshot("console-toilet-board")
+            # the Chinese screen, the resident still inside
+            await b.click("#lang")
+            await b.wait_text("#toilet", "正在如厕")
+            assert re.search(r"\d\d:\d\d 起", await b.text("tr.toilet"))
+            assert "呼叫中心" in await b.text("header") and "居家宝" in await b.text("#homes")
+            await b.screenshot("console-zh-CN")
             toilet.set_door(True)
             await b.wait_gone("tr.toilet", timeout=20)
-            await b.wait_text("#toilet", "Nobody is in the toilet.")
-
-            # the Chinese screen
-            await b.click("#lang")
+            await b.wait_text("#toilet", "目前没有人在卫生间")
             await b.wait_text("#queue", "没有待处理的报警")
-            assert "呼叫中心" in await b.text("header") and "家庭" in await b.text("#homes")
-            await b.screenshot("console-zh-CN")
             await b.click("#logout")
             await b.wait_text("body", "登录")
             await b.get(home.console_url + "/")

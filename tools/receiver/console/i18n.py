@@ -39,6 +39,7 @@ _EN = {
     "emergency": "Emergency", "toilet_overdue": "Toilet overdue", "door_inactive": "Front door inactive",
     "device_offline": "Device offline", "battery_low": "Battery low", "hub_silent": "Hub silent",
     "community_service": "Community service", "life_service": "Daily-life service", "test_alarm": "Test alarm",
+    "pendant": "pendant", "front_door": "front door", "toilet_door": "toilet door",
 }
 _ZH = {
     "title": "呼叫中心", "login": "登录", "logout": "退出", "name": "用户名", "password": "密码",
@@ -62,6 +63,7 @@ _ZH = {
     "emergency": "紧急求助", "toilet_overdue": "如厕超时", "door_inactive": "大门长时间未开",
     "device_offline": "设备离线", "battery_low": "电量低", "hub_silent": "网关失联",
     "community_service": "社区服务", "life_service": "生活服务", "test_alarm": "测试报警",
+    "pendant": "居家宝", "front_door": "大门传感器", "toilet_door": "卫生间门传感器",
 }
 WORDS = {"en": _EN, "zh-CN": _ZH}
 assert set(_EN) == set(_ZH), sorted(set(_EN) ^ set(_ZH))

@@ -103,9 +103,10 @@ class Screen:
         queue = self.alarms.queue()
         home_count, homes = self.board.homes()
         residents = self.alarms.residents([h["home_id"] for h in homes])
-        html = views.text("panels.html", lang, queue=queue, toilet=self.board.toilet(), homes=homes,
-                          home_count=home_count, residents=residents, now=self.clock(), csrf=csrf,
-                          toilet_limit=TOILET_LIMIT_S)
+        toilet = self.board.toilet()
+        html = views.text("panels.html", lang, queue=queue, toilet=toilet, homes=homes, home_count=home_count,
+                          residents=residents, residents_toilet=self.alarms.residents([v["home_id"] for v in toilet]),
+                          now=self.clock(), csrf=csrf, toilet_limit=TOILET_LIMIT_S)
         self.alarms.mark_shown([a.id for a in queue if a.shown_at is None], self.clock())
         return html
 
