@@ -50,6 +50,7 @@ async def console_running(tmp_path: Path, **options) -> AsyncIterator[Console]:
     accounts = Accounts(store)
     accounts.add("li", PASSWORD, display="李明", now=0)
     accounts.add("wang", PASSWORD, role="supervisor", now=0)
+    accounts.add("zhou", PASSWORD, now=0)
     app = make_console_app(store, **options)
     runner = web.AppRunner(app)
     await runner.setup()

@@ -96,9 +96,22 @@ async def test_login_sets_a_strict_cookie_logout_ends_it_and_taking_up_acks_the_
             async with http.post(f"/alarms/{alarm_id}/note", headers={"X-CSRF-Token": csrf},
                                  data={"text": "called the daughter"}, allow_redirects=False) as r:
                 assert r.status == 303
+            # another operator may not resolve what li took up; a supervisor may hand it over
+            async with console.session() as other:
+                assert (await console.login(other, name="zhou")).status == 303
+                token = await console.csrf(other)
+                async with other.post(f"/alarms/{alarm_id}/resolve", data={"csrf": token, "outcome": "x"}) as r:
+                    assert r.status == 409 and "only they or a supervisor" in await r.text()
+            async with console.session() as boss:
+                assert (await console.login(boss, name="wang")).status == 303
+                token = await console.csrf(boss)
+                async with boss.post(f"/alarms/{alarm_id}/handover", data={"csrf": token, "to": "zhou"},
+                                     allow_redirects=False) as r:
+                    assert r.status == 303
             async with http.get(f"/alarms/{alarm_id}/timeline.csv") as r:
                 text = await r.text()
                 assert "taken up by li" in text and "called the daughter" in text
+                assert "handed over by wang to zhou" in text
             # the home directory, kept on the screen: the queue then names the resident
             async with http.post("/homes/home-0001", data={"csrf": csrf, "name": "王秀英", "phone": "13800000000",
                                                            "address": "幸福路 1 号", "contacts": "女儿 13900000000"},

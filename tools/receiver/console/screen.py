@@ -152,10 +152,14 @@ class Screen:
 
     async def act(self, request: web.Request) -> web.Response:
         alarm_id, action = self._alarm_id(request), request.match_info["action"]
-        me = session_of(request).operator.name
+        operator = session_of(request).operator
+        me = operator.name
         form = await request.post()
         now = self.clock()
         try:
+            owner = self.alarms.get(alarm_id).taken_by
+            if action in ("handover", "resolve") and owner not in (None, me) and operator.role != "supervisor":
+                raise ActionError(f"{owner} has taken this alarm up: only they or a supervisor may {action} it")
             if action == "take":
                 self.alarms.take(alarm_id, me, now)
             elif action == "note":
