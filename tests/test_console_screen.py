@@ -96,24 +96,29 @@ async def test_an_open_screen_gets_new_alarms_live_in_chinese_with_shanghai_time
                 assert live.headers["Content-Type"] == "text/event-stream"
                 first = await _next_panels(live)
                 assert "没有待处理的报警" in first
+                assert "家庭 (0)" in await _next_panels(live, "homes")  # the overview follows
                 record(console.store, 5, "emergency", T0)
-                pushed = await _next_panels(live)
+                pushed = await _next_panels(live)  # at once: not waiting for the overview's turn
                 assert "紧急求助" in pushed and "59 秒" in pushed  # waited since it was stored
                 assert "22:13:20" in pushed  # occurred at, in Shanghai (UTC+8)
                 record(console.store, 6, "toilet_occupied", T0, role="toilet_door", room="toilet",
                        device="240ac4000002")
                 pushed = await _next_panels(live)
                 assert "22:13 起（1 分钟）" in pushed
+                assert "家庭 (1)" in await _next_panels(live, "homes", timeout=8)
 
 
-async def _next_panels(live) -> str:
+async def _next_panels(live, event: str = "urgent", timeout: float = 5) -> str:
+    """The next pushed `event` (urgent: the queue and toilet board; homes: the overview)."""
     lines: list[str] = []
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(timeout):
         while True:
             line = (await live.content.readline()).decode().rstrip("\n")
             if line == "" and lines:
-                return "\n".join(l.removeprefix("data: ") for l in lines if l.startswith("data: "))
-            if line:
+                if lines[0] == f"event: {event}":
+                    return "\n".join(l.removeprefix("data: ") for l in lines if l.startswith("data: "))
+                lines = []
+            elif line:
                 lines.append(line)
 
 
@@ -135,4 +140,5 @@ async def test_deadlines_are_configurable_and_the_feed_ends_with_the_session(tmp
                     assert r.status == 303
                 record(console.store, 7, "emergency", T0 + 1)  # a change: the feed looks at the session
                 async with asyncio.timeout(5):
-                    assert await live.content.read() == b""  # the stream ended
+                    rest = await live.content.read()  # to its end: the stream ended
+                assert b"event: urgent" not in rest  # nothing pushed after the logout

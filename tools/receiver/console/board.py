@@ -96,9 +96,13 @@ def seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
+_URGENT_TYPES = ALARM_TYPES | {ev.TOILET_OCCUPIED, ev.TOILET_VACATED}
+
+
 class Board:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.urgent = 0  # counts changes to the queue or the toilet board (what must be pushed at once)
         with store._transaction() as db:
             db.executescript(_SCHEMA)
 
@@ -131,6 +135,8 @@ class Board:
 
     def _take_in(self, db: Any, hub_id: str, event_id: str, body: dict[str, Any], stored: float) -> list[int]:
         kind, home, data = body["type"], body["home_id"], body.get("data") or {}
+        if kind in _URGENT_TYPES:
+            self.urgent += 1
         device = body.get("device") or data.get("device") or {}
         interval = data.get("interval_s") if kind == ev.HUB_HEARTBEAT else None
         health = json.dumps(data) if kind == ev.HUB_HEARTBEAT else None
@@ -165,10 +171,10 @@ class Board:
                           int(test), occurred, stored))
         return [cur.lastrowid] if cur.rowcount == 1 else []
 
-    @staticmethod
-    def _clear(db: Any, hub_id: str, device_id: str | None, kind: str, at: float, why: str) -> None:
+    def _clear(self, db: Any, hub_id: str, device_id: str | None, kind: str, at: float, why: str) -> None:
         rows = db.execute("SELECT id FROM alarms WHERE hub_id = ? AND kind = ? AND resolved_at IS NULL "
                           "AND (? IS NULL OR device_id = ?)", (hub_id, kind, device_id, device_id)).fetchall()
+        self.urgent += bool(rows)
         for (alarm_id,) in rows:
             db.execute("UPDATE alarms SET cleared_at = ?, resolved_at = ?, resolved_by = NULL, outcome = ? "
                        "WHERE id = ?", (at, at, why, alarm_id))
@@ -193,6 +199,7 @@ class Board:
                                  (hub_id, HUB_SILENT, home_id, last_heard + SILENT_AFTER_INTERVALS * interval, now))
                 log.warning("hub %s silent since %.0f s (interval %d s)", hub_id, now - last_heard, interval)
                 opened.append(cur.lastrowid)
+        self.urgent += len(opened)
         return opened
 
     # -- reading ------------------------------------------------------------------------

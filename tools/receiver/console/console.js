@@ -1,4 +1,5 @@
-// The live screen: the server pushes the panels, already rendered, over Server-Sent Events.
+// The live screen: the server pushes the panels, already rendered, over Server-Sent Events:
+// "urgent" (the queue and the toilet board) at once, "homes" (the overview) every few seconds.
 // window.sbxSeen records when each alarm row first appeared (ms), for the benchmark.
 (function () {
   "use strict";
@@ -17,10 +18,13 @@
   }
   note();
   var source = new EventSource("/live" + window.location.search);
-  source.addEventListener("panels", function (e) {
-    panels.innerHTML = e.data;
+  source.addEventListener("urgent", function (e) {
+    document.getElementById("live-urgent").innerHTML = e.data;
     note();
     window.sbxUpdates = (window.sbxUpdates || 0) + 1;
+  });
+  source.addEventListener("homes", function (e) {
+    document.getElementById("live-homes").innerHTML = e.data;
   });
   source.onopen = function () { status.textContent = status.dataset.live; status.className = "status on"; };
   source.onerror = function () { status.textContent = status.dataset.offline; status.className = "status off"; };

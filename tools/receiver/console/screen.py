@@ -14,6 +14,7 @@ import contextlib
 import csv
 import io
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,24 +33,32 @@ log = logging.getLogger("safebox.receiver.console")
 _SCRIPT = (Path(__file__).parent / "console.js").read_text(encoding="utf-8")
 LOOK_S = 1.0
 REFRESH_S = 15.0  # panels are pushed at least this often, so ages and lateness move on
+HOMES_EVERY_S = 5.0  # the homes overview (heartbeats, last heard) is pushed at most this often
 
 
 class Feed:
-    """One task: projection, silence checks, and a version every screen waits on."""
+    """One task: projection, silence checks, and two versions every screen waits on: `urgent`
+    (the queue or the toilet board changed: pushed at once) and `version` (anything did)."""
 
     def __init__(self, board: Board, alarms: Alarms, clock: Callable[[], float]) -> None:
         self.board = board
         self.alarms = alarms
         self.clock = clock
         self.version = 0
+        self.urgent = 0
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def changed(self) -> None:
+    async def changed(self, urgent: bool = True) -> None:
         self.version += 1
+        self.urgent += urgent
+        await self._notify()
+
+    async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
 
@@ -58,17 +67,21 @@ class Feed:
             async with asyncio.timeout(timeout), self._changed:
                 await self._changed.wait_for(lambda: self.version != version)
 
-    def step(self) -> bool:
-        before = self.board.cursor()
-        opened = self.board.project()
-        opened += self.board.check_silence(self.clock())
-        return bool(opened) or self.board.cursor() != before
+    def step(self) -> None:
+        """Take in what was stored; new versions (and every screen told) when something changed."""
+        before, urgent = self.board.cursor(), self.board.urgent
+        self.board.project()
+        self.board.check_silence(self.clock())
+        if self.board.cursor() != before or self.board.urgent != urgent:
+            self.version += 1
+            self.urgent += self.board.urgent != urgent
+            self._tasks.add(task := asyncio.get_running_loop().create_task(self._notify()))
+            task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
         while True:
             try:
-                if self.step():
-                    await self.changed()
+                self.step()
             except Exception:  # the screen must outlive any one bad moment
                 log.exception("console feed")
             with contextlib.suppress(TimeoutError):
@@ -98,22 +111,27 @@ class Screen:
         session = session_of(request)
         return {"me": session.operator, "csrf": session.csrf, "now": self.clock()}
 
-    def panels(self, lang: str, csrf: str) -> str:
+    def urgent_panels(self, lang: str, csrf: str) -> str:
+        """The queue and the toilet board, freshly rendered (their alarms are then marked shown)."""
         self.feed.step()  # never show less than is stored
         queue = self.alarms.queue()
-        home_count, homes = self.board.homes()
-        residents = self.alarms.residents([h["home_id"] for h in homes])
         toilet = self.board.toilet()
-        html = views.text("panels.html", lang, queue=queue, toilet=toilet, homes=homes, home_count=home_count,
-                          residents=residents, residents_toilet=self.alarms.residents([v["home_id"] for v in toilet]),
-                          now=self.clock(), csrf=csrf, toilet_limit=TOILET_LIMIT_S)
+        html = views.text("urgent.html", lang, queue=queue, toilet=toilet, now=self.clock(), csrf=csrf,
+                          residents_toilet=self.alarms.residents([v["home_id"] for v in toilet]),
+                          toilet_limit=TOILET_LIMIT_S)
         self.alarms.mark_shown([a.id for a in queue if a.shown_at is None], self.clock())
         return html
+
+    def homes_panel(self, lang: str) -> str:
+        home_count, homes = self.board.homes()
+        return views.text("homes.html", lang, homes=homes, home_count=home_count, now=self.clock(),
+                          residents=self.alarms.residents([h["home_id"] for h in homes]))
 
     async def page(self, request: web.Request) -> web.Response:
         lang = i18n.choose(request)
         context = self._context(request)
-        return views.render("screen.html", lang, panels_html=self.panels(lang, context["csrf"]), **context)
+        return views.render("screen.html", lang, urgent_html=self.urgent_panels(lang, context["csrf"]),
+                            homes_html=self.homes_panel(lang), **context)
 
     async def script(self, request: web.Request) -> web.Response:
         return web.Response(text=_SCRIPT, content_type="text/javascript", charset="utf-8")
@@ -124,17 +142,32 @@ class Screen:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        version = -1
+        sent_urgent, sent_version, pushed_at, homes_at = -1, -1, 0.0, 0.0
         while True:
-            if version == self.feed.version:
-                await self.feed.wait(version, REFRESH_S)
-            version = self.feed.version
+            now = time.monotonic()
+            push_urgent = self.feed.urgent != sent_urgent or now - pushed_at >= REFRESH_S
+            push_homes = (self.feed.version != sent_version and now - homes_at >= HOMES_EVERY_S) \
+                or now - pushed_at >= REFRESH_S
+            if not (push_urgent or push_homes):
+                due = REFRESH_S - (now - pushed_at)
+                if self.feed.version != sent_version:
+                    due = min(due, HOMES_EVERY_S - (now - homes_at))
+                await self.feed.wait(self.feed.version, max(due, 0.01))
+                continue
             if self.accounts.session(request.cookies.get(SESSION_COOKIE, ""), now=self.clock()) is None:
                 return response  # logged out, timed out or removed: the screen goes quiet
-            html = self.panels(lang, csrf)
-            data = "".join(f"data: {line}\n" for line in html.splitlines())
+            out = []
+            if push_urgent:
+                out.append(("urgent", self.urgent_panels(lang, csrf)))
+                sent_urgent = self.feed.urgent
+            if push_homes:
+                out.append(("homes", self.homes_panel(lang)))
+                sent_version, homes_at = self.feed.version, now
+            pushed_at = now
             try:
-                await response.write(f"event: panels\n{data}\n".encode())
+                for name, html in out:
+                    data = "".join(f"data: {line}\n" for line in html.splitlines())
+                    await response.write(f"event: {name}\n{data}\n".encode())
             except (ConnectionResetError, aiohttp.ClientConnectionResetError):
                 return response  # the screen was closed
 
@@ -204,5 +237,5 @@ class Screen:
         self.alarms.set_resident({"home_id": home_id, **{k: str(form.get(k, "")) for k in
                                                          ("name", "phone", "address", "contacts")}})
         log.info("operator %s: directory entry of %s saved", session_of(request).operator.name, home_id)
-        await self.feed.changed()
+        await self.feed.changed(urgent=False)
         return web.Response(status=303, headers={"Location": f"/homes/{home_id}"})
