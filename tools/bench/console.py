@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import random
@@ -127,105 +128,123 @@ class _Hubs:
             self.failed.append(str(status))
 
 
-async def _start_receiver(work: Path, tls: tlsca.TlsFiles) -> tuple[asyncio.subprocess.Process, str, str]:
+async def _start_receiver(work: Path, tls: tlsca.TlsFiles, screen: bool) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "safebox.tools.receiver.cli", "serve", "--db", str(work / "events.db"),
-        "--port", "0", "--operator-port", "0", "--cert", str(tls.server_cert_chain), "--key", str(tls.server_key),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        "--port", "0", *(("--operator-port", "0") if screen else ()), "--cert", str(tls.server_cert_chain),
+        "--key", str(tls.server_key), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
     urls: dict[str, str] = {}
     async with asyncio.timeout(30):
-        while len(urls) < 2:
+        while "listening on" not in urls:
             line = (await proc.stdout.readline()).decode()
             if not line:
                 raise RuntimeError("the receiver ended before it listened")
             if m := re.match(r"(operators on|listening on) (https://\S+)", line):
                 urls[m.group(1)] = m.group(2)
-    return proc, urls["listening on"], urls["operators on"]
+    return proc, urls
 
 
-async def _measure(n_homes: int, steady_s: float, quick: bool) -> dict[str, Any]:
+async def _load(homes: _Homes, hub_url: str, session: aiohttp.ClientSession, steady_s: float) -> dict[str, Any]:
+    """Steady state, then the burst, with probe emergencies throughout; what the hubs saw."""
+    n_homes = len(homes.ids)
+    rng = random.Random(1)
+    hubs = _Hubs(session)
+    probes: list[int] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        while not stop.is_set():
+            i = len(probes) * 7919 % n_homes
+            probes.append(i)
+            await hubs.send(homes.one(hub_url, i, events.EMERGENCY))
+            await asyncio.sleep(PROBE_EVERY_S)
+
+    probing = asyncio.create_task(probe())
+    # steady state at the district's real rate
+    per_s = n_homes / HEARTBEAT_S + n_homes * DOOR_EVENTS_PER_HOME_DAY / 86400
+    steady: set[asyncio.Task[None]] = set()
+    sent = 0
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < steady_s:
+        for _ in range(int(per_s * elapsed) - sent):
+            sent += 1
+            i = rng.randrange(n_homes)
+            type_ = events.HUB_HEARTBEAT if rng.random() < n_homes / HEARTBEAT_S / per_s else events.DOOR_OPENED
+            task = asyncio.create_task(hubs.send(homes.one(hub_url, i, type_)))
+            steady.add(task)
+            task.add_done_callback(steady.discard)
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*steady)
+    # the burst: every hub back after 30 minutes, at once
+    back = time.time()
+    burst = [(i, [homes.body(i, events.HUB_HEARTBEAT, back)]
+              + [homes.body(i, t, back - OUTAGE_S + 300 * k)
+                 for k, t in enumerate([events.DOOR_OPENED, events.DOOR_CLOSED] * 3)])
+             for i in range(n_homes)]
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def bounded(i: int, bodies: list[dict[str, Any]]) -> None:
+        async with gate:  # signed as it is sent, as a hub does (a signature lives 60 s)
+            await hubs.send(homes.batch(hub_url, i, bodies))
+    burst_started = time.monotonic()
+    await asyncio.gather(*(bounded(i, bodies) for i, bodies in burst))
+    burst_s = time.monotonic() - burst_started
+    await asyncio.sleep(2.0)
+    stop.set()
+    await probing
+    return {"count": len(hubs.ms) + len(hubs.failed), "steady": sent, "probes": len(probes),
+            "burst_batches": n_homes, "burst_s": round(burst_s, 1),
+            "p50_ms": round(percentile(hubs.ms, 50), 1), "p99_ms": round(percentile(hubs.ms, 99), 1),
+            "max_ms": round(max(hubs.ms), 1), "failed": len(hubs.failed),
+            "failures": dict(collections.Counter(hubs.failed)),
+            "over_timeout": sum(ms > HUB_TIMEOUT_S * 1000 for ms in hubs.ms) + len(hubs.failed)}
+
+
+async def _run_one(n_homes: int, steady_s: float, screen: bool, shot_name: str) -> dict[str, Any]:
+    """One receiver, its file holding `n_homes` hubs; with `screen`, a browser logged in on it."""
     from safebox.tools.browser import Browser, version
     homes = _Homes(n_homes)
-    rng = random.Random(1)
     with tempfile.TemporaryDirectory(prefix="safebox-bench-console-") as tmp:
         work = Path(tmp)
         tls = tlsca.make_ca(work / "tls")
         homes.enrol(work / "events.db")
-        proc, hub_url, console_url = await _start_receiver(work, tls)
+        proc, urls = await _start_receiver(work, tls, screen)
         client_tls = ssl.create_default_context(cafile=str(tls.ca_cert))
         try:
-            async with Browser(tls.server_cert_chain) as b, aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(ssl=client_tls, limit=CONCURRENCY)) as session:
-                await b.get(console_url + "/login")
+            async with contextlib.AsyncExitStack() as stack:
+                session = await stack.enter_async_context(aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(ssl=client_tls, limit=CONCURRENCY)))
+                if not screen:
+                    return {"hub_requests": await _load(homes, urls["listening on"], session, steady_s)}
+                b = await stack.enter_async_context(Browser(tls.server_cert_chain))
+                await b.get(urls["operators on"] + "/login")
                 await b.fill("#name", "bench")
                 await b.fill("#password", PASSWORD)
                 await b.click("#login")
                 await b.wait_text("#live-status", "live", timeout=30)
-                hubs = _Hubs(session)
-                probes: list[int] = []
-                stop = asyncio.Event()
-
-                async def probe() -> None:
-                    while not stop.is_set():
-                        i = len(probes) * 7919 % n_homes
-                        probes.append(i)
-                        await hubs.send(homes.one(hub_url, i, events.EMERGENCY))
-                        await asyncio.sleep(PROBE_EVERY_S)
-
-                probing = asyncio.create_task(probe())
-                # steady state at the district's real rate
-                per_s = n_homes / HEARTBEAT_S + n_homes * DOOR_EVENTS_PER_HOME_DAY / 86400
-                steady: set[asyncio.Task[None]] = set()
-                started = time.monotonic()
-                while (elapsed := time.monotonic() - started) < steady_s:
-                    for _ in range(int(per_s * elapsed) - len(hubs.ms) - len(hubs.failed) - len(probes) + 1):
-                        i = rng.randrange(n_homes)
-                        type_ = events.HUB_HEARTBEAT if rng.random() < n_homes / HEARTBEAT_S / per_s \
-                            else events.DOOR_OPENED
-                        task = asyncio.create_task(hubs.send(homes.one(hub_url, i, type_)))
-                        steady.add(task)
-                        task.add_done_callback(steady.discard)
-                    await asyncio.sleep(0.05)
-                await asyncio.gather(*steady)
-                steady_count = len(hubs.ms) + len(hubs.failed)
-                # the burst: every hub back after 30 minutes, at once
-                back = time.time()
-                burst = [(i, [homes.body(i, events.HUB_HEARTBEAT, back)]
-                          + [homes.body(i, t, back - OUTAGE_S + 300 * k)
-                             for k, t in enumerate([events.DOOR_OPENED, events.DOOR_CLOSED] * 3)])
-                         for i in range(n_homes)]
-                gate = asyncio.Semaphore(CONCURRENCY)
-
-                async def bounded(i: int, bodies: list[dict[str, Any]]) -> None:
-                    async with gate:  # signed as it is sent, as a hub does (a signature lives 60 s)
-                        await hubs.send(homes.batch(hub_url, i, bodies))
-                burst_started = time.monotonic()
-                await asyncio.gather(*(bounded(i, bodies) for i, bodies in burst))
-                burst_s = time.monotonic() - burst_started
-                await asyncio.sleep(2.0)
-                stop.set()
-                await probing
-                await b.wait_for(lambda: len(b.driver.execute_script("return window.sbxSeen")) >= len(probes),
+                hubs = await _load(homes, urls["listening on"], session, steady_s)
+                await b.wait_for(lambda: len(b.driver.execute_script("return window.sbxSeen")) >= hubs["probes"],
                                  timeout=30, what="every probe on the screen")
                 seen = await b.script("return window.sbxSeen")
-                shot = await b.screenshot("bench-console-quick" if quick else "bench-console")
+                shot = await b.screenshot(shot_name)
                 browser = version()
         finally:
             proc.terminate()
             await proc.wait()
     latencies = [v["seen"] - v["stored"] for v in seen.values()]
-    return {"homes": n_homes, "browser": browser, "probes": len(latencies),
+    return {"browser": browser, "probes": len(latencies), "screenshot": str(shot),
             "stored_to_screen_ms": {"p50": round(percentile(latencies, 50), 1),
                                     "p99": round(percentile(latencies, 99), 1),
                                     "max": round(max(latencies), 1)},
-            "hub_requests": {"count": len(hubs.ms) + len(hubs.failed), "steady": steady_count,
-                             "burst_batches": n_homes, "burst_s": round(burst_s, 1),
-                             "p50_ms": round(percentile(hubs.ms, 50), 1), "p99_ms": round(percentile(hubs.ms, 99), 1),
-                             "max_ms": round(max(hubs.ms), 1), "failed": len(hubs.failed),
-                             "failures": dict(collections.Counter(hubs.failed)),
-                             "over_timeout": sum(ms > HUB_TIMEOUT_S * 1000 for ms in hubs.ms) + len(hubs.failed)},
-            "steady_s": steady_s, "screenshot": str(shot)}
+            "hub_requests": hubs}
+
+
+async def _measure(n_homes: int, steady_s: float, quick: bool) -> dict[str, Any]:
+    with_screen = await _run_one(n_homes, steady_s, True, "bench-console-quick" if quick else "bench-console")
+    baseline = await _run_one(n_homes, steady_s, False, "")
+    return {"homes": n_homes, "steady_s": steady_s, **with_screen,
+            "baseline_without_screen": baseline}
 
 
 def run(quick: bool = False, homes: int | None = None) -> list[Table]:
@@ -237,15 +256,17 @@ def measure(quick: bool = False, homes: int | None = None) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> Table:
-    s, h = r["stored_to_screen_ms"], r["hub_requests"]
+    s, h, b = r["stored_to_screen_ms"], r["hub_requests"], r["baseline_without_screen"]["hub_requests"]
     rows = [["stored at the platform -> visible on the open screen", r["probes"], s["p50"], s["p99"], s["max"]],
-            ["hubs' requests answered (steady + burst)", h["count"], h["p50_ms"], h["p99_ms"], h["max_ms"]]]
+            ["hubs' requests answered (steady + burst)", h["count"], h["p50_ms"], h["p99_ms"], h["max_ms"]],
+            ["baseline: the same load, no screen", b["count"], b["p50_ms"], b["p99_ms"], b["max_ms"]]]
     notes = [f"{r['homes']:,} homes (enrolled hubs); steady state {r['steady_s']:.0f} s at the district's rate "
              f"({h['steady']} requests: heartbeats every {HEARTBEAT_S} s, {DOOR_EVENTS_PER_HOME_DAY} door events a "
              f"home a day), then every hub's batch after a 30-minute outage ({h['burst_batches']:,} batches of 7 "
              f"events in {h['burst_s']} s, {CONCURRENCY} at a time); probe emergencies every {PROBE_EVERY_S} s.",
-             f"hubs' requests failed: {h['failed']}; over the hub's {HUB_TIMEOUT_S:.0f} s timeout (or failed): "
-             f"{h['over_timeout']}.",
+             f"hubs' requests failed: {h['failed']} (baseline {b['failed']}); over the hub's {HUB_TIMEOUT_S:.0f} s "
+             f"timeout (or failed): {h['over_timeout']} (baseline {b['over_timeout']}); burst drained in "
+             f"{h['burst_s']} s (baseline {b['burst_s']} s).",
              f"browser: {r['browser']} (headless, Selenium); screenshot: {r['screenshot']}",
              f"machine: {machine_line()} (receiver, load generator and browser on the same machine)"]
     return Table("Call-centre screen under a district's load (ms)", ["path", "n", "p50", "p99", "max"], rows, notes)

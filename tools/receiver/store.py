@@ -151,6 +151,17 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}") from None
 
+    @contextmanager
+    def derived(self) -> Iterator[None]:
+        """For writes of what can be rebuilt from the stored events (the screen's projection):
+        each commit stays atomic, but is not synced to disk one by one (WAL, synchronous=NORMAL);
+        a power cut may take the last few back, never half of one."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+
     def add_hub(self, hub_id: str, public_key_text: str, *, now: float) -> bool:
         """Enrol a hub's public key (ValueError if it is not one); True if it replaced a key."""
         public_key_from_text(public_key_text)

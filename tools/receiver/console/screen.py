@@ -70,8 +70,9 @@ class Feed:
     def step(self) -> None:
         """Take in what was stored; new versions (and every screen told) when something changed."""
         before, urgent = self.board.cursor(), self.board.urgent
-        self.board.project()
-        self.board.check_silence(self.clock())
+        with self.board.store.derived():  # rebuilt from the events after a crash: no fsync each time
+            self.board.project()
+            self.board.check_silence(self.clock())
         if self.board.cursor() != before or self.board.urgent != urgent:
             self.version += 1
             self.urgent += self.board.urgent != urgent
