@@ -77,3 +77,13 @@ def test_a_missing_or_failing_module_does_not_stop_the_others(monkeypatch, capsy
 @pytest.mark.parametrize("value, text", [(1234.5, "1,234.5"), (0.123456, "0.123"), (12, "12"), ("x", "x")])
 def test_cells_are_formatted_for_reading(value, text):
     assert bench._cell(value) == text
+
+
+def test_console_benchmark_quick():
+    # a real browser on the screen while 500 homes' hubs post: the figures printed, not judged
+    from safebox.tools.bench import console
+    result = console.measure(quick=True)
+    assert result["homes"] == 500 and result["probes"] > 0
+    assert set(result["stored_to_screen_ms"]) >= {"p50", "p99"} and "Chromium" in result["browser"]
+    assert result["hub_requests"]["failed"] == 0 and result["baseline_without_screen"]["hub_requests"]["count"] > 0
+    _check([console.table(result)], "p99")

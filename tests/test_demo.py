@@ -40,3 +40,38 @@ def test_the_demo_command_rejects_a_bad_press_count():
     out = subprocess.run([sys.executable, "-m", "safebox.tools.sim.cli", "demo", "--presses", "0"],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 2 and "presses" in out.stderr
+
+
+async def test_the_console_demo_prints_the_screen_and_a_login_that_works(tmp_path):
+    # ./dev demo --console: the address and a one-time login are printed, and they let one in
+    import asyncio
+    import re
+
+    import aiohttp
+
+    from safebox.tools.sim import console_demo
+
+    said: list[str] = []
+    demo_task = asyncio.create_task(console_demo.run(workdir=tmp_path, seconds=8, say=said.append))
+    async with asyncio.timeout(60):
+        while not any("running for" in line for line in said):
+            await asyncio.sleep(0.1)
+    url = re.search(r"screen: (https://\S+)/", said[0]).group(1)
+    name, password = re.search(r"login: (\S+) / (\S+)", said[1]).groups()
+    import ssl
+    tls = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
+    async with aiohttp.ClientSession(url, cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     connector=aiohttp.TCPConnector(ssl=tls)) as http:
+        async with http.get("/login") as page:
+            token = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+        async with http.post("/login", data={"csrf": token, "name": name, "password": password}) as screen:
+            assert screen.status == 200 and "Call centre" in await screen.text()
+        async with asyncio.timeout(10):
+            while True:  # the press is stored a few hundred ms after it was made
+                async with http.get("/", headers={"Accept": "text/html"}) as screen:
+                    text = await screen.text()
+                if 'data-kind="emergency"' in text:
+                    break
+                await asyncio.sleep(0.2)
+    assert 'class="toilet' in text
+    await demo_task

@@ -24,7 +24,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.protocol import events
-from safebox.protocol.signing import public_key_to_text, signed_headers
+from safebox.protocol.signing import public_key_to_text, signed_get_headers, signed_headers
 from safebox.tools.receiver import cli
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.store import Store
@@ -91,8 +91,10 @@ class Platform:
                                      headers=self.sign(body) if headers is None else headers) as response:
             return Answer(response.status, await response.json(), response.headers)
 
-    async def get(self, path: str) -> Answer:
-        async with self.session.get(self.url + path) as response:
+    async def get(self, path: str, *, key_id: str | None = HUB, key: Ed25519PrivateKey | None = None) -> Answer:
+        """GET `path`, signed with the GET profile as hub `key_id` (None: unsigned)."""
+        headers = {} if key_id is None else signed_get_headers(key or self.key, key_id, self.url + path, now=NOW)
+        async with self.session.get(self.url + path, headers=headers) as response:
             return Answer(response.status, await response.json(), response.headers)
 
 
@@ -143,13 +145,21 @@ async def test_events_listing_pages_and_health_counts(platform: Platform) -> Non
     for counter in (1, 2, 3):
         body = events.encode(_event(event_id=f"5448e68f80a5-{counter}", counter=counter))
         assert (await platform.post(body, platform.sign(body, f"5448e68f80a5-{counter}"))).status == 201
+    other = Ed25519PrivateKey.generate()
+    platform.store.add_hub("hub-other-0002", public_key_to_text(other.public_key()), now=NOW)
     page = await platform.get("/v1/events?limit=2")
     assert [e["counter"] for e in page.body["events"]] == [1, 2]
     assert page.body["events"][0]["body"]["device"]["room"] == "bedroom"
     rest = await platform.get(f"/v1/events?since_id={page.body['next_since_id']}")
     assert [e["counter"] for e in rest.body["events"]] == [3]
     assert (await platform.get("/v1/events?since_id=x")).status == 400
-    assert (await platform.get("/v1/health")).body == {"status": "ok", "events": 3}
+    assert (await platform.get("/v1/health", key_id=None)).body == {"status": "ok", "events": 3}
+    # The listing is a hub's own, for a signed GET: unsigned is refused, another hub sees nothing.
+    unsigned = await platform.get("/v1/events", key_id=None)
+    assert (unsigned.status, unsigned.body["reason"]) == (400, "missing header signature-input")
+    assert (await platform.get("/v1/events", key_id="hub-other-0002", key=other)).body["events"] == []
+    forged = await platform.get("/v1/events", key_id=HUB, key=other)
+    assert forged.status == 401 and "signature does not verify" in forged.body["reason"]
 
 
 # Each case: how the hub's request is spoiled, the answer, the start of the reason.

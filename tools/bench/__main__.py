@@ -34,6 +34,7 @@ MODULES = [
     ("e2e", "end-to-end press latency through the simulated home"),
     ("hub", "hub added latency, backlog drain rate, RSS (issue 4)"),
     ("firmware", "firmware peak heap, device-side latency, modelled battery life (issue 3)"),
+    ("console", "call-centre screen: stored -> visible in a real browser under 10,000 homes' load (issue 12)"),
 ]
 
 

@@ -30,12 +30,15 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from safebox.hub import keys
 from safebox.hub.config import HubConfig
 from safebox.hub.devices import Device, Devices, DevicesError
 from safebox.hub.private_files import PrivateFileError
 from safebox.hub import walk_test
 from safebox.hub.store import HubStore, StoreError
-from safebox.protocol import events
+from safebox.protocol import events, signing
 from safebox.tools.installer import localtime
 from safebox.tools.installer.messages import InstallerError
 
@@ -114,19 +117,26 @@ def _seen_from_body(body: dict[str, Any]) -> _Seen | None:
 
 
 class PlatformListing:
-    """The platform's `GET /v1/events`, paged from the end as it was when the walk test began."""
+    """The platform's `GET /v1/events`, paged from the end as it was when the walk test began.
 
-    def __init__(self, url: str, ssl_context: ssl.SSLContext, hub_id: str, timeout_s: float = 5.0) -> None:
+    Signed with the hub's key (the GET profile, SPEC 3.6): the platform shows a hub its own
+    events only."""
+
+    def __init__(self, url: str, ssl_context: ssl.SSLContext, hub_id: str, key: Ed25519PrivateKey | None = None,
+                 timeout_s: float = 5.0) -> None:
         self._url = url.rstrip("/") + "/v1/events"
         self._ssl = ssl_context
         self._hub_id = hub_id
+        self._key = key
         self._timeout = timeout_s
         self._since = 0
         self.available: bool | None = None
         self.error: str | None = None
 
     def _page(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self._url}?since_id={self._since}", timeout=self._timeout,
+        url = f"{self._url}?since_id={self._since}"
+        headers = {} if self._key is None else signing.signed_get_headers(self._key, self._hub_id, url)
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self._timeout,
                                     context=self._ssl) as resp:
             doc = json.loads(resp.read())
         self._since = int(doc.get("next_since_id", self._since))
@@ -196,7 +206,11 @@ class WalkTest:
         for d in self.devices:
             seen = self._store.seen(d.id)
             self._last_counter[d.id] = seen.last_counter if seen else -1
-        self.platform = PlatformListing(self.hub.platform.url, self.hub.platform.ssl_context(), self.hub.hub_id)
+        try:
+            key = keys.load_or_create(self.hub.key_path)
+        except keys.KeyFileError:
+            key = None  # the listing then fails as unavailable, and the walk test says so
+        self.platform = PlatformListing(self.hub.platform.url, self.hub.platform.ssl_context(), self.hub.hub_id, key)
         self.platform.start()
         self.show("walk_start", home=self.hub.home_id, hub=self.hub.hub_id, devices=len(self.devices),
                   checks=len(self.checks), good=RSSI_GOOD_DBM, marginal=RSSI_MARGINAL_DBM,

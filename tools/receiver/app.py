@@ -1,8 +1,9 @@
 """The reference platform receiver: verify, de-duplicate, store, answer (SPEC.md section 3).
 
 A development and pilot stand-in for the district platform, and the other end of the
-hub's uplink in tests. `GET /v1/events` shows every stored event to whoever can
-reach the port, so bind it to localhost unless the network is yours.
+hub's uplink in tests. This listener is the hubs': everything on it is signed by a hub
+(`GET /v1/events` shows a hub its own stored events, for the installer's walk test) except
+`GET /v1/health`. Operators use their own listener (console/, behind a login).
 """
 
 from __future__ import annotations
@@ -113,7 +114,12 @@ class _Receiver:
         return _answer(http_status, "error", event_id, "injected fault (test fail plan)")
 
     async def list_events(self, request: web.Request) -> web.Response:
-        """Stored events for inspection, oldest first; page with ?since_id=<last id seen>&limit=N."""
+        """A hub's own stored events, oldest first, for a signed GET (the GET profile, SPEC 3.6);
+        page with ?since_id=<last id seen>&limit=N."""
+        try:
+            key_id = self._verifier.verify("GET", str(request.url), request.headers, b"")
+        except Refusal as refusal:
+            return self._refuse(request, refusal.status, refusal.reason, None, refusal.key_id)
         try:
             since_id = int(request.query.get("since_id", "0"))
             limit = int(request.query.get("limit", str(MAX_PAGE)))
@@ -121,7 +127,7 @@ class _Receiver:
             return _answer(400, "rejected", None, "since_id and limit must be integers")
         if since_id < 0 or not 1 <= limit <= MAX_PAGE:
             return _answer(400, "rejected", None, f"since_id must be >= 0 and limit 1..{MAX_PAGE}")
-        stored = self._store.events(since_id=since_id, limit=limit)
+        stored = self._store.events(since_id=since_id, limit=limit, hub_id=key_id)
         return web.json_response({
             "events": [event.to_json() for event in stored],
             "next_since_id": stored[-1].id if stored else since_id,

@@ -22,6 +22,9 @@ from aiohttp import web
 from safebox.tools.tlsca import make_ca
 
 from .app import FAULT_STATUSES, make_app
+from .console import i18n, make_console_app
+from .console.alarms import parse_deadline
+from .console.commands import add_commands as add_console_commands
 from .store import Store, StoreError
 
 _EXIT_USAGE = 2
@@ -52,6 +55,13 @@ def _count(text: str) -> int:
     return count
 
 
+def _deadline(text: str) -> tuple[str, tuple[int, int]]:
+    try:
+        return parse_deadline(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     if not args.cert or not args.key:
         raise _UserError("serve needs --cert CHAIN and --key KEY: the receiver only speaks TLS "
@@ -67,9 +77,12 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
                        answer_delay_s=args.answer_delay_ms / 1000)
-        asyncio.run(_run(app, args.host, args.port, tls))
+        console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
+                                                                            deadlines=dict(args.deadline or ()))
+        asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port))
     except OSError as exc:  # e.g. the port is taken
-        raise _UserError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+        raise _UserError(f"cannot listen on {args.host}:{args.port} or {args.operator_host}:{args.operator_port}: "
+                         f"{exc}") from None
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         pass
     finally:
@@ -77,11 +90,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext) -> None:
-    """Serve until SIGINT or SIGTERM; announce the real address once, for a waiting parent."""
+async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
+               console: web.Application | None = None, operator_host: str = "", operator_port: int | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; announce the real addresses once, for a waiting parent
+    (the operators' first: a parent waiting for "listening on" then knows both)."""
     runner = web.AppRunner(app)
     await runner.setup()
+    operators = web.AppRunner(console, handle_signals=False) if console is not None else None
     try:
+        if operators is not None:
+            await operators.setup()
+            await web.TCPSite(operators, operator_host, operator_port, ssl_context=tls).start()
+            shown = f"[{operator_host}]" if ":" in operator_host else operator_host
+            print(f"operators on https://{shown}:{operators.addresses[0][1]}", flush=True)
         await web.TCPSite(runner, host, port, ssl_context=tls).start()
         real_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
@@ -92,6 +113,8 @@ async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext) 
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
+        if operators is not None:
+            await operators.cleanup()
         await runner.cleanup()
 
 
@@ -220,6 +243,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--fail-status", type=int, choices=sorted(FAULT_STATUSES), default=500)
     serve.add_argument("--answer-delay-ms", type=_count, default=0, metavar="MS",
                        help="test only: answer each stored event this long after storing it")
+    serve.add_argument("--operator-host", default="127.0.0.1", help="the operators' listener (the screen)")
+    serve.add_argument("--operator-port", type=_port, default=None,
+                       help="serve the operators' screen on this port, apart from the hubs' (0 picks one); "
+                            "none without it")
+    serve.add_argument("--tz", default=i18n.DEFAULT_ZONE, help="the screen's time zone (default Asia/Shanghai)")
+    serve.add_argument("--deadline", type=_deadline, action="append", metavar="TYPE=TAKE,RESOLVE",
+                       help="seconds within which an alarm type is to be taken up and resolved (repeatable; "
+                            "defaults: emergency=60,1800, community_service=180,86400, ...)")
     serve.set_defaults(run=_serve)
 
     add_hub = commands.add_parser("add-hub", help="enrol a hub's public key")
@@ -253,6 +284,8 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--db", type=Path, required=True)
     listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     listing.set_defaults(run=_events)
+
+    add_console_commands(commands, _open, _UserError)
 
     ca = commands.add_parser("make-ca", help="write a throwaway CA and server certificate (tests, demos)")
     ca.add_argument("directory", type=Path, metavar="DIR")

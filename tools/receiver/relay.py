@@ -4,10 +4,9 @@ and what the platform tells a hub in every answer.
 * `POST /v1/events:batch`: a signed JSON array of events (the event profile, the batch key as
   Idempotency-Key); each element is judged and stored on its own, exactly as if it had been
   POSTed alone, and the answer lists one result per element, in order.
-* `POST /v1/events/{event_id}/operator-ack`: an operator takes an event up (the reference
-  receiver's stand-in for the call centre's screen; unauthenticated, like `GET /v1/events`:
-  bind the receiver to localhost). `safebox-receiver operator-ack` does the same on the file.
   The events of a batch are stored in one transaction, before the answer.
+* Operators take events up on their own listener, behind a login (console/), or with
+  `safebox-receiver operator-ack` on the file; nothing on the hubs' listener does.
 * `GET /v1/hubs/{hub_id}/operator-acks?since=N`: a hub asks for operator acks after its
   cursor; signed with the GET profile, and only a hub's own acks are shown to it.
 * Answers to a hub (event, batch, poll) carry its directives: `heartbeat_interval_s` when the
@@ -134,7 +133,6 @@ class Relay:
     def add_routes(self, app: web.Application) -> None:
         app.add_routes([
             web.post(BATCH_PATH, self.post_batch),
-            web.post("/v1/events/{event_id}/operator-ack", self.post_operator_ack),
             web.get("/v1/hubs/{hub_id}/operator-acks", self.get_operator_acks),
         ])
 
@@ -210,39 +208,6 @@ class Relay:
                 code = 201 if outcomes[k] is Outcome.ACCEPTED else 200
                 results[n] = _result(event["event_id"], outcomes[k].value, code)
         return [r for r in results if r is not None]
-
-    async def post_operator_ack(self, request: web.Request) -> web.Response:
-        """An operator takes an event up (the call centre's screen, simulated)."""
-        event_id = request.match_info["event_id"]
-        hub_id = request.query.get("hub_id")
-        operator = None
-        raw = await request.content.read(4096)
-        if raw:
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                doc = None
-            value = doc.get("operator") if isinstance(doc, dict) else None
-            operator = value[:100] if isinstance(value, str) else None
-        try:
-            status, ack = self._store.operator_ack(event_id, hub_id=hub_id, operator=operator, now=self._clock())
-        except StoreError as exc:
-            log.error("cannot record operator ack of event_id=%r: %s", event_id, exc)
-            return web.json_response({"status": "retry_later", "event_id": event_id,
-                                      "reason": "platform storage unavailable", "retry_after": 30},
-                                     status=503, headers={"Retry-After": "30"})
-        if status == "unknown":
-            return web.json_response({"status": "rejected", "event_id": event_id,
-                                      "reason": "no stored event with this id"}, status=404)
-        if status == "ambiguous":
-            return web.json_response({"status": "rejected", "event_id": event_id,
-                                      "reason": "several hubs sent an event with this id: add ?hub_id="},
-                                     status=409)
-        assert ack is not None
-        log.info("operator ack of event_id=%r (hub %r): %s", event_id, ack["hub_id"], status)
-        return web.json_response({"status": "acknowledged" if status == "acknowledged" else "already_acknowledged",
-                                  "event_id": event_id, "reason": None, "ack": ack},
-                                 status=201 if status == "acknowledged" else 200)
 
     async def get_operator_acks(self, request: web.Request) -> web.Response:
         """A hub's operator acks after `since` (signed GET; a hub sees only its own)."""

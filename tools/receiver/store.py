@@ -123,6 +123,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
         self.path = Path(path)
+        self.watchers: list[Callable[[], None]] = []  # called after events are stored (the screen's feed)
         if not create and not self.path.is_file():
             raise StoreError(f"no database at {self.path}")
         try:
@@ -149,6 +150,17 @@ class Store:
                 yield self._db
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}") from None
+
+    @contextmanager
+    def derived(self) -> Iterator[None]:
+        """For writes of what can be rebuilt from the stored events (the screen's projection):
+        each commit stays atomic, but is not synced to disk one by one (WAL, synchronous=NORMAL);
+        a power cut may take the last few back, never half of one."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def add_hub(self, hub_id: str, public_key_text: str, *, now: float) -> bool:
         """Enrol a hub's public key (ValueError if it is not one); True if it replaced a key."""
@@ -181,12 +193,20 @@ class Store:
     def record_event(self, hub_id: str, body: bytes, event: dict[str, Any], *, now: float) -> Outcome:
         """Store a verified, validated event unless its (hub, event id) is already stored."""
         with self._transaction() as db:
-            return self._record_in(db, hub_id, body, event, now)
+            outcome = self._record_in(db, hub_id, body, event, now)
+        self._stored()
+        return outcome
 
     def record_events(self, hub_id: str, items: list[tuple[bytes, dict[str, Any]]], *, now: float) -> list[Outcome]:
         """`record_event` for the events of a batch, in order, in one transaction (all or none)."""
         with self._transaction() as db:
-            return [self._record_in(db, hub_id, body, event, now) for body, event in items]
+            outcomes = [self._record_in(db, hub_id, body, event, now) for body, event in items]
+        self._stored()
+        return outcomes
+
+    def _stored(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     @staticmethod
     def _record_in(db: sqlite3.Connection, hub_id: str, body: bytes, event: dict[str, Any], now: float) -> Outcome:
@@ -204,11 +224,14 @@ class Store:
                                (hub_id, event["event_id"])).fetchone()
         return Outcome.DUPLICATE if stored == digest else Outcome.CONFLICT
 
-    def events(self, *, since_id: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        """Stored events with a row id above `since_id`, oldest first."""
+    def events(self, *, since_id: int = 0, limit: int | None = None, hub_id: str | None = None) -> list[StoredEvent]:
+        """Stored events with a row id above `since_id` (of `hub_id` only, when given), oldest first."""
+        where, params = "id > ?", [since_id]
+        if hub_id is not None:
+            where, params = where + " AND hub_id = ?", [since_id, hub_id]
         with self._transaction() as db:
-            rows = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
-                              (since_id, -1 if limit is None else limit)).fetchall()
+            rows = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT ?",
+                              (*params, -1 if limit is None else limit)).fetchall()
         return [StoredEvent(*row[:8], bool(row[8]), row[9], bytes(row[10])) for row in rows]
 
     def count_events(self) -> int:

@@ -1,6 +1,7 @@
 """`safebox-sim`: the simulated home.
 
   safebox-sim demo [--json] [--presses N] [--workdir DIR]
+  safebox-sim demo --console [--for SECONDS] [--workdir DIR]   (the call-centre screen, until Ctrl-C)
   safebox-sim run SCENARIO.toml [--json] [--workdir DIR]   (tools/sim/SCENARIOS.md)
 """
 
@@ -16,6 +17,11 @@ from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.console:
+        from safebox.tools.sim import console_demo
+        asyncio.run(console_demo.run(workdir=args.workdir, seconds=args.for_s,
+                                     say=lambda text: print(text, flush=True)))
+        return 0
     from safebox.tools.sim import demo
     result = asyncio.run(demo.run(presses=args.presses, workdir=args.workdir))
     print(json.dumps(result, indent=1) if args.json else demo.render(result))
@@ -46,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object: stored events and latencies")
     p.add_argument("--presses", type=int, default=1, help="how many presses (the median latency is shown)")
     p.add_argument("--workdir", type=Path, help="keep the home's files here (default: a temporary folder)")
+    p.add_argument("--console", action="store_true",
+                   help="keep the home running with the call-centre screen; print its address and a one-time login")
+    p.add_argument("--for", dest="for_s", type=float, metavar="SECONDS", help="with --console: stop after this long")
     p.set_defaults(func=_demo)
     p = sub.add_parser("run", help="run a scenario file on simulated time; exit 0 only if every expectation holds")
     p.add_argument("scenario", type=Path, help="the scenario TOML file (format: tools/sim/SCENARIOS.md)")

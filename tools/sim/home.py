@@ -26,7 +26,9 @@ from typing import Any
 import aiohttp
 
 from safebox.firmware.boards import BOARDS
+from safebox.hub import keys
 from safebox.hub.devices import Device
+from safebox.protocol import signing
 from safebox.tools import build, tlsca
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.firmware_process import FirmwareProcess
@@ -71,13 +73,16 @@ class SimHome:
     """Use as `async with SimHome(workdir) as home:`; everything is stopped on the way out."""
 
     def __init__(self, workdir: Path, *, hub_id: str = "hub-sim-0001", home_id: str = "home-sim-0001",
-                 receiver_args: tuple[str, ...] = (), enrol: bool = True, hub_log_level: str = "info") -> None:
+                 receiver_args: tuple[str, ...] = (), enrol: bool = True, console: bool = False,
+                 hub_log_level: str = "info") -> None:
         """`enrol=False` leaves the hub unknown to the platform (the installer's `enrol` does it);
+        `console=True` also serves the operators' screen (its address in `console_url`);
         `hub_log_level="debug"` shows every refused frame (the hub counts floods otherwise)."""
         self.workdir = Path(workdir)
         self.hub_id = hub_id
         self.home_id = home_id
-        self.receiver_args = receiver_args
+        self.receiver_args = (*receiver_args, *(("--operator-port", "0") if console else ()))
+        self.console_url = ""
         self.enrol = enrol
         self.hub_log_level = hub_log_level
         self.air = Air()
@@ -144,6 +149,18 @@ class SimHome:
             "--key", str(tls.server_key), *self.receiver_args)
         m = await self.receiver.start(r"listening on (https://\S+)")
         self.platform_url = m.group(1)
+        if "--operator-port" in self.receiver_args:
+            self.console_url = (await self.receiver.wait_for_line(r"operators on (https://\S+)")).group(1)
+
+    async def add_operator(self, name: str, password: str, *, role: str = "operator") -> None:
+        """An operator account on the platform, as `safebox-receiver operator add` makes it."""
+        proc = await asyncio.create_subprocess_exec(
+            *ChildProcess("cli", "safebox.tools.receiver.cli").argv, "operator", "add", "--db", str(self.receiver_db),
+            name, "--role", role, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate((password + "\n").encode())
+        if proc.returncode != 0:
+            raise RuntimeError(f"operator add {name} failed: {err.decode().strip()}")
 
     def _write_hub_config(self, ca_file: Path) -> None:
         self.hub_config.parent.mkdir(parents=True, exist_ok=True)
@@ -233,11 +250,20 @@ class SimHome:
 
     # -- the platform's view -------------------------------------------------------------
     async def stored_events(self) -> list[dict[str, Any]]:
-        """What the receiver has stored, through its HTTPS listing (verified TLS)."""
+        """What the receiver has stored from this home's hub, through its HTTPS listing
+        (verified TLS), signed with the hub's key as the installer's walk test does."""
+        key = keys.load_or_create(self.hub_state / "hub_key.pem")
+        found: list[dict[str, Any]] = []
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{self.platform_url}/v1/events", ssl=self._ssl) as resp:
-                resp.raise_for_status()
-                return (await resp.json())["events"]
+            while True:
+                url = f"{self.platform_url}/v1/events?since_id={found[-1]['id'] if found else 0}"
+                headers = signing.signed_get_headers(key, self.hub_id, url)
+                async with session.get(url, headers=headers, ssl=self._ssl) as resp:
+                    resp.raise_for_status()
+                    page = (await resp.json())["events"]
+                if not page:
+                    return found
+                found += page
 
     async def wait_stored(self, count: int, timeout: float = 10.0, poll_s: float = 0.01) -> list[dict[str, Any]]:
         """Wait until the receiver holds at least `count` events."""
