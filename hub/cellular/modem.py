@@ -34,6 +34,7 @@ class ModemHealth:
     last_sms_error_at: float | None = None
     last_sent_at: float | None = None
     sent: int = 0
+    opens: int = 0  # times the port was opened and the modem set up (1 + each time it came back)
 
     @property
     def can_send(self) -> bool:
@@ -92,6 +93,7 @@ class Modem:
             await at.command("AT+CMEE=1")
             with contextlib.suppress(AtError):
                 self.health.model = " ".join((await at.command("AT+CGMM")) or []) or None
+            self.health.opens += 1
         except BaseException:
             await self.stop()
             raise

@@ -147,7 +147,12 @@ class CellularPath:
 
     async def _send_due(self) -> None:
         now = self._clock()
-        for item in due(self._waiting(), now=now, after_s=self.cfg.after_s, platform_reachable=self._reachable()):
+        try:
+            waiting = list(self._waiting())
+        except Exception as exc:  # the outbox cannot be read now; the next round tries again
+            log.warning("cellular path cannot read the outbox: %s", exc)
+            return
+        for item in due(waiting, now=now, after_s=self.cfg.after_s, platform_reachable=self._reachable()):
             body = events.decode(bytes(item.body))
             targets = [(self.cfg.platform_number, "platform")] + [(n, "contact") for n in self.cfg.contacts]
             for number, purpose in targets:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import selectors
 import socket
 import struct
@@ -26,6 +27,7 @@ from typing import Any
 _SIOCOUTQ = termios.TIOCOUTQ  # same number for sockets: bytes not yet acknowledged by the peer
 _REAL_WAIT_S = 0.0005
 _SETTLE_POLLS = 2  # zero-timeout polls before a jump: a loopback write lands within them
+_TTY_WAIT_S = 0.002  # the real wait before a jump while a pty (an emulated modem) is watched
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -47,6 +49,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             if any(not job.done() for job in self._jobs) or self._bytes_in_flight():
                 ready = real_select(_REAL_WAIT_S if timeout is None else min(timeout, _REAL_WAIT_S))
                 return ready
+            if self._watches_a_tty():
+                # A pty hands bytes over in a kernel work item, later than a loopback socket does, and
+                # shows no count of bytes in flight: give it a real moment before any jump.
+                ready = real_select(_TTY_WAIT_S)
+                if ready:
+                    return ready
             if timeout is None:
                 # Nothing scheduled, nothing in flight: only the outside world could wake us.
                 return real_select(None)
@@ -63,6 +71,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         future = super().run_in_executor(executor, func, *args)
         self._jobs.add(future)
         return future
+
+    def _watches_a_tty(self) -> bool:
+        for key in list(self._selector.get_map().values()):
+            fd = key.fd
+            if isinstance(key.fileobj, socket.socket):
+                continue
+            try:
+                if os.isatty(fd):
+                    return True
+            except OSError:
+                continue
+        return False
 
     def _bytes_in_flight(self) -> bool:
         for key in list(self._selector.get_map().values()):
