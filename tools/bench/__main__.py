@@ -34,6 +34,7 @@ MODULES = [
     ("e2e", "end-to-end press latency through the simulated home"),
     ("hub", "hub added latency, backlog drain rate, RSS (issue 4)"),
     ("firmware", "firmware peak heap, device-side latency, modelled battery life (issue 3)"),
+    ("cellular", "broadband down: press -> platform and family, with and without the modem (issue 16)"),
 ]
 
 
