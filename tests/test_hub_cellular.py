@@ -149,3 +149,21 @@ async def test_a_modem_answering_junk_is_not_responding_and_recovers(tmp_path):
         w.event()
         w.modem.junk = False
         await until(lambda: len(w.platform.inbox) == 1, timeout_s=40, what="the SMS once the modem is sane")
+
+
+async def test_a_message_lost_on_the_network_goes_again_to_the_platform_not_to_the_family(tmp_path):
+    async with World(tmp_path) as w:
+        w.path._resend_s = 1.0
+        w.net.loss = 1.0  # the first SMS of each number is lost
+        w.event()
+        await until(lambda: len(w.net.log) == 2, what="the first two SMS")
+        w.net.loss = 0.0
+        await until(lambda: len(w.platform.inbox) == 1, what="the platform's copy, sent again")
+        await asyncio.sleep(3.0)
+        assert w.family.inbox == []  # people get a message once, lost or not
+        sent = {r.number: r for r in w.path.record.rows()}
+        assert 2 <= sent[PLATFORM].sends <= 3 and sent[FAMILY].sends == 1
+        await until(lambda: w.path.record.last(w.store.due(math.inf)[0].event_id, PLATFORM).sends == 3,
+                    what="the third and last send")
+        await asyncio.sleep(2.5)
+        assert w.path.record.last(w.store.due(math.inf)[0].event_id, PLATFORM).sends == 3

@@ -38,6 +38,12 @@ log = logging.getLogger("safebox.hub.cellular")
 CHECK_S = 2.0       # how often the outbox is looked at and a missing modem looked for
 SUPERVISE_S = 30.0  # how often SIM, registration and signal are read again
 RETRY_S = 20.0      # a refused SMS is tried again after this
+# An SMS the network took may still be lost on the way, and the hub asks for no delivery report:
+# while the event waits and the platform stays unreachable, its SB1 message goes again after
+# RESEND_S, PLATFORM_SENDS times at most (the platform keeps one event and refuses the copies as
+# replayed). The contacts' message goes once: people would get it twice.
+RESEND_S = 120.0
+PLATFORM_SENDS = 3
 
 
 class Waiting(Protocol):
@@ -58,18 +64,17 @@ class CellularPath:
                  platform_reachable: Callable[[], bool | None], private_key: Ed25519PrivateKey,
                  state_dir: Path, on_change: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time, check_s: float = CHECK_S,
-                 supervise_s: float = SUPERVISE_S, retry_s: float = RETRY_S) -> None:
+                 supervise_s: float = SUPERVISE_S, retry_s: float = RETRY_S, resend_s: float = RESEND_S) -> None:
         self.cfg = cfg
         self._waiting = waiting
         self._reachable = platform_reachable
         self._key = private_key
         self._on_change = on_change or (lambda: None)
         self._clock = clock
-        self._check_s, self._supervise_s, self._retry_s = check_s, supervise_s, retry_s
+        self._check_s, self._supervise_s, self._retry_s, self._resend_s = check_s, supervise_s, retry_s, resend_s
         self.modem = Modem(cfg.port, baudrate=cfg.baudrate, weak_below=cfg.weak_below, clock=clock)
         self.record = SmsRecord(state_dir / "cellular.db", clock=clock)
         self._problem: str | None = "not started"
-        self._failed_at: dict[tuple[str, str], float] = {}
         self._wake = asyncio.Event()
 
     # -- what status and the heartbeat show ----------------------------------------------------
@@ -156,9 +161,7 @@ class CellularPath:
             body = events.decode(bytes(item.body))
             targets = [(self.cfg.platform_number, "platform")] + [(n, "contact") for n in self.cfg.contacts]
             for number, purpose in targets:
-                if self.record.sent(item.event_id, number):
-                    continue
-                if now - self._failed_at.get((item.event_id, number), -float("inf")) < self._retry_s:
+                if not self._worth_sending(item.event_id, number, purpose, now):
                     continue
                 if purpose == "platform":
                     text = sms.compose(body, self._key)
@@ -167,12 +170,19 @@ class CellularPath:
                 if not await self._send_one(item.event_id, number, purpose, text):
                     return  # the modem is gone or refusing: the next round tries again
 
+    def _worth_sending(self, event_id: str, number: str, purpose: str, now: float) -> bool:
+        last = self.record.last(event_id, number)
+        if last is None:
+            return True
+        if last.state == "failed":
+            return now - last.at >= self._retry_s and (purpose == "platform" or last.sends == 0)
+        return purpose == "platform" and last.sends < PLATFORM_SENDS and now - last.at >= self._resend_s
+
     async def _send_one(self, event_id: str, number: str, purpose: str, text: str) -> bool:
         try:
             reference = await self.modem.send(number, text)
         except SmsRefused as exc:
             self.record.mark_failed(event_id, number, purpose, str(exc))
-            self._failed_at[(event_id, number)] = self._clock()
             self._judge()  # "SMS refused" is an episode of its own, logged once
             return False
         except (ModemGone, AtTimeout, AtError) as exc:

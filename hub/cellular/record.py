@@ -21,11 +21,15 @@ CREATE TABLE IF NOT EXISTS sms (
     state      TEXT NOT NULL CHECK (state IN ('sent', 'failed')),
     reference  INTEGER,
     attempts   INTEGER NOT NULL DEFAULT 1,
+    sends      INTEGER NOT NULL DEFAULT 0,  -- of the attempts, those the network took (+CMGS)
     last_error TEXT,
     at         REAL NOT NULL,
     PRIMARY KEY (event_id, number)
 );
 """
+
+
+_COLUMNS = "event_id, number, purpose, state, reference, attempts, sends, last_error, at"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Sent:
     state: str
     reference: int | None
     attempts: int
+    sends: int
     last_error: str | None
     at: float
 
@@ -53,15 +58,21 @@ class SmsRecord:
         self._db.close()
 
     def sent(self, event_id: str, number: str) -> bool:
-        row = self._db.execute("SELECT state FROM sms WHERE event_id = ? AND number = ?", (event_id, number)).fetchone()
-        return row is not None and row[0] == "sent"
+        last = self.last(event_id, number)
+        return last is not None and last.state == "sent"
+
+    def last(self, event_id: str, number: str) -> Sent | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM sms WHERE event_id = ? AND number = ?",
+                               (event_id, number)).fetchone()
+        return None if row is None else Sent(*row)
 
     def mark_sent(self, event_id: str, number: str, purpose: str, reference: int) -> None:
         with self._db:
             self._db.execute(
-                "INSERT INTO sms (event_id, number, purpose, state, reference, at) VALUES (?, ?, ?, 'sent', ?, ?) "
+                "INSERT INTO sms (event_id, number, purpose, state, reference, sends, at) "
+                "VALUES (?, ?, ?, 'sent', ?, 1, ?) "
                 "ON CONFLICT (event_id, number) DO UPDATE SET state = 'sent', reference = excluded.reference, "
-                "attempts = attempts + 1, last_error = NULL, at = excluded.at",
+                "attempts = attempts + 1, sends = sends + 1, last_error = NULL, at = excluded.at",
                 (event_id, number, purpose, reference, self._clock()))
 
     def mark_failed(self, event_id: str, number: str, purpose: str, error: str) -> None:
@@ -73,8 +84,7 @@ class SmsRecord:
                 (event_id, number, purpose, error, self._clock()))
 
     def rows(self, limit: int = 50) -> list[Sent]:
-        rows = self._db.execute("SELECT event_id, number, purpose, state, reference, attempts, last_error, at "
-                                "FROM sms ORDER BY at DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM sms ORDER BY at DESC LIMIT ?", (limit,)).fetchall()
         return [Sent(*row) for row in rows]
 
     def counts(self) -> dict[str, int]:

@@ -70,8 +70,8 @@ def run(quick: bool = False) -> Sequence[Table]:
                   ["variant", "runs", "to platform median s", "to platform max s", "to family median s",
                    "family SMS", "channel", "events stored"], rows,
                   notes=["cellular.after_s = 60 (default); each SMS 3-10 s on the network; relay backoff 1-30 s",
-                         "an SMS lost on the network is not sent again (no delivery report): that run waits for "
-                         "the line",
+                         "no delivery report: the platform's SMS goes again after 120 s, 3 times at most; the "
+                         "family's once",
                          f"{sum(r[1] for r in rows)} scenario runs in {wall:.1f} s wall",
                          "command: python -m safebox.tools.bench.cellular" + (" --quick" if quick else ""),
                          f"machine: {machine_line()}"])
