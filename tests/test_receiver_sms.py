@@ -146,3 +146,52 @@ def test_a_receiver_database_from_before_sms_gains_the_channel_column(tmp_path: 
     assert [e.channel for e in store.events()] == ["https"]
     store.close()
     assert events.decode(BODY)["type"] == "emergency"
+
+
+async def test_the_platforms_own_modem_feeds_the_same_inbox(tmp_path, keys_and_db):
+    import asyncio
+    import random
+
+    from safebox.tools.receiver.sms_modem import ModemInbox
+    from safebox.tools.sim.modem.emulator import ModemEmulator
+    from safebox.tools.sim.modem.network import CellularNetwork
+
+    key, db = keys_and_db
+    net = CellularNetwork(delay_s=(0.05, 0.1), rng=random.Random(4))
+    platform_modem = ModemEmulator(net, "+8610690000", tmp_path / "ttyPlatform", time_scale=0.05)
+    platform_modem.plug()
+    store = Store(db)
+    clock = [NOW]
+    reader = ModemInbox(SmsInbox(store, clock=lambda: clock[0]), str(platform_modem.link), check_s=0.2,
+                        reopen_s=0.1)
+    task = asyncio.create_task(reader.run())
+    try:
+        async with asyncio.timeout(20):
+            while reader.modem.health.state != "registered":
+                await asyncio.sleep(0.05)
+        text = sms.compose(_event(), key)
+        net.submit(HUB_SIM, "+8610690000", text)
+        net.submit("+8613311112222", "+8610690000", text)  # the same text from a stranger's phone
+        async with asyncio.timeout(20):
+            while len(reader.taken) < 2:
+                await asyncio.sleep(0.05)
+        outcomes = sorted((t.status, (t.reason or "").split(":")[0]) for t in reader.taken)
+        assert outcomes == [("accepted", ""), ("rejected", "unknown_number")]
+        (row,) = [e.to_json() for e in store.events()]
+        assert row["channel"] == "sms" and row["event_id"] == _event()["event_id"]
+        platform_modem.unplug()  # the platform's modem goes away and comes back: picked up again
+        async with asyncio.timeout(20):
+            while reader.modem.health.state != "absent":
+                await asyncio.sleep(0.05)
+        platform_modem.plug()
+        net.submit(HUB_SIM, "+8610690000", text)
+        async with asyncio.timeout(20):
+            while len(reader.taken) < 3:
+                await asyncio.sleep(0.05)
+        assert reader.taken[-1].reason.startswith("replayed")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        platform_modem.close()
+        await net.close()
+        store.close()

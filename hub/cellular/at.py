@@ -120,17 +120,23 @@ class AtPort:
             if line.startswith(_TWO_LINE_URCS):
                 self._urc_head = line
                 return
-            self.on_urc(line, None)
+            self._urc(line, None)
             return
         head = self._urc_head
         if head is not None:
             self._urc_head = None
-            self.on_urc(head, line)
+            self._urc(head, line)
             return
         if self._pending is None:
             self.junk_lines += 1
             return
         self._lines.put_nowait(line)
+
+    def _urc(self, line: str, extra: str | None) -> None:
+        try:
+            self.on_urc(line, extra)
+        except Exception:  # the line to the modem outlives a handler's bug
+            log.exception("handling %r from the modem failed", line)
 
     def _is_urc(self, line: str) -> bool:
         if not line.startswith(_URC_PREFIXES):

@@ -145,6 +145,27 @@ class Modem:
         self.health.last_sms_error = None
         return int(ref) if ref and ref.strip().isdigit() else -1
 
+    async def stored(self) -> list[tuple[int, str, str | bytes]]:
+        """SMS kept in the modem's storage (those that came before `AT+CNMI` or while no one read):
+        (index, sender, text), read with `AT+CMGL=4` in PDU mode; unreadable ones are skipped."""
+        lines = await self._require().command("AT+CMGL=4", timeout_s=20.0)
+        out = []
+        for head, pdu in zip(lines, lines[1:]):
+            if not head.startswith("+CMGL:"):
+                continue
+            index = head[6:].split(",")[0].strip()
+            try:
+                msg = smspdu.decode_deliver(pdu)
+            except smspdu.PduError as exc:
+                log.warning("stored SMS %s unreadable: %s", index, exc)
+                continue
+            if index.isdigit():
+                out.append((int(index), msg.sender, msg.text))
+        return out
+
+    async def delete(self, index: int) -> None:
+        await self._require().command(f"AT+CMGD={index}")
+
     def _require(self) -> AtPort:
         if self._at is None or self._at.gone:
             raise ModemGone(f"{self.port}: not open")

@@ -137,6 +137,20 @@ def _add_sms_number(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sms_modem(args: argparse.Namespace) -> int:
+    from .sms_modem import ModemInbox
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = _open(args.db, create=True)
+    try:
+        asyncio.run(ModemInbox(SmsInbox(store), args.port).run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    return 0
+
+
 def _enrol_code(args: argparse.Namespace) -> int:
     """A one-time enrolment code for a hub: the code alone on stdout, what it is for on stderr."""
     from .enrol import EnrolCodes
@@ -257,6 +271,11 @@ def _parser() -> argparse.ArgumentParser:
     sms_number.add_argument("hub_id")
     sms_number.add_argument("number")
     sms_number.set_defaults(run=_add_sms_number)
+
+    sms_modem = commands.add_parser("sms-modem", help="take SMS-borne events from the platform's own modem (SPEC 5.2)")
+    sms_modem.add_argument("--db", type=Path, required=True)
+    sms_modem.add_argument("--port", required=True, help="the modem's AT serial port, e.g. /dev/ttyUSB2")
+    sms_modem.set_defaults(run=_sms_modem)
 
     add_hub = commands.add_parser("add-hub", help="enrol a hub's public key")
     add_hub.add_argument("--db", type=Path, required=True)
