@@ -126,6 +126,8 @@ async def _one(modem: ModemEmulator, cmd: str, body: list[str], *, last: bool) -
         else:
             _cme(modem, 10)
         return None
+    if name in _IDENTITY:
+        return await _identity(modem, op, arg, body, name)
     return await handler(modem, op, arg, body)
 
 
@@ -136,29 +138,14 @@ def _ints(arg: str | None) -> list[int] | None:
         return None
 
 
-async def _ident(modem: ModemEmulator, op: str, arg: str | None, body: list[str], value: str = "") -> bool:
-    body.append(value)
+# Identification: answered with one line, whatever the operator ("AT+CGMI", "AT+CGMI?").
+_IDENTITY = {"CGMI": lambda m: "Quectel", "CGMM": lambda m: m.model, "CGMR": lambda m: "Revision: EC25EFAR06A03M4G",
+             "CGSN": lambda m: m.imei, "CIMI": lambda m: "460001234567890"}
+
+
+async def _identity(modem, op, arg, body, name=""):
+    body.append(_IDENTITY[name](modem))
     return True
-
-
-async def _cgmi(modem, op, arg, body):
-    return await _ident(modem, op, arg, body, "Quectel")
-
-
-async def _cgmm(modem, op, arg, body):
-    return await _ident(modem, op, arg, body, modem.model)
-
-
-async def _cgmr(modem, op, arg, body):
-    return await _ident(modem, op, arg, body, "Revision: EC25EFAR06A03M4G")
-
-
-async def _cgsn(modem, op, arg, body):
-    return await _ident(modem, op, arg, body, modem.imei)
-
-
-async def _cimi(modem, op, arg, body):
-    return await _ident(modem, op, arg, body, "460001234567890")
 
 
 async def _cmee(modem, op, arg, body):
@@ -402,7 +389,7 @@ async def _cmgd(modem, op, arg, body):
     return True
 
 
-_TABLE = {"CGMI": _cgmi, "CGMM": _cgmm, "CGMR": _cgmr, "CGSN": _cgsn, "CIMI": _cimi, "CMEE": _cmee,
+_TABLE = {**{name: _identity for name in _IDENTITY}, "CMEE": _cmee,
           "CFUN": _cfun, "CPIN": _cpin, "CREG": _creg, "CSQ": _csq, "COPS": _cops, "CMGF": _cmgf,
           "CSCS": _cscs, "CSCA": _csca, "CSMP": _accept, "CLIP": _accept, "CRC": _accept, "CVHU": _accept,
           "CNMI": _cnmi, "CPMS": _cpms, "CMGS": _cmgs, "CMGL": _cmgl, "CMGR": _cmgr, "CMGD": _cmgd}
