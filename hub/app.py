@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 import time
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 from safebox.hub import keys
 from safebox.hub.acks import Acks
+from safebox.hub.cellular import CellularPath
 from safebox.hub.config import HubConfig
 from safebox.hub.devices import Devices
 from safebox.hub.ingest import Ingest, Outcome
@@ -72,6 +74,10 @@ class Hub:
         self.radio: Radio | None = None
         self._relay: asyncio.Task[None] | None = None
         self.service = Service(self)  # sd_notify, status.json, the clock check (hub/service.py)
+        self.cellular = None if cfg.cellular is None else CellularPath(  # SMS when the platform is unreachable
+            cfg.cellular, waiting=lambda: [i for i in self.store.due(math.inf, 500) if i.urgent],
+            platform_reachable=lambda: self.uplink.health.reachable, private_key=self._key,
+            state_dir=cfg.state_dir, on_change=self.service.poke, clock=clock)
         self.rules = RulesEngine(self.store, self.devices, cfg.rules, hub_id=cfg.hub_id, home_id=cfg.home_id,
                                  clock=clock)
 
@@ -115,6 +121,7 @@ class Hub:
             relay = self._relay = asyncio.create_task(self.uplink.run(), name="uplink")
             service: asyncio.Task[None] | None = None
             rules = asyncio.create_task(self.rules.run(self.uplink.notify), name="rules")
+            cellular = [asyncio.create_task(self.cellular.run(), name="cellular")] if self.cellular else []
             try:
                 async with radio:
                     log.info("hub ready: %s, %d devices paired, outbox depth %d, platform %s",
@@ -134,9 +141,9 @@ class Hub:
                     await asyncio.gather(service, return_exceptions=True)
                 await self._acks.close()
                 await self.uplink.close()
-                relay.cancel()
-                rules.cancel()
-                await asyncio.gather(relay, rules, return_exceptions=True)
+                for task in (relay, rules, *cellular):
+                    task.cancel()
+                await asyncio.gather(relay, rules, *cellular, return_exceptions=True)
                 self.store.close()
 
 

@@ -82,6 +82,7 @@ class Service:
             "status_every_s": self._status_every_s,
             "radio": radio, "platform": hub.uplink.health.as_dict(), "clock": self.clock.as_dict(),
             "acks_written": hub.acks.sent if hub.acks is not None else 0,
+            "cellular": hub.cellular.health() if hub.cellular is not None else None,
         }
 
     def status_line(self) -> str:
@@ -90,7 +91,8 @@ class Service:
         reach = {True: "reachable", False: "unreachable", None: "not yet contacted"}[platform.reachable]
         radio = hub.radio.health.state if hub.radio is not None else "off"
         return (f"outbox {hub.store.depth()}, radio {radio}, platform {reach}, "
-                f"clock {'ok' if self.clock.problem is None else 'NOT TRUSTED'}")
+                f"clock {'ok' if self.clock.problem is None else 'NOT TRUSTED'}"
+                + (f", {hub.cellular.status_line()}" if hub.cellular is not None else ""))
 
     def heartbeat_data(self) -> dict[str, Any]:
         """What a hub_heartbeat carries: the hub's own health, nothing about the residents."""
@@ -102,6 +104,7 @@ class Service:
             "devices_paired": len(hub.devices),
             "radio": hub.radio.health.state if hub.radio is not None else "off",
             "clock_synchronized": self.clock.synchronized,
+            **({"cellular": hub.cellular.modem.health.state} if hub.cellular is not None else {}),
         }
 
     # -- telling systemd and the installer --------------------------------------------------
