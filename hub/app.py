@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 from collections.abc import AsyncIterator, Callable
 
 from safebox.hub import keys
 from safebox.hub.acks import AckPolicy
+from safebox.hub.cellular import CellularPath
 from safebox.hub.clock import SYSTEM, Clock
 from safebox.hub.config import HubConfig
 from safebox.hub.devices import Devices
@@ -71,8 +73,13 @@ class Hub:
         self.acks = AckPolicy(self.store, self.devices, clock=wall, ttl_s=cfg.relay.ack_ttl_s)
         self.rules = RulesEngine(self.store, self.devices, cfg.rules, hub_id=cfg.hub_id, home_id=cfg.home_id,
                                  clock=wall)
+        self.cellular = None if cfg.cellular is None else CellularPath(  # SMS when the platform is unreachable
+            cfg.cellular, waiting=lambda: [i for i in self.store.due(math.inf, 500) if i.urgent],
+            platform_reachable=lambda: self.health.platform.reachable, private_key=key,
+            state_dir=cfg.state_dir, on_change=self.health.changed, clock=wall)
         self.service = Service(cfg.hub_id, cfg.state_dir, store=self.store, devices=self.devices, health=self.health,
-                               alive=self.relay_alive, acks_sent=lambda: self.acks.sent, clock=clock)
+                               alive=self.relay_alive, acks_sent=lambda: self.acks.sent, clock=clock,
+                               cellular=self.cellular)
         self.health.on_change = self.service.poke
         self.client = PlatformClient(cfg.platform.url, hub_id=cfg.hub_id, private_key=key,
                                      ssl_context=cfg.platform.ssl_context(), timeout_s=cfg.platform.timeout_s,
@@ -137,6 +144,8 @@ class Hub:
                 self._relay_task = tasks.create_task(self.relay.run(), name="relay")
                 tasks.create_task(self.rules.run(self.relay.notify), name="rules")
                 tasks.create_task(self.service.run(), name="service")
+                if self.cellular is not None:
+                    tasks.create_task(self.cellular.run(), name="cellular")
                 await stop.wait()
                 raise _Stopped
         except BaseExceptionGroup as group:

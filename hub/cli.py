@@ -171,6 +171,7 @@ def status_doc(cfg: config.HubConfig) -> dict[str, Any]:
         radio["last_problem_s_ago"] = _ago(now, radio.pop("last_problem_at", None))
     doc["radio"] = radio
     doc["clock"] = hub_clock.check(platform.get("clock_offset_s")).as_dict()
+    doc["cellular"] = live.get("cellular") if live else None
     return doc
 
 
@@ -212,6 +213,10 @@ def _status(args: argparse.Namespace) -> int:
     c = doc["clock"]
     print(f"  clock: {'ok' if c['problem'] is None else 'NOT TRUSTED: ' + c['problem']}"
           f" (synchronised: {c['synchronized']}, by {c['source']})")
+    if doc["cellular"]:
+        m = doc["cellular"]
+        print(f"  modem {m['port']}: {m['state']}, signal {m['signal']}, SMS {m['sms']}"
+              + (f", PROBLEM: {m['problem']}" if m["problem"] else ""))
     _print_devices(doc["devices"])
     return 0
 

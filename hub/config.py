@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import yarl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from safebox.hub import cellular as hub_cellular
 from safebox.hub.rules.settings import (FrontDoorSettings, QuietWindow, RulesSettings, SupervisionSettings,
                                         ToiletSettings)
 from safebox.protocol import events
@@ -74,6 +75,7 @@ class HubConfig:
     ble: BleConfig = BleConfig()
     relay: RelayConfig = RelayConfig()
     rules: RulesSettings = RulesSettings()
+    cellular: hub_cellular.CellularConfig | None = None  # [cellular]: SMS when the platform is unreachable
 
     @property
     def db_path(self) -> Path:
@@ -152,13 +154,17 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     ack_ttl_s = r.number("ack_ttl_s", 900.0, low=60.0, high=3600.0)
     r.done()
     rules = _rules(top.table("rules"))
+    try:
+        cellular = hub_cellular.parse(top._get("cellular"), hub_id=hub_id, home_id=home_id)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     top.done()
 
     return HubConfig(hub_id=hub_id, home_id=home_id, state_dir=state_dir, platform=platform,
                      ble=BleConfig(adapter=adapter, connect_attempts=attempts),
                      relay=RelayConfig(backoff_initial_s=initial, backoff_max_s=maximum, batch_max=batch_max,
                                        max_backlog=max_backlog, heartbeat_s=heartbeat_s,
-                                       operator_poll_s=poll_s, ack_ttl_s=ack_ttl_s), rules=rules)
+                                       operator_poll_s=poll_s, ack_ttl_s=ack_ttl_s), rules=rules, cellular=cellular)
 
 
 def _rules(t: _Table) -> RulesSettings:

@@ -23,6 +23,7 @@ from typing import Any
 
 import safebox
 from safebox.hub import clock as hub_clock
+from safebox.hub.cellular import CellularPath
 from safebox.hub.devices import Devices
 from safebox.hub.health import Health
 from safebox.hub.notify import Notifier
@@ -46,6 +47,7 @@ class Service:
 
     def __init__(self, hub_id: str, state_dir: Path, *, store: HubStore, devices: Devices, health: Health,
                  alive: Callable[[], bool], acks_sent: Callable[[], int], clock: hub_clock.Clock = hub_clock.SYSTEM,
+                 cellular: CellularPath | None = None,
                  notifier: Notifier | None = None, status_every_s: float = STATUS_EVERY_S,
                  clock_every_s: float = CLOCK_EVERY_S) -> None:
         self._hub_id = hub_id
@@ -54,6 +56,7 @@ class Service:
         self._health = health
         self._alive = alive
         self._acks_sent = acks_sent
+        self._cellular = cellular  # the SMS path (hub/cellular), when the hub has a modem
         self._time = clock
         self.notifier = notifier or Notifier()
         self._status_every_s = status_every_s
@@ -94,6 +97,7 @@ class Service:
             "radio": radio.as_dict() if radio.state != "off" else None,
             "platform": self._health.platform.as_dict(), "clock": self.clock.as_dict(),
             "acks_written": self._acks_sent(),
+            "cellular": self._cellular.health() if self._cellular is not None else None,
         }
 
     def status_line(self) -> str:
@@ -101,6 +105,7 @@ class Service:
         reach = {True: "reachable", False: "unreachable", None: "not yet contacted"}[platform.reachable]
         return (f"outbox {self._store.depth()}, radio {self._health.radio.state}, platform {reach}, "
                 f"clock {'ok' if self.clock.problem is None else 'NOT TRUSTED'}"
+                + (f", {self._cellular.status_line()}" if self._cellular is not None else "")
                 + (", URGENT EVENTS REFUSED BY THE PLATFORM" if held(self._store) else ""))
 
     def heartbeat_data(self) -> dict[str, Any]:
@@ -112,6 +117,7 @@ class Service:
             "devices_paired": len(self._devices),
             "radio": self._health.radio.state,
             "clock_synchronized": self.clock.synchronized,
+            **({"cellular": self._cellular.modem.health.state} if self._cellular is not None else {}),
         }
 
     # -- telling systemd and the installer --------------------------------------------------

@@ -35,6 +35,15 @@ def test_outbox_benchmark_quick(tmp_path):
     _check(outbox.run(quick=True, directory=tmp_path), "events/s")
 
 
+def test_cellular_benchmark_quick():
+    from safebox.tools.bench import cellular
+    (table,) = cellular.run(quick=True)
+    _check([table], "to platform")
+    no_modem, modem = table.rows
+    assert float(modem[2]) < 90 < float(no_modem[2])  # the goal, and the outage it beats
+    assert modem[6] == "sms+https" and modem[7] == 1 == no_modem[7]
+
+
 def test_receiver_benchmark_quick():
     from safebox.tools.bench import receiver
     _check(receiver.run(quick=True), "req/s")

@@ -35,6 +35,7 @@ MODULES = [
     ("hub", "hub added latency, backlog drain rate, RSS (issue 4)"),
     ("firmware", "firmware peak heap, device-side latency, modelled battery life (issue 3)"),
     ("console", "call-centre screen: stored -> visible in a real browser under 10,000 homes' load (issue 12)"),
+    ("cellular", "broadband down: press -> platform and family, with and without the modem (issue 16)"),
 ]
 
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import Refusal, Verifier
 
-from . import enrol, relay, request_form
+from . import enrol, relay, request_form, sms_inbound
 from .store import Outcome, Store, StoreError
 
 log = logging.getLogger("safebox.receiver")
@@ -139,7 +139,7 @@ class _Receiver:
 
 def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: float = 300,
              max_future: float = 30, fail_plan: Iterable[int] | None = None,
-             answer_delay_s: float = 0.0) -> web.Application:
+             answer_delay_s: float = 0.0, sms_token: str | None = None) -> web.Application:
     """The receiver as an aiohttp application over `store`.
 
     `answer_delay_s` is test-only: each stored event (or batch) is answered that much later,
@@ -148,6 +148,8 @@ def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: f
     `fail_plan` is test-only fault injection: HTTP statuses (500 or 503) that the
     next POSTs answer, one each, before doing anything else, to prove that a
     retrying client ends with exactly one stored event.
+
+    `sms_token`: serve `POST /v1/sms`, an SMS gateway's callback with this bearer token (SPEC 5.2).
     """
     plan = deque(fail_plan or ())
     unknown = set(plan) - FAULT_STATUSES
@@ -165,4 +167,6 @@ def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: f
     ])
     enrol.add_routes(app, store, clock=clock, max_age=max_age, max_future=max_future)  # POST /v1/enrol
     relay.Relay(receiver, store, verifier, clock).add_routes(app)  # batches, operator acks (SPEC 3.4-3.7)
+    if sms_token is not None:
+        sms_inbound.add_routes(app, sms_inbound.SmsInbox(store, clock=clock), sms_token)  # SPEC 5.2
     return app

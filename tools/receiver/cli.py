@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import signal
 import ssl
 import sys
@@ -25,6 +26,7 @@ from .app import FAULT_STATUSES, make_app
 from .console import i18n, make_console_app
 from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
+from .sms_inbound import SmsInbox
 from .store import Store, StoreError
 
 _EXIT_USAGE = 2
@@ -76,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     store = _open(args.db, create=True)
     try:
         app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
-                       answer_delay_s=args.answer_delay_ms / 1000)
+                       answer_delay_s=args.answer_delay_ms / 1000, sms_token=_token(args.sms_token_file))
         console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
                                                                             deadlines=dict(args.deadline or ()))
         asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port))
@@ -129,6 +131,46 @@ def _add_hub(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{'replaced the key of' if replaced else 'enrolled'} hub {args.hub_id}")
+    return 0
+
+
+def _token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise _UserError(f"--sms-token-file {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise _UserError(f"--sms-token-file {path}: the token must be at least 16 characters")
+    return token
+
+
+def _add_sms_number(args: argparse.Namespace) -> int:
+    if not re.fullmatch(r"\+?[0-9]{3,20}", args.number):
+        raise _UserError(f"{args.number!r} is not a phone number like +8613800138000")
+    store = _open(args.db, create=True)
+    try:
+        SmsInbox(store).add_number(args.hub_id, args.number)
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"SMS from {args.number} are hub {args.hub_id}'s")
+    return 0
+
+
+def _sms_modem(args: argparse.Namespace) -> int:
+    from .sms_modem import ModemInbox
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = _open(args.db, create=True)
+    try:
+        asyncio.run(ModemInbox(SmsInbox(store), args.port).run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
     return 0
 
 
@@ -194,7 +236,7 @@ def _heartbeat_interval(args: argparse.Namespace) -> int:
     return 0
 
 
-_TABLE = ("type", "device_id", "counter", "occurred_at", "received_at", "signature_verified")
+_TABLE = ("type", "device_id", "counter", "occurred_at", "received_at", "signature_verified", "channel")
 
 
 def _events(args: argparse.Namespace) -> int:
@@ -209,7 +251,7 @@ def _events(args: argparse.Namespace) -> int:
         print(json.dumps(stored, indent=2, ensure_ascii=False))
         return 0
     rows = [["-" if row[name] is None else str(row[name]) for name in _TABLE] for row in stored]
-    headings = ["type", "device", "counter", "occurred_at", "received_at", "verified"]
+    headings = ["type", "device", "counter", "occurred_at", "received_at", "verified", "channel"]
     widths = [max(len(cell) for cell in column) for column in zip(headings, *rows)]
     for line in [headings, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
@@ -251,7 +293,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--deadline", type=_deadline, action="append", metavar="TYPE=TAKE,RESOLVE",
                        help="seconds within which an alarm type is to be taken up and resolved (repeatable; "
                             "defaults: emergency=60,1800, community_service=180,86400, ...)")
+    serve.add_argument("--sms-token-file", type=Path, metavar="FILE",
+                       help="serve POST /v1/sms, an SMS gateway's callback, for this bearer token (SPEC 5.2)")
     serve.set_defaults(run=_serve)
+
+    sms_number = commands.add_parser("add-sms-number", help="the SIM number a hub sends SMS from (SPEC 5.2)")
+    sms_number.add_argument("--db", type=Path, required=True)
+    sms_number.add_argument("hub_id")
+    sms_number.add_argument("number")
+    sms_number.set_defaults(run=_add_sms_number)
+
+    sms_modem = commands.add_parser("sms-modem", help="take SMS-borne events from the platform's own modem (SPEC 5.2)")
+    sms_modem.add_argument("--db", type=Path, required=True)
+    sms_modem.add_argument("--port", required=True, help="the modem's AT serial port, e.g. /dev/ttyUSB2")
+    sms_modem.set_defaults(run=_sms_modem)
 
     add_hub = commands.add_parser("add-hub", help="enrol a hub's public key")
     add_hub.add_argument("--db", type=Path, required=True)

@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS hub_settings (
 """
 
 _EVENT_COLUMNS = ("id, hub_id, event_id, type, device_id, counter, occurred_at, received_at, "
-                  "signature_verified, acked_by_operator_at, body")
+                  "signature_verified, acked_by_operator_at, body, channel")
+# SPEC 5.2: which path brought the event: "https", "sms", or both in the order they came.
+_CHANNEL_COLUMN = "ALTER TABLE events ADD COLUMN channel TEXT NOT NULL DEFAULT 'https'"
 
 
 class StoreError(Exception):
@@ -99,6 +101,7 @@ class StoredEvent:
     signature_verified: bool
     acked_by_operator_at: str | None
     body: bytes
+    channel: str = "https"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view; the body is shown decoded (it was validated before it was stored)."""
@@ -136,6 +139,9 @@ class Store:
             with self._db:
                 self._db.executescript(_SCHEMA)
                 self._db.executescript(_RELAY_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+                if "channel" not in columns:
+                    self._db.execute(_CHANNEL_COLUMN)
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
@@ -220,9 +226,17 @@ class Store:
              event.get("counter"), event["occurred_at"], events.timestamp(now)))
         if cursor.rowcount == 1:
             return Outcome.ACCEPTED
-        (stored,) = db.execute("SELECT body_sha256 FROM events WHERE hub_id = ? AND event_id = ?",
-                               (hub_id, event["event_id"])).fetchone()
-        return Outcome.DUPLICATE if stored == digest else Outcome.CONFLICT
+        stored, channel, old_body = db.execute(
+            "SELECT body_sha256, channel, body FROM events WHERE hub_id = ? AND event_id = ?",
+            (hub_id, event["event_id"])).fetchone()
+        if stored == digest:
+            return Outcome.DUPLICATE
+        if channel == "sms" and _same_event(json.loads(old_body), event):
+            # SPEC 5.2: the HTTPS copy of an event first carried by SMS: its full body replaces the rebuilt one
+            db.execute("UPDATE events SET body = ?, body_sha256 = ?, channel = 'sms+https' "
+                       "WHERE hub_id = ? AND event_id = ?", (body, digest, hub_id, event["event_id"]))
+            return Outcome.DUPLICATE
+        return Outcome.CONFLICT
 
     def events(self, *, since_id: int = 0, limit: int | None = None, hub_id: str | None = None) -> list[StoredEvent]:
         """Stored events with a row id above `since_id` (of `hub_id` only, when given), oldest first."""
@@ -232,7 +246,7 @@ class Store:
         with self._transaction() as db:
             rows = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT ?",
                               (*params, -1 if limit is None else limit)).fetchall()
-        return [StoredEvent(*row[:8], bool(row[8]), row[9], bytes(row[10])) for row in rows]
+        return [StoredEvent(*row[:8], bool(row[8]), row[9], bytes(row[10]), row[11]) for row in rows]
 
     def count_events(self) -> int:
         with self._transaction() as db:
@@ -283,6 +297,13 @@ class Store:
         with self._transaction() as db:
             row = db.execute("SELECT heartbeat_interval_s FROM hub_settings WHERE hub_id = ?", (hub_id,)).fetchone()
         return None if row is None else row[0]
+
+
+def _same_event(rebuilt: dict[str, Any], event: dict[str, Any]) -> bool:
+    """An SMS-rebuilt body and a full one describe the same event (SPEC 5.2)."""
+    keys = ("event_id", "type", "hub_id", "home_id", "counter", "occurred_at")
+    same_device = (rebuilt.get("device") or {}).get("id") == (event.get("device") or {}).get("id")
+    return same_device and all(rebuilt.get(k) == event.get(k) for k in keys)
 
 
 def _ack_json(row: tuple) -> dict[str, Any]:

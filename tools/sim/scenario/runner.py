@@ -41,7 +41,8 @@ async def _run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     world = World(workdir, clock_offset=scenario.start - t0, hub_settings=scenario.hub,
-                  heartbeat_s=scenario.heartbeat_s, seed=scenario.seed)
+                  heartbeat_s=scenario.heartbeat_s, seed=scenario.seed, modem=scenario.modem,
+                  router=scenario.has_router)
     log_lines: list[str] = []
     async with world:
         await world.start_hub()
@@ -71,6 +72,7 @@ async def _run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
         names = {d.device.id: name for name, d in world.devices.items()}
         consoles = {name: d.board.lines[-200:] for name, d in world.devices.items()}
         hub_failures = list(world.hub_failures)
+        cellular = world.cellular.report(scenario.start) if world.cellular is not None else None
     events = [_event_view(e, names, scenario.start) for e in stored]
     checks = [_check(x, events) for x in scenario.expectations]
     if hub_failures:
@@ -86,6 +88,7 @@ async def _run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
         "events": events,
         "expectations": checks,
         "device_consoles": consoles,
+        **({"cellular": cellular} if cellular is not None else {}),
     }
 
 
@@ -109,6 +112,13 @@ async def _do(world: World, step: Step) -> None:
                 return
             if step.target == "platform":
                 await (world.platform_down() if step.action == "down" else world.platform_up())
+                return
+            if step.target == "internet":
+                await world.internet(step.action == "up")
+                return
+            if step.target == "modem":
+                assert world.cellular is not None, "modem steps need [home.modem]"
+                (world.cellular.modem.plug if step.action == "plug" else world.cellular.modem.unplug)()
                 return
             device = world.devices[step.device or ""]
             board = device.board
@@ -152,12 +162,14 @@ def _event_view(e: dict[str, Any], names: dict[str, str], start: float) -> dict[
         "occurred": format_duration(_seconds(e["occurred_at"], start)),
         "received": format_duration(_seconds(e["received_at"], start)),
         "data": body.get("data", {}),
+        "channel": e.get("channel", "https"),
     }
 
 
 def _check(x: Expectation, events: list[dict[str, Any]]) -> dict[str, Any]:
     key = "received_s" if x.by == "received" else "occurred_s"
-    same = [e for e in events if e["type"] == x.type and (x.device is None or e["device"] == x.device)]
+    same = [e for e in events if e["type"] == x.type and (x.device is None or e["device"] == x.device)
+            and (x.channel is None or e["channel"] == x.channel)]
     inside = [e for e in same if (x.earliest is None or e[key] >= x.earliest)
               and (x.latest is None or e[key] <= x.latest)]
     if not x.present:
@@ -177,10 +189,17 @@ def render(result: dict[str, Any]) -> str:
              f"({format_duration(result['virtual_s'])} simulated in {result.get('wall_s', 0):.1f} s)"]
     lines.append("platform stored:")
     for e in result["events"]:
+        via = "" if e.get("channel", "https") == "https" else f", by {e['channel']}"
         lines.append(f"  {e['received']:>12}  {e['type']:<18} {e['device'] or '-':<10} {e['event_id']}"
-                     f"  (occurred {e['occurred']})")
+                     f"  (occurred {e['occurred']}{via})")
     if not result["events"]:
         lines.append("  nothing")
+    if "cellular" in result:
+        lines.append("SMS on the cellular network:")
+        for m in result["cellular"]["sms"]:
+            when = "lost" if m["lost"] else f"delivered {format_duration(m['delivered_s'])}" \
+                if m["delivered_s"] is not None else "on its way"
+            lines.append(f"  {format_duration(m['submitted_s']):>12}  to {m['to']}: {when}: {m['text'][:40]}")
     lines.append("expectations:")
     for c in result["expectations"]:
         lines.append(f"  [{'ok' if c['passed'] else 'FAILED'}] {c['expectation']}"

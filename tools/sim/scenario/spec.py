@@ -14,6 +14,7 @@ from typing import Any
 
 from safebox.hub import config as hub_config
 from safebox.protocol import events
+from safebox.tools.sim.scenario.cellular_home import ModemSettings
 
 ROLES = ("pendant", "front_door", "toilet_door")
 BUTTONS = ("emergency", "community_service", "life_service")
@@ -22,6 +23,9 @@ DOOR_ACTIONS = ("open", "close", "bounce")
 HUB_ACTIONS = ("kill", "restart", "stop", "start")
 HUB_CLOCK = "clock"  # hub = "clock:+90s": the hub's clock is set that far off the true time
 PLATFORM_ACTIONS = ("down", "up")
+INTERNET_ACTIONS = ("down", "up")  # the home's broadband: the hub's way to the platform
+MODEM_ACTIONS = ("unplug", "plug")
+CHANNELS = ("https", "sms", "sms+https", "https+sms")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 DEFAULT_START = "2026-03-02T08:00:00+08:00"
 
@@ -70,7 +74,7 @@ class HomeDevice:
 @dataclass(frozen=True)
 class Step:
     at: float
-    target: str  # "device", "hub" or "platform"
+    target: str  # "device", "hub", "platform", "internet" or "modem"
     action: str  # e.g. "press", "open", "kill", "down"
     device: str | None = None
     arg: str | None = None  # the button, the battery percentage
@@ -90,6 +94,7 @@ class Expectation:
     count: int | None = None  # None: at least one
     present: bool = True  # False: must NOT occur (in the window, if one is given)
     by: str = "received"  # which time the window applies to: "received" or "occurred"
+    channel: str | None = None  # how it reached the platform (SPEC 5.2); None: any
 
     def describe(self) -> str:
         who = f" from {self.device}" if self.device else ""
@@ -101,7 +106,8 @@ class Expectation:
         if not self.present:
             return f"no {self.type}{who}{window}"
         many = f"exactly {self.count} x " if self.count is not None else ""
-        return f"{many}{self.type}{who}{window}"
+        by = f" by {self.channel}" if self.channel else ""
+        return f"{many}{self.type}{who}{by}{window}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,11 @@ class Scenario:
     steps: tuple[Step, ...]
     expectations: tuple[Expectation, ...]
     hub: dict[str, Any] = field(default_factory=dict)
+    modem: ModemSettings | None = None  # [home.modem]: the hub has a cellular modem
+
+    @property
+    def has_router(self) -> bool:
+        return any(s.target == "internet" for s in self.steps)
 
 
 def load(path: str | Path) -> Scenario:
@@ -149,7 +160,8 @@ def parse(doc: dict[str, Any], *, path: Path | None = None) -> Scenario:
     home = doc.get("home", {})
     if not isinstance(home, dict):
         raise ScenarioError("home: must be a table")
-    _only(home, {"devices", "heartbeat_s", "start"}, "home.")
+    _only(home, {"devices", "heartbeat_s", "start", "modem"}, "home.")
+    modem = _modem(home["modem"]) if "modem" in home else None
     heartbeat_s = home.get("heartbeat_s", 3600)
     if isinstance(heartbeat_s, bool) or not isinstance(heartbeat_s, int) or heartbeat_s < 1:
         raise ScenarioError("home.heartbeat_s: a whole number of seconds, at least 1")
@@ -186,6 +198,9 @@ def parse(doc: dict[str, Any], *, path: Path | None = None) -> Scenario:
         raise ScenarioError(f"steps[{late}].at: after the end of the scenario (duration "
                             f"{format_duration(duration)}); it would never happen")
     _check_doors(steps, by_id)
+    needs_modem = next((s for s in steps if s.target == "modem"), None)
+    if needs_modem is not None and modem is None:
+        raise ScenarioError(f"steps: {needs_modem.describe()} needs a modem in the home ([home.modem])")
     hub = doc.get("hub", {})
     if not isinstance(hub, dict):
         raise ScenarioError("hub: must be a table (the hub.toml tables for the hub under test)")
@@ -193,7 +208,7 @@ def parse(doc: dict[str, Any], *, path: Path | None = None) -> Scenario:
     _check_hub_settings(hub, heartbeat_s)
     return Scenario(name=str(name), description=str(doc.get("description", "")), path=path, duration=duration,
                     start=start, heartbeat_s=heartbeat_s, seed=seed, devices=tuple(devices), steps=steps,
-                    expectations=tuple(expectations), hub=hub)
+                    expectations=tuple(expectations), hub=hub, modem=modem)
 
 
 def hub_settings(hub: dict[str, Any], heartbeat_s: int) -> dict[str, Any]:
@@ -236,7 +251,7 @@ def _step(s: Any, i: int, devices: dict[str, HomeDevice]) -> Step:
     where = f"steps[{i}]."
     if not isinstance(s, dict):
         raise ScenarioError(f"steps[{i}]: must be a table")
-    _only(s, {"at", "device", "action", "hub", "platform"}, where)
+    _only(s, {"at", "device", "action", "hub", "platform", "internet", "modem"}, where)
     at = parse_duration(s.get("at"), f"{where}at")
     if isinstance(s.get("hub"), str) and s["hub"].startswith(HUB_CLOCK + ":"):
         offset = s["hub"].partition(":")[2]
@@ -245,11 +260,13 @@ def _step(s: Any, i: int, devices: dict[str, HomeDevice]) -> Step:
         if "device" in s or "action" in s or "platform" in s:
             raise ScenarioError(f"{where}hub: clock:<offset> and nothing else in the step")
         return Step(at, "hub", HUB_CLOCK, arg=format_duration(sign * seconds))
-    if "hub" in s or "platform" in s:
-        target = "hub" if "hub" in s else "platform"
+    targets = [t for t in ("hub", "platform", "internet", "modem") if t in s]
+    if targets:
+        target = targets[0]
         action = s[target]
-        allowed = (*HUB_ACTIONS, "clock:<+/-offset>") if target == "hub" else PLATFORM_ACTIONS
-        if action not in allowed or "device" in s or "action" in s or ("hub" in s and "platform" in s):
+        allowed = {"hub": (*HUB_ACTIONS, "clock:<+/-offset>"), "platform": PLATFORM_ACTIONS,
+                   "internet": INTERNET_ACTIONS, "modem": MODEM_ACTIONS}[target]
+        if action not in allowed or "device" in s or "action" in s or len(targets) > 1:
             raise ScenarioError(f"{where}{target}: one of {', '.join(allowed)} (and nothing else in the step)")
         return Step(at, target, action)
     device = s.get("device")
@@ -280,7 +297,10 @@ def _expect(e: Any, i: int, table: str, devices: dict[str, HomeDevice], present:
     where = f"{table}[{i}]."
     if not isinstance(e, dict):
         raise ScenarioError(f"{table}[{i}]: must be a table")
-    _only(e, {"type", "device", "earliest", "latest", "count", "by"}, where)
+    _only(e, {"type", "device", "earliest", "latest", "count", "by", "channel"}, where)
+    channel = e.get("channel")
+    if channel is not None and channel not in CHANNELS:
+        raise ScenarioError(f"{where}channel: one of {', '.join(CHANNELS)}, not {channel!r}")
     if e.get("type") not in events.TYPES:
         raise ScenarioError(f"{where}type: an event type of the protocol, not {e.get('type')!r}")
     device = e.get("device")
@@ -296,4 +316,27 @@ def _expect(e: Any, i: int, table: str, devices: dict[str, HomeDevice], present:
     latest = parse_duration(e["latest"], f"{where}latest") if "latest" in e else None
     if earliest is not None and latest is not None and latest < earliest:
         raise ScenarioError(f"{where}latest: before earliest")
-    return Expectation(e["type"], device, earliest, latest, count, present, by)
+    return Expectation(e["type"], device, earliest, latest, count, present, by, channel)
+
+
+def _modem(m: Any) -> ModemSettings:
+    """`[home.modem]`: the hub's cellular modem, its SMS path's bound and the network's behaviour."""
+    if not isinstance(m, dict):
+        raise ScenarioError("home.modem: must be a table")
+    _only(m, {"after_s", "sms_delay_s", "loss", "contacts"}, "home.modem.")
+    after = m.get("after_s", 60)
+    if isinstance(after, bool) or not isinstance(after, (int, float)) or not 5 <= after <= 3600:
+        raise ScenarioError("home.modem.after_s: 5 .. 3600 seconds (the hub's cellular.after_s)")
+    delay = m.get("sms_delay_s", [3, 10])
+    if (not isinstance(delay, list) or len(delay) != 2 or not all(isinstance(x, (int, float)) for x in delay)
+            or not 0 <= delay[0] <= delay[1]):
+        raise ScenarioError("home.modem.sms_delay_s: [shortest, longest] seconds an SMS takes")
+    loss = m.get("loss", 0)
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0 <= loss < 1:
+        raise ScenarioError("home.modem.loss: the share of SMS the network loses, 0 .. <1")
+    contacts = m.get("contacts", ["+8613900139000"])
+    if not isinstance(contacts, list) or not all(isinstance(c, str) and re.fullmatch(r"\+?[0-9]{3,20}", c)
+                                                 for c in contacts):
+        raise ScenarioError("home.modem.contacts: a list of phone numbers")
+    return ModemSettings(after_s=float(after), sms_delay_s=(float(delay[0]), float(delay[1])), loss=float(loss),
+                         contacts=tuple(contacts))

@@ -40,6 +40,7 @@ from safebox.hub.devices import Device, Devices
 from safebox.hub.radio import Backends
 from safebox.tools import build, tlsca
 from safebox.tools.receiver.app import make_app
+from safebox.tools.receiver.sms_inbound import SmsInbox
 from safebox.tools.receiver.store import Store
 from safebox.tools.sim import bleak_backend
 from safebox.tools.sim.air import Air, HubController
@@ -48,6 +49,7 @@ from safebox.firmware import config as firmware_config
 from safebox.tools.sim.cpython_port.device import HARD_RESET, PWRON_RESET, Boot, board_task_factory
 from safebox.tools.sim.cpython_port.loader import FirmwareImporter
 from safebox.tools.sim.scenario import spec
+from safebox.tools.sim.scenario.cellular_home import HUB_SIM, SMS_TOKEN, CellularHome, HomeRouter, ModemSettings
 
 log = logging.getLogger("safebox.sim.world")
 
@@ -83,7 +85,8 @@ class HomeDevice:
 class World:
     def __init__(self, workdir: Path, *, clock_offset: float, hub_id: str = "hub-sim-0001",
                  home_id: str = "home-sim-0001", hub_settings: dict[str, Any] | None = None,
-                 heartbeat_s: int = 3600, seed: int | None = None) -> None:
+                 heartbeat_s: int = 3600, seed: int | None = None, modem: ModemSettings | None = None,
+                 router: bool = False) -> None:
         self.workdir = Path(workdir)
         self.clock_offset = clock_offset  # virtual unix time = loop.time() + offset
         self.hub_id = hub_id
@@ -104,6 +107,9 @@ class World:
         self.tls: tlsca.TlsFiles | None = None
         self.hub_failures: list[str] = []
         self._killed: list[Hub] = []
+        # The broadband router and the modem (cellular_home.py): only when a scenario has them.
+        self.router = HomeRouter(lambda: self.platform_port) if router or modem is not None else None
+        self.cellular = CellularHome(modem, self.workdir, self.now, seed) if modem is not None else None
 
     def now(self) -> float:
         return asyncio.get_running_loop().time() + self.clock_offset
@@ -124,10 +130,15 @@ class World:
         (self.workdir / "platform").mkdir(exist_ok=True)
         self._platform_store = Store(self.workdir / "platform" / "events.db")
         await self.platform_up()
+        if self.router is not None:
+            await self.router.up()
         self.cfg = self._hub_config()
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         public = keys.public_key_text(keys.load_or_create(self.cfg.key_path))
         self._platform_store.add_hub(self.hub_id, public, now=self.now())
+        if self.cellular is not None:
+            SmsInbox(self._platform_store).add_number(self.hub_id, HUB_SIM)
+            self.cellular.start(f"https://127.0.0.1:{self.platform_port}", self.tls.ca_cert)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -137,6 +148,10 @@ class World:
         for d in self.devices.values():
             d.board.power_off()
         await self.stop_hub()
+        if self.cellular is not None:
+            await self.cellular.close()
+        if self.router is not None:
+            await self.router.down()
         await self.platform_down()
         if self._platform_store is not None:
             self._platform_store.close()
@@ -149,7 +164,8 @@ class World:
         assert self.tls is not None and self._platform_store is not None
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(self.tls.server_cert_chain, self.tls.server_key)
-        app = make_app(self._platform_store, clock=self.now)
+        app = make_app(self._platform_store, clock=self.now,
+                       sms_token=SMS_TOKEN if self.cellular is not None else None)
         app.on_response_prepare.append(self._platform_date)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -167,6 +183,11 @@ class World:
         if runner is not None:
             await runner.cleanup()
 
+    async def internet(self, up: bool) -> None:
+        """The home's broadband (the hub's way to the platform), not the platform itself."""
+        assert self.router is not None, "a scenario with internet steps has a router"
+        await (self.router.up() if up else self.router.down())
+
     @property
     def platform_is_up(self) -> bool:
         return self._runner is not None
@@ -179,8 +200,9 @@ class World:
     def _hub_config(self) -> hub_config.HubConfig:
         assert self.tls is not None
         doc = spec.hub_settings(self.hub_settings, self.heartbeat_s)
+        port = self.platform_port if self.router is None else self.router.port
         doc.update(hub_id=self.hub_id, home_id=self.home_id, state_dir=str(self.hub_state),
-                   platform={"url": f"https://127.0.0.1:{self.platform_port}", "ca_file": str(self.tls.ca_cert),
+                   platform={"url": f"https://127.0.0.1:{port}", "ca_file": str(self.tls.ca_cert),
                              "timeout_s": 10})
         return hub_config.parse(doc, base_dir=self.workdir)
 
@@ -205,6 +227,8 @@ class World:
         self.hub = hub
         self._hub_stop = asyncio.Event()
         self._hub_task = asyncio.create_task(self._run_hub(hub, self._hub_stop), name="hub")
+        if self.cellular is not None:
+            self.cellular.attach_hub(hub)
         await asyncio.sleep(0.05)  # scanning before anything else happens
 
     async def _run_hub(self, hub: Hub, stop: asyncio.Event) -> None:
@@ -230,6 +254,8 @@ class World:
         if task is None or hub is None:
             return
         self._killed.append(hub)
+        if self.cellular is not None:
+            self.cellular.detach_hub()
         hub.store.close()  # as it stands: nothing more reaches the disk from this hub
         task.cancel()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -243,6 +269,8 @@ class World:
         if task is None or stop is None:
             return
         stop.set()
+        if self.cellular is not None:
+            self.cellular.detach_hub()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await asyncio.gather(task, return_exceptions=True)
