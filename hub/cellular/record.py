@@ -53,9 +53,13 @@ class SmsRecord:
         with self._db:
             self._db.executescript(_SCHEMA)
         self._clock = clock
+        self._closed_counts: dict[str, int] | None = None
 
     def close(self) -> None:
-        self._db.close()
+        """Close the file; `counts()` keeps answering what it said last (status after a stop)."""
+        if self._closed_counts is None:
+            self._closed_counts = self.counts()
+            self._db.close()
 
     def sent(self, event_id: str, number: str) -> bool:
         last = self.last(event_id, number)
@@ -88,4 +92,6 @@ class SmsRecord:
         return [Sent(*row) for row in rows]
 
     def counts(self) -> dict[str, int]:
+        if self._closed_counts is not None:
+            return dict(self._closed_counts)
         return dict(self._db.execute("SELECT state, COUNT(*) FROM sms GROUP BY state").fetchall())

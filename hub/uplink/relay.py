@@ -341,14 +341,17 @@ class Relay:
         self._trouble = True
         delay = max(self._rng.uniform(0, cap), at_least)
         now = self._clock()
+        # An urgent event retries every ~2 s through an outage: said on its first attempts and
+        # then on the 4th, 8th, 16th, ... (a day's outage is a couple of dozen lines, not 40,000).
+        level = logging.WARNING if attempts < 3 or (attempts + 1) & attempts == 0 else logging.DEBUG
         if len(items) == 1:
             self._store.mark_retry(items[0].event_id, now + delay, error)
-            log.warning("event %s: %s, after %d ms; retry in %.1f s (attempt %d)",
-                        items[0].event_id, error, ms, delay, attempts + 1)
+            log.log(level, "event %s: %s, after %d ms; retry in %.1f s (attempt %d)",
+                    items[0].event_id, error, ms, delay, attempts + 1)
         else:
             self._store.mark_retry_many([i.event_id for i in items], now + delay, error)
-            log.warning("batch of %d (%s .. %s): %s, after %d ms; retry in %.1f s (attempt %d)",
-                        len(items), items[0].event_id, items[-1].event_id, error, ms, delay, attempts + 1)
+            log.log(level, "batch of %d (%s .. %s): %s, after %d ms; retry in %.1f s (attempt %d)",
+                    len(items), items[0].event_id, items[-1].event_id, error, ms, delay, attempts + 1)
         self.health.last_error = error
         self.health.last_error_at = now
 

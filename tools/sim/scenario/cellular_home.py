@@ -129,7 +129,7 @@ class CellularHome:
         self.detach_hub()
         self.path = CellularPath(
             self.config(), waiting=lambda: [i for i in hub.store.due(math.inf, 500) if i.urgent],
-            platform_reachable=lambda: hub.uplink.health.reachable,
+            platform_reachable=lambda: hub.health.platform.reachable,
             private_key=keys.load_or_create(hub.cfg.key_path), state_dir=hub.cfg.state_dir, clock=self.now)
         self._path_task = asyncio.create_task(self.path.run(), name="cellular")
 
