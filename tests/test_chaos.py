@@ -33,13 +33,6 @@ def test_the_mix_is_scaled_to_the_device_count():
     assert sum(scaled.values()) == 4 and scaled["pendant"] >= 2
 
 
-def test_a_firmware_line_names_the_type_the_platform_must_store():
-    assert chaos._type_of("pendant", "emergency press") == "emergency"
-    assert chaos._type_of("pendant", "life_service long_press") == "life_service"
-    assert chaos._type_of("front_door", "door open") == "door_opened"
-    assert chaos._type_of("toilet_door", "door closed") == "door_closed"
-
-
 def test_toilet_alarms_are_judged_by_what_the_hub_heard(tmp_path):
     """A visit the hub heard as long must have its alarm (else missed), and so must one it never
     heard end; a long visit whose door events reached the hub late (heard as short) is hidden, not

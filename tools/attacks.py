@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
 from safebox.protocol import bthome, ccm, events, signing
+from safebox.tools.sim import lines
 
 PENDANT_BUTTON_WAIT_S = 5.0
 LOG_WAIT_S = 2.0
@@ -176,13 +177,13 @@ def _adv(service_data: bytes) -> bytes:
     return b"\x02\x01\x06" + bytes((len(sd) + 1, 0x16)) + sd
 
 
-async def _wait_line(lines: list[str], start: int, pattern: str, timeout: float) -> str | None:
-    regex = re.compile(pattern)
+async def _wait_refusal(output: list[str], start: int, address: str, timeout: float) -> lines.Refused | None:
+    """The hub's next `refused frame from <address>` line from index `start`, or None after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        for line in lines[start:]:
-            if regex.search(line):
-                return line
+        for line in output[start:]:
+            if (refused := lines.Refused.read(line)) is not None and refused.address == address:
+                return refused
         if time.monotonic() > deadline:
             return None
         await asyncio.sleep(0.02)
@@ -217,9 +218,9 @@ class Attacker:
         fw = device.firmware
         mark = len(fw.lines)
         await self.home.press(device, button)
-        line = await fw.wait_for_line(r"^event \d+", timeout=PENDANT_BUTTON_WAIT_S, start=mark)
-        counter = int(line.split()[1])
-        await fw.wait_for_line(rf"^acked {counter} kind", timeout=10, start=mark)
+        line = await fw.wait_for_line(lines.Event.pattern(), timeout=PENDANT_BUTTON_WAIT_S, start=mark)
+        counter = lines.Event.read(line).counter
+        await fw.wait_for_line(lines.Acked.pattern(counter=counter), timeout=10, start=mark)
         event_id = f"{device.id}-{counter}"
         db = Path(self.home.receiver_db)
         async with asyncio.timeout(10):
@@ -243,19 +244,19 @@ class Attacker:
         before = self.ledger.snapshot()
         mark = len(self.home.hub.lines)
         await self.home.transmit(address, adv, duration_s=duration_s)
-        pattern = rf"refused frame from {re.escape(address)}: (.*)"
-        line = await _wait_line(self.home.hub.lines, mark, pattern, LOG_WAIT_S if expect_log else 0.3)
+        refusal = await _wait_refusal(self.home.hub.lines, mark, address, LOG_WAIT_S if expect_log else 0.3)
         await asyncio.sleep(0.1)  # anything wrongly accepted is in SQLite by now (stored before acked)
         after = self.ledger.snapshot()
         intact, stored = self.ledger.judge(before, after)
         alive = self.home.hub.running
         if expect_log:
-            reason = re.search(pattern, line).group(1) if line else ""
-            refused = bool(line) and re.search(expected, reason) is not None and alive
+            reason = refusal.reason if refusal else ""
+            refused = bool(refusal) and re.search(expected, reason) is not None and alive
             seen = reason or "no refusal logged"
         else:
-            refused = line is None and alive
-            seen = "nothing logged, nothing stored; hub still running" if refused else (line or "hub not running")
+            refused = refusal is None and alive
+            seen = "nothing logged, nothing stored; hub still running" if refused else (
+                f"refused frame from {address}: {refusal.reason}" if refusal else "hub not running")
         if not alive:
             seen += " (HUB PROCESS ENDED)"
         return self.add(Attempt("BLE", attack, expected, refused, seen, intact, stored, clear=True))
@@ -400,7 +401,7 @@ async def ble_attacks(a: Attacker) -> None:
     await home.transmit(mac1, last, duration_s=0.25)
     await asyncio.sleep(0.3)
     intact, stored = a.ledger.judge(before, a.ledger.snapshot())
-    refusals = [ln for ln in home.hub.lines[mark:] if "refused frame" in ln and mac1 in ln]
+    refusals = [ln for ln in home.hub.lines[mark:] if (r := lines.Refused.read(ln)) and r.address == mac1]
     a.add(Attempt("BLE", "repeat of the last accepted frame after the hub restart", "not stored again",
                   intact and home.hub.running, "accepted as a repeat: no new event, counter unchanged" if intact
                   else "stored again", intact, stored, note="; ".join(refusals)[:200]))
@@ -411,7 +412,7 @@ async def ble_attacks(a: Attacker) -> None:
     await asyncio.sleep(0.5)
     mark = len(fw.lines)
     await fw.restart()
-    ready = await fw.wait_for_line(r"^ready ", timeout=10, start=mark)
+    ready = await fw.wait_for_line(lines.Ready.pattern(), timeout=10, start=mark)
     c3 = await a.press(p1)
     await a.ble(f"replayed pre-battery-change frame (device resumed at counter {c3}; {ready.strip()!r})",
                 mac1, last, rf"replay.*counter {c2}\b")
@@ -421,8 +422,8 @@ async def ble_attacks(a: Attacker) -> None:
 
 
 async def _last_counter(device: Any) -> int:
-    events_lines = [ln for ln in device.firmware.lines if ln.startswith("event ")]
-    return int(events_lines[-1].split()[1])
+    made = [e for ln in device.firmware.lines if (e := lines.Event.read(ln)) is not None]
+    return made[-1].counter
 
 
 async def https_attacks(a: Attacker) -> None:
@@ -564,7 +565,7 @@ async def restart_receiver(home: Any) -> None:
     new = ChildProcess("receiver", old.argv[2], *args)
     for _ in range(50):  # the port may linger for a moment
         try:
-            await new.start(r"listening on (https://\S+)")
+            await new.start(lines.Listening.pattern())
             break
         except Exception:  # noqa: BLE001 - retried, then raised below
             await new.stop()

@@ -55,7 +55,6 @@ import asyncio
 import json
 import logging
 import random
-import re
 import signal
 import sqlite3
 import sys
@@ -68,13 +67,11 @@ from pathlib import Path
 from typing import Any
 
 from safebox.tools.bench import Table, generated_line, machine_line, percentile
+from safebox.tools.sim import lines
 
 PENDING_CAP = 6  # events a device may have waiting for their ack before the residents wait
 TOILET_LIMIT_S = 10.0  # rules.toilet.overdue_after_s for the run (the hub's minimum)
 STARTUP_GRACE_S = 3.0  # rules.startup_grace_s for the run
-_EVENT = re.compile(r"^event (\d+) (.+)$")
-_ACKED = re.compile(r"^acked (\d+) kind (\d+)")
-_DROPPED = re.compile(r"^(?:store full: dropped|dropped) (.+)")
 _PENDANT_TYPES = {"emergency", "community_service", "life_service"}
 DEFAULT_MIX = "pendant:12,front_door:2,toilet_door:2"
 
@@ -252,14 +249,6 @@ class Result:
             and self.undelivered_on_devices == 0 and self.undelivered_at_hub == 0
 
 
-def _type_of(role: str, what: str) -> str:
-    """The event type the platform should store for a firmware `event` line's text."""
-    words = what.split()
-    if words[:1] == ["door"] and len(words) > 1:
-        return "door_opened" if words[1] == "open" else "door_closed"
-    return words[0] if words else "?"
-
-
 # -- the run -----------------------------------------------------------------------------------------
 
 class DrivenDevice:
@@ -282,16 +271,16 @@ class DrivenDevice:
         return self.sim.firmware
 
     def sync(self) -> None:
-        lines = self.fw.lines
-        while self.parsed < len(lines):
-            line = lines[self.parsed].strip()
+        output = self.fw.lines
+        while self.parsed < len(output):
+            line = lines.device_line(output[self.parsed])
             self.parsed += 1
-            if m := _EVENT.match(line):
-                self.created[int(m.group(1))] = _type_of(self.role, m.group(2))
-            elif m := _ACKED.match(line):
-                self.acked.add(int(m.group(1)))
-            elif m := _DROPPED.match(line):
-                self.dropped.append(m.group(1))
+            if isinstance(line, lines.Event):
+                self.created[line.counter] = line.type
+            elif isinstance(line, lines.Acked):
+                self.acked.add(line.counter)
+            elif isinstance(line, lines.Dropped):
+                self.dropped.append(line.what)
 
     @property
     def pending(self) -> int:
@@ -382,11 +371,11 @@ class ChaosRun:
     # -- residents ----------------------------------------------------------------------------------
     async def _wait_event(self, dev: DrivenDevice, mark: int, timeout: float = 3.0) -> int | None:
         try:
-            line = await dev.fw.wait_for_line(r"^event \d+ ", timeout=timeout, start=mark)
+            line = await dev.fw.wait_for_line(lines.Event.pattern(), timeout=timeout, start=mark)
         except TimeoutError:
             self.not_registered += 1
             return None
-        counter = int(line.split()[1])
+        counter = lines.Event.read(line).counter
         self.times[(dev.sim.id, counter)] = time.time()
         return counter
 
@@ -531,7 +520,7 @@ class ChaosRun:
             mark = len(dev.fw.lines)
             await dev.fw.restart()
             try:
-                await dev.fw.wait_for_line(r"^ready ", timeout=15, start=mark)
+                await dev.fw.wait_for_line(lines.Ready.pattern(), timeout=15, start=mark)
             except TimeoutError:
                 self.log(f"  {dev.sim.id} did not say ready after its restart")
         finally:
@@ -573,9 +562,9 @@ class ChaosRun:
         if down_s:
             await asyncio.sleep(down_s)
         new = ChildProcess("receiver", old.argv[2], *args, *extra)
-        m = await new.start(r"listening on (https://\S+)")
+        m = await new.start(lines.Listening.pattern())
         self.home.receiver = new
-        self.home.platform_url = m.group(1)
+        self.home.platform_url = m["url"]
 
     async def _receiver_down(self, rng: random.Random, fault: Fault) -> None:
         down = rng.uniform(2.0, 10.0)
@@ -776,7 +765,7 @@ class ChaosRun:
                   for key in created.keys() & stored.keys() if key in self.times}
         r.delivery_ms = _stats(list(delays.values()))
         r.urgent_delivery_ms = _stats([v for k, v in delays.items() if created[k] in _PENDANT_TYPES])
-        acks = sum(1 for line in self.hub_lines + self.home.hub.lines if "ack kind" in line and "written" in line)
+        acks = sum(1 for line in self.hub_lines + self.home.hub.lines if lines.AckWritten.read(line))
         r.acks_per_event = round(acks / max(1, r.created), 2)
         r.alarms = self._alarms(rows)
         r.alarms_missed, r.alarms_unexpected = r.alarms["missed"], r.alarms["unexpected"]

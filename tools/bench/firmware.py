@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from safebox.protocol import bthome
+from safebox.tools.sim import lines
 
 ACK_CHAR = bthome.ACK_CHAR_UUID
 BOARD = "esp32-devkitc"
@@ -314,7 +315,8 @@ async def _pendant(workdir: Path, presses: int, out: Measured) -> None:
     pins = BOARDS[BOARD]
     async with bench_device(workdir, "pendant", deliver_after_s=1.0, settings={"heartbeat_s": 4}) as (fw, _hub):
         rec = energy.LineRecorder(fw)
-        await fw.wait_for_line(r"^sleep \d+ idle", timeout=10)
+        idle = lines.Sleep.pattern(why="idle")
+        await fw.wait_for_line(idle, timeout=10)
         acts = []
         for _ in range(presses):
             await asyncio.sleep(0.3)
@@ -326,12 +328,12 @@ async def _pendant(workdir: Path, presses: int, out: Measured) -> None:
                                       None)
                     await asyncio.sleep(0.005)
             out.latencies_ms.append((advertised - down) * 1000)
-            end = await _next_line(rec, r"^sleep \d+ idle", down)
+            end = await _next_line(rec, idle, down)
             acts.append(energy.Activity.measure(rec, fw.bridge, down, end, led_pin=pins["led"],
                                                 buzzer_pin=pins["buzzer"]))
         out.event["pendant"] = _mean_activity(acts)
-        woke = await _next_line(rec, r"^woke timer", time.monotonic())
-        end = await _next_line(rec, r"^sleep \d+ idle", woke)
+        woke = await _next_line(rec, lines.Woke.pattern(source="timer"), time.monotonic())
+        end = await _next_line(rec, idle, woke)
         out.heartbeat["pendant"] = energy.Activity.measure(rec, fw.bridge, woke, end, led_pin=pins["led"],
                                                            buzzer_pin=pins["buzzer"])
 
@@ -345,7 +347,7 @@ async def _door(workdir: Path, role: str, out: Measured) -> None:
     # the measure runs from the pin to the next sleep; the light-sleep window after a change
     # (awake_after_event_ms) is set to 0 here and modelled in tools/sim/energy.py instead.
     settings = {"heartbeat_s": 4, "awake_after_event_ms": 0, **({"pir": 1} if role == "toilet_door" else {})}
-    asleep = r"^(deep)?sleep \d+ idle"
+    asleep = lines.any_of(lines.Sleep.pattern(why="idle"), lines.DeepSleep.pattern(why="idle"))
     async with bench_device(workdir, role, deliver_after_s=1.0, settings=settings) as (fw, _hub):
         rec = energy.LineRecorder(fw)
         await fw.wait_for_line(asleep, timeout=10)
@@ -358,7 +360,8 @@ async def _door(workdir: Path, role: str, out: Measured) -> None:
             acts.append(energy.Activity.measure(rec, fw.bridge, moved, end, led_pin=pins["led"],
                                                 buzzer_pin=pins["buzzer"]))
         out.event[role] = _mean_activity(acts)
-        woke = await _next_line(rec, r"^(woke timer|boot safebox .* reset_cause 4 wake 4$)", time.monotonic())
+        woke = await _next_line(rec, lines.any_of(lines.Woke.pattern(source="timer"),
+                                                  lines.Boot.pattern(reset_cause=4, wake=4)), time.monotonic())
         end = await _next_line(rec, asleep, woke)
         out.heartbeat[role] = energy.Activity.measure(rec, fw.bridge, woke, end, led_pin=pins["led"],
                                                       buzzer_pin=pins["buzzer"])
@@ -377,15 +380,16 @@ async def _cycle(workdir: Path, heapsize: str) -> tuple[bool, int | None, int | 
     try:
         async with bench_device(workdir, "pendant", heapsize=heapsize, heap_report=True, deliver_after_s=0.5,
                                 settings={"heartbeat_s": 2}) as (fw, _hub):
-            await fw.wait_for_line(r"^ready ", timeout=10)
+            await fw.wait_for_line(lines.Ready.pattern(), timeout=10)
             await tap(fw.bridge, "emergency", 0.2)
-            await fw.wait_for_line(r"^linger 1 ended", timeout=10)
+            await fw.wait_for_line(lines.LingerEnded.pattern(counter=1), timeout=10)
             mark = len(fw.lines)
-            await fw.wait_for_line(r"^heartbeat \d+", timeout=10, start=mark)
-            await fw.wait_for_line(r"^sleep \d+ idle", timeout=10, start=mark)
+            await fw.wait_for_line(lines.Heartbeat.pattern(), timeout=10, start=mark)
+            await fw.wait_for_line(lines.Sleep.pattern(why="idle"), timeout=10, start=mark)
             await asyncio.sleep(0.6)
-            live = [int(line.split()[2]) for line in fw.lines if line.startswith("heap live")]
-            shims = [int(line.split()[2]) for line in fw.lines if line.startswith("heap shims")]
+            heap = [h for line in fw.lines if (h := lines.Heap.read(line)) is not None]
+            live = [h.bytes for h in heap if h.what == "live"]
+            shims = [h.bytes for h in heap if h.what == "shims"]
             ok = not any("MemoryError" in line for line in fw.lines)
             return ok, (max(live) if live else None), (shims[0] if shims else None)
     except (TimeoutError, asyncio.TimeoutError):

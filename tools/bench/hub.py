@@ -39,6 +39,7 @@ from safebox.protocol import events
 from safebox.tools import tlsca
 from safebox.tools.bench import Table, bench_parser, machine_line, percentile, print_tables
 from safebox.tools.bench.outbox import _filesystem
+from safebox.tools.sim import lines
 from safebox.tools.sim.home import SimHome, parse_time
 from safebox.tools.sim.processes import ChildProcess
 from safebox.tools.sim.scripted import ScriptedDevice
@@ -88,7 +89,7 @@ async def _latency_and_memory(workdir: Path, presses: int, rss_s: float) -> tupl
                 started = time.time()
                 counter = await device.send_event("emergency")
                 event_id = f"{pendant.id}-{counter}"
-                await home.hub.wait_for_line(rf"event {event_id} stored", start=start_line, timeout=10)
+                await home.hub.wait_for_line(lines.Stored.pattern(event_id=event_id), start=start_line, timeout=10)
                 logged = time.time()
                 async with asyncio.timeout(10):
                     while (stored := _stored_at(home.receiver_db, event_id)) is None:
@@ -184,14 +185,14 @@ async def _drain(workdir: Path, periods: int, batch_max: int) -> tuple[int, floa
                             "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain), "--key",
                             str(tls.server_key))
     count = _fill_day(workdir / "hub.db", periods)
-    url = (await receiver.start(r"listening on (https://\S+)")).group(1)
+    url = (await receiver.start(lines.Listening.pattern()))["url"]
     requests = 0
 
     class Counting(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             nonlocal requests
             message = record.getMessage()
-            if message.startswith("batch of") or re.match(r"event \S+: delivered", message):
+            if lines.Batch.read(message) or lines.Delivered.read(message):
                 requests += 1
 
     handler = Counting()

@@ -28,6 +28,7 @@ import aiohttp
 from safebox.firmware.boards import BOARDS
 from safebox.hub.devices import Device
 from safebox.tools import build, tlsca
+from safebox.tools.sim import lines
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.firmware_process import FirmwareProcess
 from safebox.tools.sim.processes import ChildProcess
@@ -143,8 +144,8 @@ class SimHome:
             "receiver", "safebox.tools.receiver.cli", "serve", "--db", str(self.receiver_db),
             "--host", "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain),
             "--key", str(tls.server_key), *self.receiver_args)
-        m = await self.receiver.start(r"listening on (https://\S+)")
-        self.platform_url = m.group(1)
+        m = await self.receiver.start(lines.Listening.pattern())
+        self.platform_url = m["url"]
 
     def _write_hub_config(self, ca_file: Path) -> None:
         self.hub_config.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +222,7 @@ class SimHome:
         firmware = FirmwareProcess(self.air, board.folder, mac=mac, lib_dir=board.folder / "lib", name=device.id)
         firmware.bridge.set_adc(BOARDS[BOARD]["battery_adc"], FRESH_BATTERY_UV)
         await firmware.start()
-        await firmware.wait_for_line(r"^ready ", timeout=10)
+        await firmware.wait_for_line(lines.Ready.pattern(), timeout=10)
         sim = SimDevice(device, firmware)
         self.devices.append(sim)
         return sim
