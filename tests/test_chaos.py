@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from safebox.tools import chaos
+from safebox.tools.sim.snapshot import PlatformEvent
 
 
 async def test_reduced_chaos_run_loses_nothing_and_stores_nothing_twice(tmp_path):
@@ -44,15 +45,17 @@ def test_toilet_alarms_are_judged_by_what_the_hub_heard(tmp_path):
 
     run = chaos.ChaosRun(seed=1, events=1, mix={"toilet_door": 1}, workdir=tmp_path)
     dev, base, limit = "240ac4000010", 1_800_000_000.0, chaos.TOILET_LIMIT_S
-    rows: list[tuple] = []
+    rows: list[PlatformEvent] = []
 
     def heard(counter: int, at: float, type_: str) -> None:
         body = {"occurred_at": events.timestamp(at)}
-        rows.append((f"{dev}-{counter}", type_, dev, counter, events.timestamp(at + 0.01), json.dumps(body).encode()))
+        rows.append(PlatformEvent("hub-1", f"{dev}-{counter}", type_, dev, counter, events.timestamp(at + 0.01),
+                                  json.dumps(body).encode()))
 
     def alarm(n: int, since: float, received: float) -> None:
         body = {"data": {"since": events.timestamp(since), "limit_s": limit, "device": {"id": dev}}}
-        rows.append((f"hub-1-{n}", "toilet_overdue", None, None, events.timestamp(received), json.dumps(body).encode()))
+        rows.append(PlatformEvent("hub-1", f"hub-1-{n}", "toilet_overdue", None, None, events.timestamp(received),
+                                  json.dumps(body).encode()))
 
     # (real closed, real open, hub heard close, hub heard open)
     visits = {"long, heard long, alarm": (0, 15, 0.1, 15.1), "long, heard short": (20, 35, 40, 41),

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import ssl
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
 from safebox.protocol import bthome, ccm, events, signing
-from safebox.tools.sim import lines
+from safebox.tools.sim import lines, snapshot
 
 PENDANT_BUTTON_WAIT_S = 5.0
 LOG_WAIT_S = 2.0
@@ -88,46 +87,9 @@ class Report:
 
 # -- what is stored, before and after --------------------------------------------------------
 
-def _read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-
-
 def platform_rows(db: Path) -> dict[tuple[str, str], str]:
     """(hub id, event id) -> sha256 of the stored body, for every event the platform holds."""
-    if not db.exists():
-        return {}
-    con = _read_only(db)
-    try:
-        return {(h, e): hashlib.sha256(bytes(b)).hexdigest()
-                for h, e, b in con.execute("SELECT hub_id, event_id, body FROM events")}
-    finally:
-        con.close()
-
-
-@dataclass(frozen=True)
-class HubState:
-    counters: tuple[tuple[str, int], ...]
-    device_outbox: frozenset[str]  # device events waiting in the outbox or dead
-    error: str = ""
-
-
-def hub_state(db: Path) -> HubState:
-    """The hub's replay counters and the device events it holds (a frame accepted by mistake shows here)."""
-    try:
-        con = _read_only(db)
-        try:
-            counters = tuple(sorted(con.execute("SELECT device_id, last_counter FROM counters")))
-            held = {row[0] for row in con.execute("SELECT event_id FROM outbox WHERE source GLOB '[0-9a-f]*' "
-                                                  "AND source NOT LIKE '%-%'")}
-            try:
-                held |= {row[0] for row in con.execute("SELECT event_id FROM dead_letter")}
-            except sqlite3.Error:
-                pass
-            return HubState(counters, frozenset(held))
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        return HubState((), frozenset(), error=str(exc))
+    return {(e.hub_id, e.event_id): hashlib.sha256(e.body).hexdigest() for e in snapshot.platform(db, timeout=5)}
 
 
 class Ledger:
@@ -137,11 +99,11 @@ class Ledger:
         self._platform_db = Path(home.receiver_db)
         self._hub_db = Path(home.hub_state) / "hub.db"
 
-    def snapshot(self) -> tuple[dict[tuple[str, str], str], HubState]:
-        return platform_rows(self._platform_db), hub_state(self._hub_db)
+    def snapshot(self) -> tuple[dict[tuple[str, str], str], snapshot.HubSnapshot]:
+        return platform_rows(self._platform_db), snapshot.hub(self._hub_db, timeout=5)
 
     @staticmethod
-    def judge(before: tuple[dict, HubState], after: tuple[dict, HubState], *,
+    def judge(before: tuple[dict, snapshot.HubSnapshot], after: tuple[dict, snapshot.HubSnapshot], *,
               allowed_new: Callable[[tuple[str, str]], bool] = lambda key: False,
               check_hub: bool = True) -> tuple[bool, str]:
         """(intact, 'rows before -> after'): nothing changed or removed, nothing new but what is allowed.
@@ -154,7 +116,8 @@ class Ledger:
         new = [k for k in p1.keys() - p0.keys() if not allowed_new(k) and not _hub_made(k)]
         intact = not changed and not new
         if check_hub:
-            intact = intact and not h1.error and h0.counters == h1.counters and h1.device_outbox <= h0.device_outbox
+            intact = intact and not h1.error and h0.counters == h1.counters \
+                and h1.device_events_held <= h0.device_events_held
         return intact, f"{len(p0)} -> {len(p1)}"
 
 

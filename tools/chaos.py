@@ -56,7 +56,6 @@ import json
 import logging
 import random
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
@@ -67,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from safebox.tools.bench import Table, generated_line, machine_line, percentile
-from safebox.tools.sim import lines
+from safebox.tools.sim import lines, snapshot
 
 PENDING_CAP = 6  # events a device may have waiting for their ack before the residents wait
 TOILET_LIMIT_S = 10.0  # rules.toilet.overdue_after_s for the run (the hub's minimum)
@@ -336,37 +335,11 @@ class ChaosRun:
     def created_total(self) -> int:
         return sum(len(d.created) for d in self.devs)
 
-    def platform(self) -> list[tuple[Any, ...]]:
-        db = Path(self.home.receiver_db)
-        if not db.exists():
-            return []
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-        try:
-            return con.execute("SELECT event_id, type, device_id, counter, received_at, body FROM events").fetchall()
-        finally:
-            con.close()
+    def platform(self) -> list[snapshot.PlatformEvent]:
+        return snapshot.platform(Path(self.home.receiver_db))
 
-    def hub_outbox_ids(self) -> list[str]:
-        """Event ids waiting in the hub's outbox."""
-        try:
-            con = sqlite3.connect(f"file:{Path(self.home.hub_state) / 'hub.db'}?mode=ro", uri=True, timeout=10)
-        except sqlite3.Error:
-            return []
-        try:
-            return [row[0] for row in con.execute("SELECT event_id FROM outbox")]
-        except sqlite3.Error:
-            return []
-        finally:
-            con.close()
-
-    def hub_db(self, sql: str) -> int:
-        con = sqlite3.connect(f"file:{Path(self.home.hub_state) / 'hub.db'}?mode=ro", uri=True, timeout=10)
-        try:
-            return int(con.execute(sql).fetchone()[0])
-        except sqlite3.Error:
-            return -1
-        finally:
-            con.close()
+    def hub(self) -> snapshot.HubSnapshot:
+        return snapshot.hub(Path(self.home.hub_state) / "hub.db")
 
     # -- residents ----------------------------------------------------------------------------------
     async def _wait_event(self, dev: DrivenDevice, mark: int, timeout: float = 3.0) -> int | None:
@@ -717,7 +690,7 @@ class ChaosRun:
             for d in self.devs:
                 d.sync()
             wanted = {f"{d.sim.id}-{c}" for d in self.devs for c in d.created}
-            stored = {row[0] for row in self.platform()}
+            stored = {e.event_id for e in self.platform()}
             missing = wanted - stored
             held = sum(len(d.held()) for d in self.devs)
             if not missing and held == 0:
@@ -736,32 +709,33 @@ class ChaosRun:
             d.sync()
         created = {(d.sim.id, c): t for d in self.devs for c, t in d.created.items()}
         rows = self.platform()
-        device_rows = [row for row in rows if row[2] is not None]
-        per_key = Counter((row[2], row[3]) for row in device_rows)
-        stored = {(row[2], row[3]): row for row in device_rows}
+        hub = self.hub()
+        device_rows = [e for e in rows if e.device_id is not None]
+        per_key = Counter((e.device_id, e.counter) for e in device_rows)
+        stored = {(e.device_id, e.counter): e for e in device_rows}
         r.created = len(created)
         r.stored = len(stored)
         missing = created.keys() - stored.keys()
         on_devices = {(d.sim.id, c) for d in self.devs for c in d.held()}
-        at_hub = {tuple(eid.rsplit("-", 1)) for eid in self.hub_outbox_ids()}
+        at_hub = {tuple(w.event_id.rsplit("-", 1)) for w in hub.outbox}
         at_hub = {(dev, int(c)) for dev, c in at_hub if c.isdigit()}
         r.undelivered_on_devices = len(missing & on_devices)
         r.undelivered_at_hub = len((missing - on_devices) & at_hub)
         r.lost_ids = sorted(f"{dev}-{c}" for dev, c in missing - on_devices - at_hub)
         r.lost = len(r.lost_ids)
         r.stored_twice = sum(n - 1 for n in per_key.values() if n > 1) + \
-            sum(n - 1 for n in Counter(row[0] for row in rows).values() if n > 1)
+            sum(n - 1 for n in Counter(e.event_id for e in rows).values() if n > 1)
         r.phantom_ids = sorted(f"{dev}-{c}" for dev, c in stored.keys() - created.keys())
         r.phantom = len(r.phantom_ids)
-        r.wrong_content = sum(1 for key, t in created.items() if key in stored and stored[key][1] != t)
+        r.wrong_content = sum(1 for key, t in created.items() if key in stored and stored[key].type != t)
         r.hub_events_stored = len(rows) - len(device_rows)
-        r.dead_letters = max(0, self.hub_db("SELECT COUNT(*) FROM dead_letter"))
-        r.left_in_outbox = self.hub_db("SELECT COUNT(*) FROM outbox")
+        r.dead_letters = len(hub.dead_letters)
+        r.left_in_outbox = -1 if hub.error else len(hub.outbox)
         r.dropped = sum(len(d.dropped) for d in self.devs)
         r.presses_not_registered = self.not_registered
         r.faults = dict(Counter(f.kind for f in self.faults))
         from safebox.tools.sim.home import parse_time
-        delays = {key: (parse_time(stored[key][4]) - self.times[key]) * 1000
+        delays = {key: (parse_time(stored[key].received_at) - self.times[key]) * 1000
                   for key in created.keys() & stored.keys() if key in self.times}
         r.delivery_ms = _stats(list(delays.values()))
         r.urgent_delivery_ms = _stats([v for k, v in delays.items() if created[k] in _PENDANT_TYPES])
@@ -774,7 +748,7 @@ class ChaosRun:
         if r.phantom:
             r.notes.append(f"phantom (first 20): {', '.join(r.phantom_ids[:20])}")
 
-    def _alarms(self, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    def _alarms(self, rows: list[snapshot.PlatformEvent]) -> dict[str, Any]:
         """toilet_overdue at the platform, judged by what the hub heard: its door events, at the
         times it put on them (occurred_at: when it heard them), make its visits (closed -> in,
         opened -> out, the door-only rule). A visit it heard last `limit` or longer (or not end)
@@ -786,18 +760,18 @@ class ChaosRun:
         heard: dict[tuple[str, int], float] = {}
         doors: dict[str, list[tuple[float, str]]] = {}
         raised = []
-        for event_id, type_, device_id, counter, received_at, body in rows:
-            doc = json.loads(bytes(body))
-            if device_id is not None:
-                heard[(device_id, counter)] = parse_time(doc["occurred_at"])
-                if device_id in toilets and type_ in ("door_opened", "door_closed"):
-                    doors.setdefault(device_id, []).append((heard[(device_id, counter)], type_))
-            elif type_ == "toilet_overdue":
+        for e in rows:
+            doc = json.loads(e.body)
+            if e.device_id is not None:
+                heard[(e.device_id, e.counter)] = parse_time(doc["occurred_at"])
+                if e.device_id in toilets and e.type in ("door_opened", "door_closed"):
+                    doors.setdefault(e.device_id, []).append((heard[(e.device_id, e.counter)], e.type))
+            elif e.type == "toilet_overdue":
                 data = doc.get("data", {})
                 since = parse_time(data["since"])
-                raised.append({"event_id": event_id, "device": (data.get("device") or {}).get("id"), "since": since,
+                raised.append({"event_id": e.event_id, "device": (data.get("device") or {}).get("id"), "since": since,
                                "due": since + float(data.get("limit_s", TOILET_LIMIT_S)),
-                               "received": parse_time(received_at)})
+                               "received": parse_time(e.received_at)})
         # (device, start rounded to ms) of the hub's visits: alarm due, not due, either (within a
         # second of the limit: the tick and the frames race), excused (due while a restarted hub
         # waited its startup grace, and over before it ended: by design it waits for the frames
