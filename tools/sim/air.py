@@ -46,7 +46,7 @@ from typing import Any
 
 from bumble import hci, ll
 from bumble.controller import Controller, LegacyAdvertiser
-from bumble.core import PhysicalTransport
+from bumble.core import InvalidArgumentError, PhysicalTransport
 from bumble.link import LocalLink
 from bumble.transport.common import StreamPacketSink, StreamPacketSource
 
@@ -307,9 +307,12 @@ class Air:
         controller.host = None
         controller.le_legacy_advertiser.stop()
         for connection in list(controller.le_connections.values()):
-            controller.on_hci_disconnect_command(
-                hci.HCI_Disconnect_Command(connection_handle=connection.handle, reason=reason)
-            )
+            try:
+                controller.on_hci_disconnect_command(
+                    hci.HCI_Disconnect_Command(connection_handle=connection.handle, reason=reason)
+                )
+            except InvalidArgumentError:  # the peer left the air first (a device killed mid-connection)
+                controller.le_connections.pop(connection.peer_address, None)
         if controller in self.link.controllers:
             self.link.remove_controller(controller)
 
