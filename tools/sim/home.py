@@ -89,7 +89,7 @@ class SimHome:
         self.receiver: ChildProcess | None = None
         self.platform_url = ""
         # Where the hub is told the platform is, when not platform_url itself: the chaos run
-        # (tools/chaos.py) puts a fault-injecting TCP proxy here, in front of the receiver.
+        # (tools/chaos/proxy.py) puts a fault-injecting TCP proxy here, in front of the receiver.
         self.hub_platform_url: str | None = None
         # TOML appended to the hub's config (e.g. a [rules] table with short timers for the chaos run).
         self.hub_config_extra = ""

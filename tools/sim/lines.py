@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 _L = TypeVar("_L", bound="_Line")
@@ -51,9 +50,13 @@ class _Line:
                       for f in fields(cls)})  # type: ignore[arg-type]
 
 
-@cache
+_COMPILED: dict[type, re.Pattern[str]] = {}
+
+
 def _compiled(cls: type[_Line]) -> re.Pattern[str]:
-    return re.compile(cls.pattern())
+    if cls not in _COMPILED:
+        _COMPILED[cls] = re.compile(cls.pattern())
+    return _COMPILED[cls]
 
 
 def any_of(*patterns: str) -> str:
