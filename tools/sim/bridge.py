@@ -35,7 +35,7 @@ from bumble.host import Host
 from bumble.transport.common import AsyncPipeSink
 
 from safebox.tools.sim.air import Air, DeviceController
-from safebox.tools.sim.peripheral import advertising_args, permissions, watch_connection
+from safebox.tools.sim.peripheral import advertising_args, register_services, watch_connection
 from safebox.tools.sim.shims._bleapi import IRQ_GATTS_INDICATE_DONE, IRQ_GATTS_WRITE
 
 logger = logging.getLogger(__name__)
@@ -98,13 +98,6 @@ class _AttrValue(gatt.CharacteristicValue[bytes]):
     def _write(self, connection: Connection, value: bytes) -> None:
         self.boot.db[self.handle].central_wrote(bytes(value))
         self.boot.irq(IRQ_GATTS_WRITE, [connection.handle, self.handle], data=bytes(value).hex())
-
-
-def _characteristic(boot: _Boot, uuid: str, flags: int, descriptors: list[list[Any]]) -> gatt.Characteristic[bytes]:
-    """A firmware characteristic (and its descriptors) as bumble attributes on `boot`'s db."""
-    made = [gatt.Descriptor(UUID(d_uuid), permissions(d_flags), _AttrValue(boot)) for d_uuid, d_flags in descriptors]
-    properties = gatt.Characteristic.Properties(flags & 0xFF)
-    return gatt.Characteristic(UUID(uuid), properties, permissions(flags), _AttrValue(boot), made)
 
 
 class _Boot:
@@ -286,31 +279,10 @@ class _Boot:
 
     # -- BLE: GATT server ---------------------------------------------------------------
     async def op_ble_register(self, msg: dict[str, Any]) -> list[list[int]]:
-        device = self.need_device()
-        server = device.gatt_server
-        # Registering again replaces everything, as on NimBLE.
-        server.attributes.clear()
-        server.attributes_by_handle.clear()
-        server.services.clear()
-        device.add_default_services()
-        self.db = {}
-        self.attributes = {}
-        result: list[list[int]] = []
-        for service_uuid, chars in msg["services"]:
-            characteristics = [_characteristic(self, *c) for c in chars]
-            server.add_service(gatt.Service(UUID(service_uuid), characteristics))
-            handles = []
-            for characteristic in characteristics:
-                for attribute in [characteristic, *characteristic.descriptors]:
-                    if attribute.type == gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR:
-                        continue  # the stack's CCCD: MicroPython does not return its handle
-                    assert isinstance(attribute.value, _AttrValue)
-                    attribute.value.handle = attribute.handle
-                    handles.append(attribute.handle)
-                    self.attributes[attribute.handle] = attribute
-                    self.db[attribute.handle] = _Attr()
-            result.append(handles)
-        return result
+        handles, self.attributes = register_services(self.need_device(), msg["services"], lambda: _AttrValue(self),
+                                                     UUID)
+        self.db = {handle: _Attr() for handle in self.attributes}
+        return handles
 
     def attribute(self, handle: int) -> Attribute[Any]:
         attribute = self.attributes.get(handle)

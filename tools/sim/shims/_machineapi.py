@@ -5,6 +5,12 @@
 # output goes and where an input comes from. Plain MicroPython subset (no `const`, so
 # CPython imports it as it is).
 
+# Exit codes of a simulated board's process: the simulator (firmware_process.py, the
+# installer's fake board) reads them to choose the next boot's reset cause.
+EXIT_RESET = 90  # machine.reset(): the next boot reports HARD_RESET
+EXIT_DEEPSLEEP = 91  # machine.deepsleep(): the next boot reports DEEPSLEEP_RESET
+EXIT_SOFT_RESET = 92  # machine.soft_reset(): the next boot reports SOFT_RESET
+
 PWRON_RESET = 1
 HARD_RESET = 2
 WDT_RESET = 3

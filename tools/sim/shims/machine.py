@@ -12,7 +12,7 @@
 # Pin IRQ handlers run from the link's asyncio task, one at a time, as
 # `micropython.schedule` would run a soft IRQ; an exception is printed, the program goes on.
 #
-# Resets end the process with a distinct exit code (_simlink.EXIT_*) and the simulator
+# Resets end the process with a distinct exit code (_machineapi.EXIT_*) and the simulator
 # starts it again with SAFEBOX_SIM_RESET_CAUSE set, which reset_cause() reports. They
 # raise SystemExit: firmware with a bare `except:` around them would swallow a reset
 # that nothing stops on a board.
@@ -37,6 +37,9 @@ from _machineapi import (  # noqa: F401 (the module's public names)
     DEEPSLEEP,
     DEEPSLEEP_RESET,
     EXT0_WAKE,
+    EXIT_DEEPSLEEP,
+    EXIT_RESET,
+    EXIT_SOFT_RESET,
     EXT1_WAKE,
     HARD_RESET,
     PIN_WAKE,
@@ -52,7 +55,6 @@ from _machineapi import (  # noqa: F401 (the module's public names)
     pin_id,
 )
 
-_EXIT_SOFT_RESET = const(92)
 
 _levels = {}  # input level per pin id, as last set by the simulator
 _ext0 = [None, 0, 0]  # EXT0 wake source: pin id (None: unarmed), level, wake types
@@ -246,12 +248,12 @@ def wake_reason():
 
 def reset():
     _simlink.notify({"op": "reset", "cause": HARD_RESET})
-    sys.exit(_simlink.EXIT_RESET)
+    sys.exit(EXIT_RESET)
 
 
 def soft_reset():
     _simlink.notify({"op": "reset", "cause": SOFT_RESET})
-    sys.exit(_EXIT_SOFT_RESET)
+    sys.exit(EXIT_SOFT_RESET)
 
 
 def deepsleep(time_ms=None):
@@ -263,7 +265,7 @@ def deepsleep(time_ms=None):
     if _ext0[0] is not None and _ext0[2] & DEEPSLEEP:
         msg["wake"] = [_ext0[0], _ext0[1], 1 if _ext0_reached() else 0]
     _simlink.notify(msg)
-    sys.exit(_simlink.EXIT_DEEPSLEEP)
+    sys.exit(EXIT_DEEPSLEEP)
 
 
 def _ext0_reached():
