@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import greenlet
-
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.cpython_port.loader import FirmwareImporter
 
