@@ -218,6 +218,19 @@ async def test_a_hub_unplugged_after_its_peer_left_the_air_leaves_the_air_too(ai
     assert hub not in air.link.controllers and not hub.le_connections
 
 
+async def test_a_hub_disconnecting_from_a_peer_that_left_the_air_drops_the_link(air: Air) -> None:
+    """The same, by the hub's own HCI Disconnect (its radio giving up on the device): the link
+    ends, as on a radio, and nothing is left to refuse the next connection."""
+    hub = air.plug_hub()
+    peer = hci.Address("5C:CF:7F:10:20:98")
+    hub.le_connections[peer] = Connection(
+        controller=hub, handle=0x41, role=hci.Role.CENTRAL, self_address=hub.public_address, peer_address=peer,
+        link=air.link, transport=PhysicalTransport.LE, link_type=hci.HCI_Connection_Complete_Event.LinkType.ACL)
+    hub.on_hci_disconnect_command(hci.HCI_Disconnect_Command(connection_handle=0x41, reason=0x13))
+    assert not hub.le_connections
+    air.unplug(hub)
+
+
 async def test_connect_to_a_device_that_stopped_advertising_times_out_and_the_next_connects(
     air: Air, peripheral: FirmwareProcess
 ) -> None:

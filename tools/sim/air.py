@@ -46,7 +46,7 @@ from typing import Any
 
 from bumble import hci, ll
 from bumble.controller import Controller, LegacyAdvertiser
-from bumble.core import InvalidArgumentError, PhysicalTransport
+from bumble.core import PhysicalTransport
 from bumble.link import LocalLink
 from bumble.transport.common import StreamPacketSink, StreamPacketSource
 
@@ -166,6 +166,15 @@ class AirLink(LocalLink):
     def __init__(self, air: Air) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._air = air
+
+    def send_ll_control_pdu(self, sender_address: hci.Address, receiver_address: hci.Address,
+                            packet: ll.ControlPdu) -> None:
+        """As on a radio, a control PDU for a peer that left the air (a device killed while a
+        hub's link to it was up or being made) goes nowhere; bumble raises, which left the
+        sender's connection in place and refused every later one to that device."""
+        if self.find_le_controller(receiver_address) is None:
+            return
+        super().send_ll_control_pdu(sender_address, receiver_address, packet)
 
     def send_acl_data(
         self,
@@ -307,12 +316,9 @@ class Air:
         controller.host = None
         controller.le_legacy_advertiser.stop()
         for connection in list(controller.le_connections.values()):
-            try:
-                controller.on_hci_disconnect_command(
-                    hci.HCI_Disconnect_Command(connection_handle=connection.handle, reason=reason)
-                )
-            except InvalidArgumentError:  # the peer left the air first (a device killed mid-connection)
-                controller.le_connections.pop(connection.peer_address, None)
+            controller.on_hci_disconnect_command(
+                hci.HCI_Disconnect_Command(connection_handle=connection.handle, reason=reason)
+            )
         if controller in self.link.controllers:
             self.link.remove_controller(controller)
 
