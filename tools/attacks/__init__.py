@@ -27,9 +27,9 @@ run, the table, the command line).
 
 from safebox.tools.attacks.attacker import Attacker, Attempt, Report
 from safebox.tools.attacks.ble import ble_attacks
-from safebox.tools.attacks.https import https_attacks, restart_receiver
+from safebox.tools.attacks.https import https_attacks
 from safebox.tools.attacks.ledger import Ledger, platform_rows
 from safebox.tools.attacks.cli import main, run, table  # noqa: E402 - after the names it uses
 
-__all__ = ["Attacker", "Attempt", "Ledger", "Report", "ble_attacks", "https_attacks", "main", "platform_rows",
-           "restart_receiver", "run", "table"]
+__all__ = ["Attacker", "Attempt", "Ledger", "Report", "ble_attacks", "https_attacks", "main", "platform_rows", "run",
+           "table"]

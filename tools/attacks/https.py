@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import time
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.protocol import events, signing
 from safebox.tools.attacks.attacker import Attacker
-from safebox.tools.sim import lines
 
 
 async def https_attacks(a: Attacker) -> None:
@@ -139,27 +136,5 @@ async def https_attacks(a: Attacker) -> None:
     captured = a.sign(body4, eid4)
     await a.https("control: genuine signed event (captured for later)", body4, captured, 201, "", hop="control",
                   allowed_new=lambda k: k[1] == eid4)
-    await restart_receiver(home)
+    await home.restart_receiver(same_port=True)
     await a.https("replayed request after the platform restarted", body4, captured, 401, "nonce already used")
-
-
-async def restart_receiver(home: Any) -> None:
-    """Stop the receiver process and start it again on the same port (same database)."""
-    from safebox.tools.sim.processes import ChildProcess
-    old = home.receiver
-    args = list(old.argv[3:])  # after: python -m <module>
-    port = home.platform_url.rsplit(":", 1)[1]
-    args[args.index("--port") + 1] = port
-    await old.stop()
-    new = ChildProcess("receiver", old.argv[2], *args)
-    for _ in range(50):  # the port may linger for a moment
-        try:
-            await new.start(lines.Listening.pattern())
-            break
-        except Exception:  # noqa: BLE001 - retried, then raised below
-            await new.stop()
-            new = ChildProcess("receiver", old.argv[2], *args)
-            await asyncio.sleep(0.1)
-    else:
-        raise RuntimeError("receiver did not come back on its port")
-    home.receiver = new

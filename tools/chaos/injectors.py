@@ -141,37 +141,20 @@ class Injectors:
                 await asyncio.sleep(1.0)
         raise RuntimeError("the hub does not start again")
 
-    async def _restart_receiver(self, extra: tuple[str, ...] = (), *, kill: bool = True, down_s: float = 0.0) -> None:
-        from safebox.tools.sim.processes import ChildProcess
-        old = self.home.receiver
-        args = list(old.argv[3:])
-        for flag in ("--fail-first", "--fail-status"):
-            if flag in args:
-                i = args.index(flag)
-                del args[i:i + 2]
-        args[args.index("--port") + 1] = "0"
-        await (old.kill() if kill else old.stop())
-        if down_s:
-            await asyncio.sleep(down_s)
-        new = ChildProcess("receiver", old.argv[2], *args, *extra)
-        m = await new.start(lines.Listening.pattern())
-        self.home.receiver = new
-        self.home.platform_url = m["url"]
-
     async def _receiver_down(self, rng: random.Random, fault: Fault) -> None:
         down = rng.uniform(2.0, 10.0)
         fault.detail = f"down {down:.1f} s"
-        await self._restart_receiver(down_s=down)
+        await self.home.restart_receiver(kill=True, down_s=down)
 
     async def _receiver_errors(self, rng: random.Random, fault: Fault) -> None:
         n = rng.randint(3, 20)
         fault.detail = f"next {n} requests"
-        await self._restart_receiver(("--fail-first", str(n), "--fail-status", "500"), kill=False)
+        await self.home.restart_receiver(("--fail-first", str(n), "--fail-status", "500"))
 
     async def _receiver_busy(self, rng: random.Random, fault: Fault) -> None:
         n = rng.randint(2, 8)
         fault.detail = f"next {n} requests"
-        await self._restart_receiver(("--fail-first", str(n), "--fail-status", "503"), kill=False)
+        await self.home.restart_receiver(("--fail-first", str(n), "--fail-status", "503"))
 
     def _proxy_mode(self, mode: str) -> Callable[[random.Random, Fault], Awaitable[None]]:
         async def act(rng: random.Random, fault: Fault) -> None:

@@ -183,7 +183,7 @@ class ChaosRun(Residents, Injectors):
         if not self.home.hub.running:
             await self._start_hub()
         if not self.home.receiver.running:
-            await self._restart_receiver()
+            await self.home.restart_receiver(kill=True)
 
     async def _drain(self, result: Result) -> None:
         self.log(f"load done: {self.created_total():,} events created; draining (faults undone)")

@@ -192,6 +192,38 @@ class SimHome:
             self.hub_runs.append(self.hub.lines)
         await self.start_hub()
 
+    async def restart_receiver(self, extra: tuple[str, ...] = (), *, kill: bool = False, down_s: float = 0.0,
+                               same_port: bool = False) -> None:
+        """Stop the receiver (SIGTERM; SIGKILL with `kill`) and, `down_s` later, start it again on
+        the same database: on a fresh port (`platform_url` follows), or with `same_port` on the
+        one it had (retried while the port lingers). `extra` arguments replace the fault flags
+        (--fail-first, --fail-status) it was started with."""
+        old = self.receiver
+        assert old is not None
+        args = list(old.argv[3:])  # after: python -m <module>
+        for flag in ("--fail-first", "--fail-status"):
+            if flag in args:
+                i = args.index(flag)
+                del args[i:i + 2]
+        args[args.index("--port") + 1] = self.platform_url.rsplit(":", 1)[1] if same_port else "0"
+        await (old.kill() if kill else old.stop())
+        if down_s:
+            await asyncio.sleep(down_s)
+        for _ in range(50 if same_port else 1):
+            new = ChildProcess("receiver", old.argv[2], *args, *extra)
+            try:
+                started = await new.start(lines.Listening.pattern())
+                break
+            except Exception:
+                await new.stop()
+                if not same_port:
+                    raise
+                await asyncio.sleep(0.1)  # the port may linger for a moment
+        else:
+            raise RuntimeError("receiver did not come back on its port")
+        self.receiver = new
+        self.platform_url = started["url"]
+
     async def hub_status(self) -> dict[str, Any]:
         """`safebox-hub status --json`, as an installer would ask over SSH."""
         return json.loads(await self._run_cli("safebox.hub.cli", "status", "--config", str(self.hub_config),
