@@ -28,7 +28,6 @@
 # deepsleep(ms) with EXT0 armed for DEEPSLEEP ends at ms or when the pin reaches its level
 # (the simulator boots it with wake_reason TIMER_WAKE or EXT0_WAKE).
 # Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0).
-from micropython import const
 import sys
 import time
 import _simlink
@@ -51,6 +50,7 @@ from _machineapi import (  # noqa: F401 (the module's public names)
     ULP_WAKE,
     WDT_RESET,
     ADCBase,
+    PinBase,
     PWMBase,
     pin_id,
 )
@@ -79,81 +79,20 @@ class _PinIRQ:
         return self._pin._trigger
 
 
-class Pin:
-    IN = const(1)
-    OUT = const(3)
-    OPEN_DRAIN = const(7)
-    PULL_DOWN = const(1)
-    PULL_UP = const(2)
-    IRQ_RISING = const(1)
-    IRQ_FALLING = const(2)
-    WAKE_LOW = const(4)
-    WAKE_HIGH = const(5)
-    DRIVE_0 = const(0)
-    DRIVE_1 = const(1)
-    DRIVE_2 = const(2)
-    DRIVE_3 = const(3)
-
+class Pin(PinBase):
     _table = {}
 
-    def __new__(cls, id, *args, **kwargs):
-        # As on the ESP32, Pin(n) is always the same object: an irq handler set through
-        # one reference stays when another part of the firmware re-inits the pin.
-        pin = Pin._table.get(id)
-        if pin is None:
-            pin = object.__new__(cls)
-            pin._id = id
-            pin._mode = None
-            pin._pull = None
-            pin._out = 0
-            pin._handler = None
-            pin._trigger = 0
-            pin._irq = None
-            Pin._table[id] = pin
-        return pin
-
-    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
-        self.init(mode, pull, value=value, drive=drive, hold=hold)
-
-    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
-        if mode != -1:
-            self._mode = mode
-        if pull != -1:
-            self._pull = pull
-        if mode != -1 or pull != -1:
+    def _configured(self, changed):
+        if changed:
             _simlink.notify({"op": "pin_mode", "pin": self._id, "mode": self._mode, "pull": self._pull})
-        if self._mode not in (Pin.OUT, Pin.OPEN_DRAIN):
+        if not self._is_output():
             _simlink.ensure_reader()  # so a polled input follows the simulator, too
-        if value is not None:
-            self._write(value)
 
-    def __repr__(self):
-        return "Pin(%s)" % self._id
-
-    def _level(self):
-        if self._mode in (Pin.OUT, Pin.OPEN_DRAIN):
-            return self._out  # input_output mode reads back the driven level
-        default = 1 if self._pull == Pin.PULL_UP else 0
+    def _input(self, default):
         return _levels.get(self._id, default)
 
-    def _write(self, v):
-        self._out = 1 if v else 0
-        _simlink.notify({"op": "pin_out", "pin": self._id, "value": self._out})
-
-    def value(self, *args):
-        if args:
-            self._write(args[0])
-            return None
-        return self._level()
-
-    def __call__(self, *args):
-        return self.value(*args)
-
-    def on(self):
-        self._write(1)
-
-    def off(self):
-        self._write(0)
+    def _drive(self, level):
+        _simlink.notify({"op": "pin_out", "pin": self._id, "value": level})
 
     def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
         if wake is not None and trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH):
