@@ -10,9 +10,7 @@ and the reference receiver's app over real TLS, all in the test's event loop, in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +20,11 @@ from safebox.hub import config as hub_config
 from safebox.hub import keys
 from safebox.hub.app import Hub
 from safebox.hub.devices import Device, Devices
-from safebox.hub.radio import Backends
 from safebox.tools import tlsca
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.store import Store
-from safebox.tools.sim import bleak_backend
 from safebox.tools.sim.air import Air
+from safebox.tools.sim.hub_process import in_process_backends
 from safebox.tools.sim.scripted import ScriptedDevice
 
 HUB_ID = "hub-world-0001"
@@ -78,20 +75,8 @@ class HubWorld:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    @contextlib.asynccontextmanager
-    async def _radio(self, cfg: hub_config.HubConfig) -> AsyncIterator[Backends]:
-        controller = self.air.plug_hub()
-        from bumble.device import Device as BumbleDevice
-        from bumble.hci import Address
-        radio = BumbleDevice.with_hci("hub", Address.generate_static_address(), controller, controller)
-        try:
-            async with bleak_backend.use_device(radio):
-                yield Backends(scanner=bleak_backend.BumbleScanner, client=bleak_backend.BumbleClient)
-        finally:
-            self.air.unplug(controller)
-
     async def start_hub(self) -> Hub:
-        self.hub = Hub(self.cfg, ble=self._radio)
+        self.hub = Hub(self.cfg, ble=in_process_backends(self.air))
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self.hub.run(self._stop), name="hub")
         async with asyncio.timeout(5):

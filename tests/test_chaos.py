@@ -1,4 +1,4 @@
-"""A reduced chaos run (tools/chaos.py): 300 events from 4 devices while a couple of faults of
+"""A reduced chaos run (tools/chaos/): 300 events from 4 devices while a couple of faults of
 every kind are injected from a fixed seed (hub SIGKILLed, the receiver failing or down,
 adverts and acks lost, devices rebooted mid-send or their battery changed), and still every
 event at the platform exactly once. About a minute; the full run is `python -m safebox.tools.chaos`.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from safebox.tools import chaos
+from safebox.tools.sim.snapshot import PlatformEvent
 
 
 async def test_reduced_chaos_run_loses_nothing_and_stores_nothing_twice(tmp_path):
@@ -33,13 +34,6 @@ def test_the_mix_is_scaled_to_the_device_count():
     assert sum(scaled.values()) == 4 and scaled["pendant"] >= 2
 
 
-def test_a_firmware_line_names_the_type_the_platform_must_store():
-    assert chaos._type_of("pendant", "emergency press") == "emergency"
-    assert chaos._type_of("pendant", "life_service long_press") == "life_service"
-    assert chaos._type_of("front_door", "door open") == "door_opened"
-    assert chaos._type_of("toilet_door", "door closed") == "door_closed"
-
-
 def test_toilet_alarms_are_judged_by_what_the_hub_heard(tmp_path):
     """A visit the hub heard as long must have its alarm (else missed), and so must one it never
     heard end; a long visit whose door events reached the hub late (heard as short) is hidden, not
@@ -51,15 +45,17 @@ def test_toilet_alarms_are_judged_by_what_the_hub_heard(tmp_path):
 
     run = chaos.ChaosRun(seed=1, events=1, mix={"toilet_door": 1}, workdir=tmp_path)
     dev, base, limit = "240ac4000010", 1_800_000_000.0, chaos.TOILET_LIMIT_S
-    rows: list[tuple] = []
+    rows: list[PlatformEvent] = []
 
     def heard(counter: int, at: float, type_: str) -> None:
         body = {"occurred_at": events.timestamp(at)}
-        rows.append((f"{dev}-{counter}", type_, dev, counter, events.timestamp(at + 0.01), json.dumps(body).encode()))
+        rows.append(PlatformEvent("hub-1", f"{dev}-{counter}", type_, dev, counter, events.timestamp(at + 0.01),
+                                  json.dumps(body).encode()))
 
     def alarm(n: int, since: float, received: float) -> None:
         body = {"data": {"since": events.timestamp(since), "limit_s": limit, "device": {"id": dev}}}
-        rows.append((f"hub-1-{n}", "toilet_overdue", None, None, events.timestamp(received), json.dumps(body).encode()))
+        rows.append(PlatformEvent("hub-1", f"hub-1-{n}", "toilet_overdue", None, None, events.timestamp(received),
+                                  json.dumps(body).encode()))
 
     # (real closed, real open, hub heard close, hub heard open)
     visits = {"long, heard long, alarm": (0, 15, 0.1, 15.1), "long, heard short": (20, 35, 40, 41),
@@ -85,7 +81,7 @@ def test_toilet_alarms_are_judged_by_what_the_hub_heard(tmp_path):
     alarm(5, base + 160, base + 170.1)
     run.ended_at = base + 200
 
-    a = run._alarms(rows)
+    a = chaos.alarms(run, rows)
     assert (a["due"], a["raised"], a["missed"], a["unexpected"]) == (4, 5, 1, 1), a
     assert (a["hidden_by_late_door_events"], a["short_visits_that_looked_long"], a["door_moves_not_registered"]) == \
         (1, 1, 1), a

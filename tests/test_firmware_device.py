@@ -1,7 +1,7 @@
 """One device and a stand-in hub on the simulated air: the firmware's side of the protocol.
 
 The real firmware image runs on the `micropython` binary (tools/sim); the hub is
-`StandInHub` (tools/bench/firmware.py), in this process, so each test decides which acks
+`StandInHub` (tools/bench/standin.py), in this process, so each test decides which acks
 are written and when: lost acknowledgements, late "delivered", acks the hub owes, forged
 ones. Timing settings are shortened through config.json where the production value
 (firmware/config.py) would make a test slow; the defaults are never changed.

@@ -17,7 +17,7 @@ import pytest
 
 from safebox.tools.bench import firmware as bench
 from safebox.tools.sim import energy
-from safebox.tools.sim.bridge import Advertising
+from safebox.tools.sim.shimlink import Advertising
 
 
 def test_datasheet_currents_are_the_ones_written_down():

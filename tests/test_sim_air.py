@@ -17,6 +17,9 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from bumble import hci
+from bumble.controller import Connection
+from bumble.core import PhysicalTransport
 from bumble.device import Device
 from bumble.hci import OwnAddressType
 from bumble.host import Host
@@ -198,6 +201,34 @@ async def test_in_process_hub_on_the_link_scans_and_connects(air: Air, periphera
             await client.write_gatt_char(ACK, bytes(13), response=True)
         await peripheral.wait_for_line(f"^IRQ 3 \\d+ ack {bytes(13).hex()} ")
     air.unplug(controller)
+
+
+async def test_a_hub_unplugged_after_its_peer_left_the_air_leaves_the_air_too(air: Air) -> None:
+    """A device killed while a hub's link to it was still being made: its controller is gone,
+    the hub still holds the link. The hub's own unplug (its process killed) must still take it
+    off the air; before, telling the gone peer raised and left a stale hub that refused every
+    later connection to that device ("Connection ... already exists?")."""
+    hub = air.plug_hub()
+    peer = hci.Address("5C:CF:7F:10:20:99")  # no controller on the air has it
+    hub.le_connections[peer] = Connection(
+        controller=hub, handle=0x40, role=hci.Role.CENTRAL, self_address=hub.public_address, peer_address=peer,
+        link=air.link, transport=PhysicalTransport.LE, link_type=hci.HCI_Connection_Complete_Event.LinkType.ACL)
+    assert hub in air.link.controllers
+    air.unplug(hub)
+    assert hub not in air.link.controllers and not hub.le_connections
+
+
+async def test_a_hub_disconnecting_from_a_peer_that_left_the_air_drops_the_link(air: Air) -> None:
+    """The same, by the hub's own HCI Disconnect (its radio giving up on the device): the link
+    ends, as on a radio, and nothing is left to refuse the next connection."""
+    hub = air.plug_hub()
+    peer = hci.Address("5C:CF:7F:10:20:98")
+    hub.le_connections[peer] = Connection(
+        controller=hub, handle=0x41, role=hci.Role.CENTRAL, self_address=hub.public_address, peer_address=peer,
+        link=air.link, transport=PhysicalTransport.LE, link_type=hci.HCI_Connection_Complete_Event.LinkType.ACL)
+    hub.on_hci_disconnect_command(hci.HCI_Disconnect_Command(connection_handle=0x41, reason=0x13))
+    assert not hub.le_connections
+    air.unplug(hub)
 
 
 async def test_connect_to_a_device_that_stopped_advertising_times_out_and_the_next_connects(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from safebox.tools.sim.air import Air
-from safebox.tools.sim.bridge import OutputEvent
+from safebox.tools.sim.shimlink import OutputEvent
 from safebox.tools.sim.firmware_process import (
     DEEPSLEEP_RESET,
     EXT0_WAKE,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from safebox.tools.bench import Table, bench_parser, machine_line, percentile, print_tables
+from safebox.tools.sim import lines
 
 HOLD_S = 0.12  # as the demo: longer than the 50 ms debounce, shorter than a long press
 RELEASE_DEBOUNCE_MS = 50
@@ -41,10 +42,10 @@ async def _presses(n: int) -> tuple[list[float], list[float]]:
                 mark = len(fw.lines)
                 pressed_at = time.time()
                 await home.press(pendant, "emergency", HOLD_S)
-                line = await fw.wait_for_line(r"^event \d+", timeout=5, start=mark)
-                counter = int(line.split()[1])
+                line = await fw.wait_for_line(lines.Event.pattern(), timeout=5, start=mark)
+                counter = lines.Event.read(line).counter
                 event_id = f"{pendant.id}-{counter}"
-                await fw.wait_for_line(rf"^acked {counter} kind", timeout=10, start=mark)
+                await fw.wait_for_line(lines.Acked.pattern(counter=counter), timeout=10, start=mark)
                 acked_at = time.time()
                 async with asyncio.timeout(10):
                     while not (found := [e for e in await home.stored_events() if e["event_id"] == event_id]):

@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 import re
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +38,8 @@ from safebox.protocol import events
 from safebox.tools import tlsca
 from safebox.tools.bench import Table, bench_parser, machine_line, percentile, print_tables
 from safebox.tools.bench.outbox import _filesystem
-from safebox.tools.sim.home import SimHome, parse_time
+from safebox.tools.sim import lines, snapshot
+from safebox.tools.sim.home import SimHome
 from safebox.tools.sim.processes import ChildProcess
 from safebox.tools.sim.scripted import ScriptedDevice
 
@@ -56,15 +56,6 @@ def _rss(pid: int) -> tuple[float, float]:
         found = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
         values[key] = int(found.group(1)) / 1024 if found else float("nan")
     return values["VmRSS"], values["VmHWM"]
-
-
-def _stored_at(db: Path, event_id: str) -> float | None:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT received_at FROM events WHERE event_id = ?", (event_id,)).fetchone()
-    finally:
-        conn.close()
-    return None if row is None else parse_time(row[0])
 
 
 # -- 1 and 3: the simulated home's processes ----------------------------------------------------
@@ -88,10 +79,10 @@ async def _latency_and_memory(workdir: Path, presses: int, rss_s: float) -> tupl
                 started = time.time()
                 counter = await device.send_event("emergency")
                 event_id = f"{pendant.id}-{counter}"
-                await home.hub.wait_for_line(rf"event {event_id} stored", start=start_line, timeout=10)
+                await home.hub.wait_for_line(lines.Stored.pattern(event_id=event_id), start=start_line, timeout=10)
                 logged = time.time()
                 async with asyncio.timeout(10):
-                    while (stored := _stored_at(home.receiver_db, event_id)) is None:
+                    while (stored := snapshot.stored_at(home.receiver_db, event_id)) is None:
                         await asyncio.sleep(0.002)
                 to_log.append((logged - started) * 1000)
                 to_store.append((stored - started) * 1000)
@@ -184,14 +175,14 @@ async def _drain(workdir: Path, periods: int, batch_max: int) -> tuple[int, floa
                             "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain), "--key",
                             str(tls.server_key))
     count = _fill_day(workdir / "hub.db", periods)
-    url = (await receiver.start(r"listening on (https://\S+)")).group(1)
+    url = (await receiver.start(lines.Listening.pattern()))["url"]
     requests = 0
 
     class Counting(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             nonlocal requests
             message = record.getMessage()
-            if message.startswith("batch of") or re.match(r"event \S+: delivered", message):
+            if lines.Batch.read(message) or lines.Delivered.read(message):
                 requests += 1
 
     handler = Counting()
@@ -220,7 +211,7 @@ async def _drain(workdir: Path, periods: int, batch_max: int) -> tuple[int, floa
         uplink_log.setLevel(level)
         uplink_log.propagate = propagate
         await receiver.stop()
-    stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    stored = len(snapshot.platform(db))
     if stored != count:
         raise RuntimeError(f"drained {count} events but the receiver holds {stored}")
     return count, seconds, requests

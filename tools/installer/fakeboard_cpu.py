@@ -17,10 +17,9 @@ import tempfile
 from pathlib import Path
 
 from safebox.tools.sim.firmware_process import micropython_binary
+from safebox.tools.sim.shims._machineapi import EXIT_RESET, EXIT_SOFT_RESET
 
 CTRL_D = 4
-EXIT_RESET = 90
-EXIT_SOFT_RESET = 92
 
 # The board's "ROM": runs in the micropython binary, executes what the fake sends it.
 # Framing from the fake: "<length>\n<code>"; after each piece of code it writes
@@ -50,9 +49,9 @@ import machine as _rm
 
 class _Machine:
     def reset(self):
-        raise SystemExit(90)
+        raise SystemExit(EXIT_RESET)
     def soft_reset(self):
-        raise SystemExit(92)
+        raise SystemExit(EXIT_SOFT_RESET)
     def unique_id(self):
         return bytes.fromhex(os.getenv("FAKEBOARD_MAC"))
     def __getattr__(self, name):
@@ -80,7 +79,7 @@ while True:
         _out.write(b"\x04")
         _sys.print_exception(_e, _sys.stdout)
         _out.write(b"\x04")
-'''
+'''.replace("EXIT_RESET", str(EXIT_RESET)).replace("EXIT_SOFT_RESET", str(EXIT_SOFT_RESET))
 
 # Only what a board's `bluetooth` gives the installer: its MAC (the firmware's own radio
 # is not simulated here; the practice lab runs the firmware on the simulator's shims).

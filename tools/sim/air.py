@@ -167,6 +167,15 @@ class AirLink(LocalLink):
         super().__init__()  # type: ignore[no-untyped-call]
         self._air = air
 
+    def send_ll_control_pdu(self, sender_address: hci.Address, receiver_address: hci.Address,
+                            packet: ll.ControlPdu) -> None:
+        """As on a radio, a control PDU for a peer that left the air (a device killed while a
+        hub's link to it was up or being made) goes nowhere; bumble raises, which left the
+        sender's connection in place and refused every later one to that device."""
+        if self.find_le_controller(receiver_address) is None:
+            return
+        super().send_ll_control_pdu(sender_address, receiver_address, packet)
+
     def send_acl_data(
         self,
         sender_controller: Controller,

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safebox.tools.sim import lines
 from safebox.tools.sim.home import SimHome, parse_time
 
 HOLD_S = 0.12  # a deliberate press: longer than the 50 ms debounce, shorter than a long press
@@ -31,12 +32,13 @@ async def _one_press(home: SimHome, pendant: Any, n: int) -> dict[str, Any]:
         return time.time(), line
 
     (heard_at, first), (delivered_at, _), stored = await asyncio.gather(
-        device_shows(rf"^acked {n} kind"), device_shows(rf"^ack {n} kind 2 shown"), home.wait_stored(n))
+        device_shows(lines.Acked.pattern(counter=n)), device_shows(lines.AckShown.pattern(counter=n, kind=2)),
+        home.wait_stored(n))
     event = stored[n - 1]
     return {
         "latency_ms": round((parse_time(event["received_at"]) - pressed_at) * 1000, 1),
         "device_ack_ms": round((heard_at - pressed_at) * 1000, 1),
-        "device_ack_kind": int(first.split()[-1]),
+        "device_ack_kind": lines.Acked.read(first).kind,
         "device_delivered_ms": round((delivered_at - pressed_at) * 1000, 1),
         "event": event,
     }

@@ -63,6 +63,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from safebox.tools.sim import lines as console
+
 DAY_S = 86400.0
 
 
@@ -209,9 +211,6 @@ def _on_time(levels: list[tuple[float, int]], t0: float, t1: float) -> float:
 class LineRecorder(logging.Handler):
     """The firmware's output lines with the monotonic time each arrived (attach to a FirmwareProcess)."""
 
-    _SLEEP = re.compile(r"^sleep (\d+)")
-    _WOKE = re.compile(r"^woke (\w+) (\d+)")
-
     def __init__(self, firmware: Any) -> None:
         super().__init__(logging.INFO)
         self.lines: list[tuple[float, str]] = []
@@ -226,17 +225,18 @@ class LineRecorder(logging.Handler):
         """(start, end) of each light sleep overlapping [t0, t1], clipped to it."""
         spans, start = [], None
         for t, line in self.lines:
-            if self._SLEEP.match(line):
+            if console.Sleep.read(line):
                 start = t
-            elif (m := self._WOKE.match(line)) and start is not None:
+            elif (woke := console.Woke.read(line)) and start is not None:
                 # the line comes after the wake: its own figure says how long it slept
-                spans.append((t - int(m.group(2)) / 1000, t))
+                spans.append((t - woke.ms / 1000, t))
                 start = None
         if start is not None:
             spans.append((start, t1))
         return [(max(s, t0), min(e, t1)) for s, e in spans if e > t0 and s < t1]
 
     def first(self, pattern: str, after: float = 0.0) -> float | None:
+        """When the first line from `after` on matching the regex `pattern` arrived (see lines.X.pattern())."""
         regex = re.compile(pattern)
         return next((t for t, line in self.lines if t >= after and regex.search(line)), None)
 

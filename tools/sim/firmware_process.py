@@ -34,6 +34,9 @@ from safebox.tools.sim.air import Air
 from safebox.tools.sim.bridge import Bridge
 from safebox.tools.sim.shims._machineapi import (  # noqa: F401 (machine.reset_cause/wake_reason values)
     DEEPSLEEP_RESET,
+    EXIT_DEEPSLEEP,
+    EXIT_RESET,
+    EXIT_SOFT_RESET,
     EXT0_WAKE,
     HARD_RESET,
     PWRON_RESET,
@@ -44,10 +47,6 @@ from safebox.tools.sim.shims._machineapi import (  # noqa: F401 (machine.reset_c
 
 SHIMS_DIR = Path(__file__).resolve().parent / "shims"
 
-# The shim's exit codes (shims/_simlink.py).
-_EXIT_RESET = 90
-_EXIT_DEEPSLEEP = 91
-_EXIT_SOFT_RESET = 92
 WAKE_BOOT_S = 0.3  # an ESP32 from a pin wake to main.py, unoptimised (firmware/README.md: the budget)
 
 
@@ -161,11 +160,11 @@ class FirmwareProcess:
         delay: float | None = 0.0
         if self._watchdog_fired:
             cause, wake = WDT_RESET, 0
-        elif rc == _EXIT_RESET:
+        elif rc == EXIT_RESET:
             cause, wake = HARD_RESET, 0
-        elif rc == _EXIT_SOFT_RESET:
+        elif rc == EXIT_SOFT_RESET:
             cause, wake = SOFT_RESET, 0
-        elif rc == _EXIT_DEEPSLEEP:
+        elif rc == EXIT_DEEPSLEEP:
             sleep_ms = self.bridge.last_sleep[1] if self.bridge.last_sleep else None
             cause, wake = DEEPSLEEP_RESET, TIMER_WAKE
             delay = None if sleep_ms is None else sleep_ms / 1000

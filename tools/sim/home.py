@@ -30,6 +30,7 @@ from safebox.hub import keys
 from safebox.hub.devices import Device
 from safebox.protocol import signing
 from safebox.tools import build, tlsca
+from safebox.tools.sim import lines
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.firmware_process import FirmwareProcess
 from safebox.tools.sim.processes import ChildProcess
@@ -92,7 +93,7 @@ class SimHome:
         self.receiver: ChildProcess | None = None
         self.platform_url = ""
         # Where the hub is told the platform is, when not platform_url itself: the chaos run
-        # (tools/chaos.py) puts a fault-injecting TCP proxy here, in front of the receiver.
+        # (tools/chaos/proxy.py) puts a fault-injecting TCP proxy here, in front of the receiver.
         self.hub_platform_url: str | None = None
         # TOML appended to the hub's config (e.g. a [rules] table with short timers for the chaos run).
         self.hub_config_extra = ""
@@ -147,8 +148,8 @@ class SimHome:
             "receiver", "safebox.tools.receiver.cli", "serve", "--db", str(self.receiver_db),
             "--host", "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain),
             "--key", str(tls.server_key), *self.receiver_args)
-        m = await self.receiver.start(r"listening on (https://\S+)")
-        self.platform_url = m.group(1)
+        m = await self.receiver.start(lines.Listening.pattern())
+        self.platform_url = m["url"]
         if "--operator-port" in self.receiver_args:
             self.console_url = (await self.receiver.wait_for_line(r"operators on (https://\S+)")).group(1)
 
@@ -207,6 +208,38 @@ class SimHome:
             self.hub_runs.append(self.hub.lines)
         await self.start_hub()
 
+    async def restart_receiver(self, extra: tuple[str, ...] = (), *, kill: bool = False, down_s: float = 0.0,
+                               same_port: bool = False) -> None:
+        """Stop the receiver (SIGTERM; SIGKILL with `kill`) and, `down_s` later, start it again on
+        the same database: on a fresh port (`platform_url` follows), or with `same_port` on the
+        one it had (retried while the port lingers). `extra` arguments replace the fault flags
+        (--fail-first, --fail-status) it was started with."""
+        old = self.receiver
+        assert old is not None
+        args = list(old.argv[3:])  # after: python -m <module>
+        for flag in ("--fail-first", "--fail-status"):
+            if flag in args:
+                i = args.index(flag)
+                del args[i:i + 2]
+        args[args.index("--port") + 1] = self.platform_url.rsplit(":", 1)[1] if same_port else "0"
+        await (old.kill() if kill else old.stop())
+        if down_s:
+            await asyncio.sleep(down_s)
+        for _ in range(50 if same_port else 1):
+            new = ChildProcess("receiver", old.argv[2], *args, *extra)
+            try:
+                started = await new.start(lines.Listening.pattern())
+                break
+            except Exception:
+                await new.stop()
+                if not same_port:
+                    raise
+                await asyncio.sleep(0.1)  # the port may linger for a moment
+        else:
+            raise RuntimeError("receiver did not come back on its port")
+        self.receiver = new
+        self.platform_url = started["url"]
+
     async def hub_status(self) -> dict[str, Any]:
         """`safebox-hub status --json`, as an installer would ask over SSH."""
         return json.loads(await self._run_cli("safebox.hub.cli", "status", "--config", str(self.hub_config),
@@ -240,7 +273,7 @@ class SimHome:
                                    env=env)
         firmware.bridge.set_adc(BOARDS[board_name]["battery_adc"], FRESH_BATTERY_UV)
         await firmware.start()
-        await firmware.wait_for_line(r"^ready ", timeout=10)
+        await firmware.wait_for_line(lines.Ready.pattern(), timeout=10)
         sim = SimDevice(device, firmware, board_name)
         self.devices.append(sim)
         return sim

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from safebox.hub import cli
 from safebox.hub.config import HubConfig
@@ -30,6 +31,27 @@ def air_backends(spec: str):  # type: ignore[no-untyped-def]
         from safebox.tools.sim import bleak_backend
         async with bleak_backend.attach_hci(spec):
             yield Backends(scanner=bleak_backend.BumbleScanner, client=bleak_backend.BumbleClient)
+
+    return ble
+
+
+def in_process_backends(air: Any, name: Callable[[], str] = lambda: "hub-local"):  # type: ignore[no-untyped-def]
+    """A `ble=` factory for a hub in this process: bumble's bleak backends on a hub controller
+    plugged into `air` (tools/sim/air.py) for as long as the radio runs, named `name()` at each start."""
+
+    @contextlib.asynccontextmanager
+    async def ble(cfg: HubConfig) -> AsyncIterator[Backends]:
+        from bumble.device import Device as BumbleDevice
+        from bumble.hci import Address
+
+        from safebox.tools.sim import bleak_backend
+        controller = air.plug_hub(name())
+        radio = BumbleDevice.with_hci("safebox-hub", Address.generate_static_address(), controller, controller)
+        try:
+            async with bleak_backend.use_device(radio):
+                yield Backends(scanner=bleak_backend.BumbleScanner, client=bleak_backend.BumbleClient)
+        finally:
+            air.unplug(controller)
 
     return ble
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bumble import hci
+from bumble import gatt, hci
 from bumble.att import Attribute
+from bumble.core import UUID
 from bumble.device import AdvertisingType, Connection
 
 from safebox.tools.sim.shims._bleapi import (
@@ -52,6 +53,44 @@ def advertising_args(interval_us: int, adv: bytes, resp: bytes, connectable: boo
         kind = AdvertisingType.UNDIRECTED_SCANNABLE if resp else AdvertisingType.UNDIRECTED
     return {"advertising_type": kind, "own_address_type": hci.OwnAddressType.PUBLIC, "advertising_data": adv,
             "scan_response_data": resp, "advertising_interval_min": min_ms, "advertising_interval_max": max_ms}
+
+
+def register_services(device: Any, services: Any, value: Callable[[], Any],
+                      uuid: Callable[[Any], UUID]) -> tuple[list[list[int]], dict[int, Attribute[Any]]]:
+    """gatts_register_services on bumble: `device`'s GATT server holds the firmware's services
+    and only them (registering again replaces everything, as on NimBLE).
+
+    `services` as MicroPython takes them: [(uuid, [(uuid, flags, [(uuid, flags), ...]), ...]), ...];
+    `uuid` turns the tier's UUIDs into bumble's; `value()` makes each attribute's value (a
+    CharacteristicValue whose `handle` is set here once bumble numbered it). Returns the value
+    handles per service, as the firmware gets them (the stack's CCCDs left out), and the
+    attributes by handle.
+    """
+    server = device.gatt_server
+    server.attributes.clear()
+    server.attributes_by_handle.clear()
+    server.services.clear()
+    device.add_default_services()
+    handles: list[list[int]] = []
+    attributes: dict[int, Attribute[Any]] = {}
+    for service_uuid, chars in services:
+        made = []
+        for c_uuid, flags, descs in chars:
+            descriptors = [gatt.Descriptor(uuid(d_uuid), permissions(d_flags), value()) for d_uuid, d_flags in descs]
+            made.append(gatt.Characteristic(uuid(c_uuid), gatt.Characteristic.Properties(flags & 0xFF),
+                                            permissions(flags), value(), descriptors))
+        server.add_service(gatt.Service(uuid(service_uuid), made))
+        ours = []
+        for characteristic in made:
+            for attribute in [characteristic, *characteristic.descriptors]:
+                if attribute.type == gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR:
+                    continue  # the stack's CCCD: MicroPython does not return its handle
+                held: Any = attribute.value  # made by value(), which has a handle
+                held.handle = attribute.handle
+                ours.append(attribute.handle)
+                attributes[attribute.handle] = attribute
+        handles.append(ours)
+    return handles, attributes
 
 
 def watch_connection(connection: Connection, irq: Irq) -> None:

@@ -21,7 +21,7 @@ from bumble.host import Host as _Host
 from bumble.transport.common import AsyncPipeSink as _AsyncPipeSink
 
 from safebox.tools.sim.peripheral import advertising_args as _advertising_args
-from safebox.tools.sim.peripheral import permissions as _permissions
+from safebox.tools.sim.peripheral import register_services as _register_services
 from safebox.tools.sim.peripheral import watch_connection as _watch_connection
 from safebox.tools.sim.shims._bleapi import (  # noqa: F401 (the module's public names)
     ADDR_PUBLIC,
@@ -140,31 +140,8 @@ class BLE(BLEBase):
 
     # -- GATT server --------------------------------------------------------------
     def _radio_register(self, services):
-        server = self._device.gatt_server
-        server.attributes.clear()
-        server.attributes_by_handle.clear()
-        server.services.clear()
-        self._device.add_default_services()
-        result = []
-        self._attributes = {}
-        for uuid, chars in services:
-            made = []
-            for c_uuid, flags, descs in chars:
-                descriptors = [_gatt.Descriptor(_bumble_uuid(d_uuid), _permissions(d_flags), self._value())
-                               for d_uuid, d_flags in descs]
-                made.append(_gatt.Characteristic(_bumble_uuid(c_uuid), _gatt.Characteristic.Properties(flags & 0xFF),
-                                                 _permissions(flags), self._value(), descriptors))
-            server.add_service(_gatt.Service(_bumble_uuid(uuid), made))
-            handles = []
-            for characteristic in made:
-                for attribute in [characteristic, *characteristic.descriptors]:
-                    if attribute.type == _gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR:
-                        continue  # the stack's CCCD: MicroPython does not return its handle
-                    attribute.value.handle = attribute.handle
-                    handles.append(attribute.handle)
-                    self._attributes[attribute.handle] = attribute
-            result.append(handles)
-        return result
+        handles, self._attributes = _register_services(self._device, services, self._value, _bumble_uuid)
+        return handles
 
     def _value(self):
         ble = self

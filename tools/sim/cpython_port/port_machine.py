@@ -26,6 +26,7 @@ from safebox.tools.sim.shims._machineapi import (  # noqa: F401 (the module's pu
     ULP_WAKE,
     WDT_RESET,
     ADCBase,
+    PinBase,
     PWMBase,
     pin_id,
 )
@@ -33,78 +34,17 @@ from safebox.tools.sim.shims._machineapi import (  # noqa: F401 (the module's pu
 _board = _boot.device  # noqa: F821 (set by the loader)
 
 
-class Pin:
-    IN = 1
-    OUT = 3
-    OPEN_DRAIN = 7
-    PULL_DOWN = 1
-    PULL_UP = 2
-    IRQ_RISING = 1
-    IRQ_FALLING = 2
-    WAKE_LOW = 4
-    WAKE_HIGH = 5
-    DRIVE_0 = 0
-    DRIVE_1 = 1
-    DRIVE_2 = 2
-    DRIVE_3 = 3
-
+class Pin(PinBase):
     _table = {}
 
-    def __new__(cls, id, *args, **kwargs):
-        # As on the ESP32, Pin(n) is always the same object.
-        pin = Pin._table.get(id)
-        if pin is None:
-            pin = object.__new__(cls)
-            pin._id = id
-            pin._mode = None
-            pin._pull = None
-            pin._out = 0
-            pin._handler = None
-            pin._trigger = 0
-            Pin._table[id] = pin
-        return pin
-
-    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
-        self.init(mode, pull, value=value, drive=drive, hold=hold)
-
-    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+    def _alive(self):
         _boot.check_alive()  # noqa: F821
-        if mode != -1:
-            self._mode = mode
-        if pull != -1:
-            self._pull = pull
-        if value is not None:
-            self._write(value)
 
-    def __repr__(self):
-        return "Pin(%s)" % self._id
-
-    def _level(self):
-        if self._mode in (Pin.OUT, Pin.OPEN_DRAIN):
-            return self._out
-        default = 1 if self._pull == Pin.PULL_UP else 0
+    def _input(self, default):
         return _board.pin_levels.get(self._id, default)
 
-    def _write(self, v):
-        _boot.check_alive()  # noqa: F821
-        self._out = 1 if v else 0
-        _board.output(self._id, self._out)
-
-    def value(self, *args):
-        if args:
-            self._write(args[0])
-            return None
-        _boot.check_alive()  # noqa: F821
-        return self._level()
-
-    def __call__(self, *args):
-        return self.value(*args)
-
-    def on(self):
-        self._write(1)
-
-    def off(self):
-        self._write(0)
+    def _drive(self, level):
+        _board.output(self._id, level)
 
     def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
         _boot.check_alive()  # noqa: F821

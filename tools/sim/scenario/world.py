@@ -3,7 +3,7 @@
   * the air: bumble's LocalLink (tools/sim/air.py), no HCI server;
   * each device: the real firmware under CPython (tools/sim/cpython_port), its flash a folder;
   * the hub: the real `hub.app.Hub`, its bleak backend on a bumble host on the same air
-    (`bleak_backend.use_device`), its clock the virtual wall clock, its state in real files;
+    (`hub_process.in_process_backends`), its clock the virtual wall clock, its state in real files;
   * the platform: the reference receiver's aiohttp app served over real TLS on 127.0.0.1
     (throwaway CA), storing in SQLite, judging signatures on the same virtual clock.
 
@@ -23,31 +23,27 @@ import logging
 import os
 import random
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from bumble.device import Device as BumbleDevice
-from bumble.hci import Address
 
 from safebox.firmware.boards import BOARDS
 from safebox.hub import config as hub_config
 from safebox.hub import keys
 from safebox.hub.app import Hub
 from safebox.hub.devices import Device, Devices
-from safebox.hub.radio import Backends
 from safebox.tools import build, tlsca
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.sms_inbound import SmsInbox
 from safebox.tools.receiver.store import Store
-from safebox.tools.sim import bleak_backend
-from safebox.tools.sim.air import Air, HubController
+from safebox.tools.sim.air import Air
 from safebox.tools.sim.cpython_port import PortDevice
 from safebox.firmware import config as firmware_config
 from safebox.tools.sim.cpython_port.device import HARD_RESET, PWRON_RESET, Boot, board_task_factory
 from safebox.tools.sim.cpython_port.loader import FirmwareImporter
+from safebox.tools.sim.hub_process import in_process_backends
 from safebox.tools.sim.scenario import spec
 from safebox.tools.sim.scenario.cellular_home import HUB_SIM, SMS_TOKEN, CellularHome, HomeRouter, ModemSettings
 
@@ -206,16 +202,9 @@ class World:
                              "timeout_s": 10})
         return hub_config.parse(doc, base_dir=self.workdir)
 
-    @contextlib.asynccontextmanager
-    async def _hub_radio(self, cfg: hub_config.HubConfig) -> AsyncIterator[Backends]:
+    def _hub_name(self) -> str:
         self.hub_starts += 1
-        controller = HubController(f"hub-{self.hub_starts}", self.air)
-        radio = BumbleDevice.with_hci("safebox-hub", Address.generate_static_address(), controller, controller)
-        try:
-            async with bleak_backend.use_device(radio):
-                yield Backends(scanner=bleak_backend.BumbleScanner, client=bleak_backend.BumbleClient)
-        finally:
-            self.air.unplug(controller)
+        return f"hub-{self.hub_starts}"
 
     async def start_hub(self) -> None:
         if self.hub_running:
@@ -223,7 +212,7 @@ class World:
         self.cfg = self._hub_config()
         # A seeded run repeats: the relay's backoff jitter is drawn from the seed, per hub start.
         rng = None if self.seed is None else random.Random(f"{self.seed}/hub/{self.hub_starts}")
-        hub = Hub(self.cfg, clock=_VirtualClock(self), ble=self._hub_radio, rng=rng)
+        hub = Hub(self.cfg, clock=_VirtualClock(self), ble=in_process_backends(self.air, self._hub_name), rng=rng)
         self.hub = hub
         self._hub_stop = asyncio.Event()
         self._hub_task = asyncio.create_task(self._run_hub(hub, self._hub_stop), name="hub")

@@ -1,9 +1,15 @@
 # Parts of MicroPython's `machine` API (ESP32 port) that are the same in both tiers of the
-# simulator: the reset and wake constants, and PWM and ADC, whose arithmetic firmware can
-# see. shims/machine.py (the `micropython` binary, over _simlink) and
-# cpython_port/port_machine.py (in-process) subclass PWMBase and ADCBase and say where an
-# output goes and where an input comes from. Plain MicroPython subset (no `const`, so
+# simulator: the reset and wake constants, Pin's state and levels, and PWM and ADC, whose
+# arithmetic firmware can see. shims/machine.py (the `micropython` binary, over _simlink) and
+# cpython_port/port_machine.py (in-process) subclass PinBase, PWMBase and ADCBase and say
+# where an output goes and where an input comes from (and, for Pin, how irq() and wake work). Plain MicroPython subset (no `const`, so
 # CPython imports it as it is).
+
+# Exit codes of a simulated board's process: the simulator (firmware_process.py, the
+# installer's fake board) reads them to choose the next boot's reset cause.
+EXIT_RESET = 90  # machine.reset(): the next boot reports HARD_RESET
+EXIT_DEEPSLEEP = 91  # machine.deepsleep(): the next boot reports DEEPSLEEP_RESET
+EXIT_SOFT_RESET = 92  # machine.soft_reset(): the next boot reports SOFT_RESET
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -25,6 +31,100 @@ ULP_WAKE = 6
 def pin_id(pin):
     # A Pin object or a pin number, as PWM() and ADC() take them.
     return pin._id if hasattr(pin, "_id") else pin
+
+
+class PinBase:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_DOWN = 1
+    PULL_UP = 2
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+    WAKE_LOW = 4
+    WAKE_HIGH = 5
+    DRIVE_0 = 0
+    DRIVE_1 = 1
+    DRIVE_2 = 2
+    DRIVE_3 = 3
+
+    # A tier's Pin class has its own `_table = {}` (one per boot: the CPython port loads
+    # a fresh machine module at each boot, while this module is loaded once per process).
+
+    def __new__(cls, id, *args, **kwargs):
+        # As on the ESP32, Pin(n) is always the same object: an irq handler set through
+        # one reference stays when another part of the firmware re-inits the pin.
+        pin = cls._table.get(id)
+        if pin is None:
+            pin = object.__new__(cls)
+            pin._id = id
+            pin._mode = None
+            pin._pull = None
+            pin._out = 0
+            pin._handler = None
+            pin._trigger = 0
+            pin._irq = None
+            cls._table[id] = pin
+        return pin
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        self.init(mode, pull, value=value, drive=drive, hold=hold)
+
+    # The tier: is this boot still running, what a (re)configuration tells the simulator,
+    # the level the simulator drives on an input, where a driven level goes.
+    def _alive(self):
+        pass
+
+    def _configured(self, changed):
+        pass
+
+    def _input(self, default):
+        raise NotImplementedError
+
+    def _drive(self, level):
+        raise NotImplementedError
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        self._alive()
+        if mode != -1:
+            self._mode = mode
+        if pull != -1:
+            self._pull = pull
+        self._configured(mode != -1 or pull != -1)
+        if value is not None:
+            self._write(value)
+
+    def __repr__(self):
+        return "Pin(%s)" % self._id
+
+    def _is_output(self):
+        return self._mode in (PinBase.OUT, PinBase.OPEN_DRAIN)
+
+    def _level(self):
+        if self._is_output():
+            return self._out  # input_output mode reads back the driven level
+        return self._input(1 if self._pull == PinBase.PULL_UP else 0)
+
+    def _write(self, v):
+        self._alive()
+        self._out = 1 if v else 0
+        self._drive(self._out)
+
+    def value(self, *args):
+        if args:
+            self._write(args[0])
+            return None
+        self._alive()
+        return self._level()
+
+    def __call__(self, *args):
+        return self.value(*args)
+
+    def on(self):
+        self._write(1)
+
+    def off(self):
+        self._write(0)
 
 
 class PWMBase:

@@ -36,10 +36,6 @@ try:
 except ImportError:  # a build without asyncio can still pump()
     asyncio = None
 
-# Exit codes the simulator reads to decide the reset cause of the next boot.
-EXIT_RESET = 90  # machine.reset(): the next boot reports HARD_RESET
-EXIT_DEEPSLEEP = 91  # machine.deepsleep(): the next boot reports DEEPSLEEP_RESET
-
 _REQUEST_TIMEOUT_MS = 10000
 
 _sock = None

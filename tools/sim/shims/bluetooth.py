@@ -1,6 +1,6 @@
 # MicroPython's `bluetooth` module for the simulator: the documented BLE API
 # (docs.micropython.org/en/latest/library/bluetooth.html), peripheral role, with the
-# radio in the simulator (tools/sim/bridge.py maps each request onto a bumble Device).
+# radio in the simulator (tools/sim/shimlink.py maps each request onto a bumble Device).
 # MicroPython subset: runs on the `micropython` unix binary only.
 #
 # The API's semantics are _bleapi.py's (shared with the CPython tier); this module carries

@@ -12,7 +12,7 @@
 # Pin IRQ handlers run from the link's asyncio task, one at a time, as
 # `micropython.schedule` would run a soft IRQ; an exception is printed, the program goes on.
 #
-# Resets end the process with a distinct exit code (_simlink.EXIT_*) and the simulator
+# Resets end the process with a distinct exit code (_machineapi.EXIT_*) and the simulator
 # starts it again with SAFEBOX_SIM_RESET_CAUSE set, which reset_cause() reports. They
 # raise SystemExit: firmware with a bare `except:` around them would swallow a reset
 # that nothing stops on a board.
@@ -33,7 +33,6 @@
 # wake (SAFEBOX_SIM_WAKE_PINS, set by the simulator), and so does the ESP32's EXT1 status
 # register through mem32 (SAFEBOX_SIM_NO_WAKE_PINS=1 removes wake_pins(), as on 1.28).
 # Not modelled: Timer, RTC, I2C/SPI/UART, disable_irq (a no-op returning 0).
-from micropython import const
 import sys
 import time
 import _simlink
@@ -42,6 +41,9 @@ from _machineapi import (  # noqa: F401 (the module's public names)
     DEEPSLEEP,
     DEEPSLEEP_RESET,
     EXT0_WAKE,
+    EXIT_DEEPSLEEP,
+    EXIT_RESET,
+    EXIT_SOFT_RESET,
     EXT1_WAKE,
     HARD_RESET,
     PIN_WAKE,
@@ -53,11 +55,11 @@ from _machineapi import (  # noqa: F401 (the module's public names)
     ULP_WAKE,
     WDT_RESET,
     ADCBase,
+    PinBase,
     PWMBase,
     pin_id,
 )
 
-_EXIT_SOFT_RESET = const(92)
 
 _levels = {}  # input level per pin id, as last set by the simulator
 _ext0 = [None, 0, 0]  # EXT0 wake source: pin id (None: unarmed), level, wake types
@@ -83,81 +85,20 @@ class _PinIRQ:
         return self._pin._trigger
 
 
-class Pin:
-    IN = const(1)
-    OUT = const(3)
-    OPEN_DRAIN = const(7)
-    PULL_DOWN = const(1)
-    PULL_UP = const(2)
-    IRQ_RISING = const(1)
-    IRQ_FALLING = const(2)
-    WAKE_LOW = const(4)
-    WAKE_HIGH = const(5)
-    DRIVE_0 = const(0)
-    DRIVE_1 = const(1)
-    DRIVE_2 = const(2)
-    DRIVE_3 = const(3)
-
+class Pin(PinBase):
     _table = {}
 
-    def __new__(cls, id, *args, **kwargs):
-        # As on the ESP32, Pin(n) is always the same object: an irq handler set through
-        # one reference stays when another part of the firmware re-inits the pin.
-        pin = Pin._table.get(id)
-        if pin is None:
-            pin = object.__new__(cls)
-            pin._id = id
-            pin._mode = None
-            pin._pull = None
-            pin._out = 0
-            pin._handler = None
-            pin._trigger = 0
-            pin._irq = None
-            Pin._table[id] = pin
-        return pin
-
-    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
-        self.init(mode, pull, value=value, drive=drive, hold=hold)
-
-    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
-        if mode != -1:
-            self._mode = mode
-        if pull != -1:
-            self._pull = pull
-        if mode != -1 or pull != -1:
+    def _configured(self, changed):
+        if changed:
             _simlink.notify({"op": "pin_mode", "pin": self._id, "mode": self._mode, "pull": self._pull})
-        if self._mode not in (Pin.OUT, Pin.OPEN_DRAIN):
+        if not self._is_output():
             _simlink.ensure_reader()  # so a polled input follows the simulator, too
-        if value is not None:
-            self._write(value)
 
-    def __repr__(self):
-        return "Pin(%s)" % self._id
-
-    def _level(self):
-        if self._mode in (Pin.OUT, Pin.OPEN_DRAIN):
-            return self._out  # input_output mode reads back the driven level
-        default = 1 if self._pull == Pin.PULL_UP else 0
+    def _input(self, default):
         return _levels.get(self._id, default)
 
-    def _write(self, v):
-        self._out = 1 if v else 0
-        _simlink.notify({"op": "pin_out", "pin": self._id, "value": self._out})
-
-    def value(self, *args):
-        if args:
-            self._write(args[0])
-            return None
-        return self._level()
-
-    def __call__(self, *args):
-        return self.value(*args)
-
-    def on(self):
-        self._write(1)
-
-    def off(self):
-        self._write(0)
+    def _drive(self, level):
+        _simlink.notify({"op": "pin_out", "pin": self._id, "value": level})
 
     def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
         if wake is not None and trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH):
@@ -252,12 +193,12 @@ def wake_reason():
 
 def reset():
     _simlink.notify({"op": "reset", "cause": HARD_RESET})
-    sys.exit(_simlink.EXIT_RESET)
+    sys.exit(EXIT_RESET)
 
 
 def soft_reset():
     _simlink.notify({"op": "reset", "cause": SOFT_RESET})
-    sys.exit(_EXIT_SOFT_RESET)
+    sys.exit(EXIT_SOFT_RESET)
 
 
 def _arm_ext1(pins, level, reason):
@@ -315,7 +256,7 @@ def deepsleep(time_ms=None):
     if _ext1[0]:
         msg["wake1"] = [list(_ext1[0]), _ext1[1], _ext1[2]]
     _simlink.notify(msg)
-    sys.exit(_simlink.EXIT_DEEPSLEEP)
+    sys.exit(EXIT_DEEPSLEEP)
 
 
 def _ext0_reached():
