@@ -339,3 +339,20 @@ async def test_cli_serves_real_tls_as_a_subprocess(tmp_path: Path, tls: TlsFiles
         _, err = await asyncio.wait_for(server.communicate(), timeout=10)
     assert server.returncode == 0
     assert "accepted event_id='5448e68f80a5-1122867'" in err.decode()
+
+
+def test_events_piped_into_head_end_quietly(tmp_path) -> None:
+    """`safebox-receiver events --json | head` stops when head does, without a traceback."""
+    store = Store(tmp_path / "events.db")
+    for n in range(1, 600):
+        store.record_event("hub-7f3a9c", b"{}", {"event_id": f"240ac4000001-{n}", "type": "door_opened",
+                                                 "counter": n, "occurred_at": "2026-01-01T00:00:00Z",
+                                                 "device": {"id": "240ac4000001"}}, now=1_790_000_000.0)
+    store.close()
+    listing = subprocess.Popen([sys.executable, "-m", "safebox.tools.receiver.cli", "events", "--json", "--db",
+                                str(tmp_path / "events.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.run(["head", "-c", "100"], stdin=listing.stdout, capture_output=True)
+    listing.stdout.close()
+    err = listing.stderr.read().decode()
+    assert listing.wait(timeout=30) == 141 and head.stdout.startswith(b"[")
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -55,12 +55,13 @@ def test_the_firmware_prints_what_is_read() -> None:
     """The print() calls the records stand for are still in the firmware, word for word."""
     src = _source("firmware/main.py", "firmware/pendant.py", "firmware/door.py", "firmware/sender.py",
                   "firmware/power.py")
-    for call in ['print("boot safebox", VERSION, "reset_cause", machine.reset_cause(), "wake"',
+    for call in ['print("boot safebox", VERSION, "reset_cause", WOKE[0], "wake", WOKE[1])',
                  'print("ready", cfg["role"], "next counter", store.next_counter, "pending", len(store.pending))',
                  'print("event", counter, name, action)', 'print("event", counter, "door"',
                  'print("acked", acked, "kind", kind)', 'print("ack", counter, "kind", kind, "shown")',
                  'print("store full: dropped", dropped)', 'print("dropped", counter, "unsent',
-                 'print("linger", counter, "ended"', 'print("heartbeat", counter, objects)',
+                 'print("linger", counter, "ended"',
+                 'print("boot frame" if boot is not None else "heartbeat", counter, objects)',
                  'print("sleep", ms, why)', 'print("deepsleep", ms, why)', 'print("woke", woke, slept)']:
         assert call in src, call
 
@@ -77,7 +78,7 @@ def test_the_firmware_prints_what_is_read() -> None:
      (100, "a-1", "a-100", 100, 0, 0, 30, ""), lines.Batch(100)),
 ])
 def test_hub_log_lines_read_from_its_format_strings(fmt: str, args: tuple, record: lines._Line) -> None:
-    assert f'"{fmt}"' in _source("hub/ingest.py", "hub/acks/policy.py", "hub/uplink/relay.py"), fmt
+    assert f'"{fmt}"' in _source("hub/ingest.py", "hub/refusals.py", "hub/acks/policy.py", "hub/uplink/relay.py"), fmt
     message = fmt % args
     assert lines.hub_line(message) == record
     assert lines.hub_line(f"WARNING safebox.hub.x: {message}") == record  # as a child process's output line

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import ssl
@@ -30,6 +31,7 @@ from .sms_inbound import SmsInbox
 from .store import Store, StoreError
 
 _EXIT_USAGE = 2
+_EXIT_SIGPIPE = 128 + 13  # what a shell shows for a command ended by SIGPIPE
 
 
 class _UserError(Exception):
@@ -357,6 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UserError as exc:
         print(f"safebox-receiver: error: {exc}", file=sys.stderr)
         return _EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`events --json | head`): stop quietly, as `cat` would, and keep
+        # Python's final flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _EXIT_SIGPIPE
 
 
 if __name__ == "__main__":
