@@ -59,6 +59,10 @@ async def ble_attacks(a: Attacker) -> None:
         key1, m1, c2 + 53, bthome.encode_objects([(1, 90), (0x3A, 1), (0x3A, 0)]))), "button objects")
     await a.ble("authentic frame, button value unknown (0x07)", mac1, advertisement(sealed_frame(
         key1, m1, c2 + 54, bthome.encode_objects([(1, 90), (0x3A, 7), (0x3A, 0), (0x3A, 0)]))), "unknown value")
+    # A key read off a board: one authentic frame at the top of the counter space would make
+    # every later frame of the real device a "replay" (SPEC 1.4: the jump is bounded).
+    await a.ble("stolen key: one authentic press at counter 2^32-1", mac1, advertisement(bthome.seal(
+        key1, m1, 0xFFFFFFFF, bthome.pendant_objects(90, "emergency"))), r"counter 4294967295 jumps")
 
     # Across a hub restart: the replay guard is in SQLite, not in memory.
     await home.hub.kill()
