@@ -35,6 +35,9 @@ UNIT = Path(safebox.hub.__file__).parent / "systemd" / "safebox-hub.service"  # 
 VM_STATE_DIR = "/var/lib/safebox"
 VM_CONFIG = "/etc/safebox/hub.toml"
 VM_VENV = "/opt/safebox/.venv"
+# Where the hub's service sees this checkout: the unit's ProtectHome= and PrivateTmp= hide a
+# checkout under /home, /root or /tmp, so its folders are bound read-only to these paths.
+VM_CHECKOUT = ("/opt/safebox/checkout/src", "/opt/safebox/checkout/site")
 
 INSTALL = r"""#!/bin/sh
 # Install the safebox hub as a systemd service (run as root; safe to run again: what is
@@ -55,10 +58,11 @@ install -d -m 0700 -o safebox -g safebox {state}
 for f in "$SRC"/state/*; do [ -e "{state}/${{f##*/}}" ] || put 0600 "$f" "{state}/${{f##*/}}" safebox; done
 [ -x {venv}/bin/python ] || python3 -m venv --without-pip {venv}
 SITE=$({venv}/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-printf '%s\n' {paths} > "$SRC/checkout.pth"
+install -d -m 0755 {targets}
+printf '%s\n' {targets} > "$SRC/checkout.pth"
 put 0644 "$SRC/checkout.pth" "$SITE/safebox-checkout.pth"
-printf '[Service]\nExecStart=\nExecStart=%s\n' '{venv}/bin/python -m safebox.hub.cli run --config {config}' \
-    > "$SRC/venv.conf"
+printf '[Service]\nExecStart=\nExecStart=%s\nBindReadOnlyPaths=%s\n' \
+    '{venv}/bin/python -m safebox.hub.cli run --config {config}' '{binds}' > "$SRC/venv.conf"
 put 0644 "$SRC/venv.conf" /etc/systemd/system/safebox-hub.service.d/venv.conf
 put 0644 "$SRC/safebox-hub.service" /etc/systemd/system/safebox-hub.service
 [ $changed = 0 ] || systemctl daemon-reload
@@ -105,7 +109,8 @@ def prepare(run_dir: Path, host_folder: Path, platform_port: int, ca_cert: Path,
     (dest / "hub.toml").write_text(hub_toml(f"https://10.0.2.2:{platform_port}", VM_STATE_DIR,
                                             "/etc/safebox/platform-ca.pem", hub_id, home_id))
     script = run_dir / "install-hub.sh"
+    binds = " ".join(f"{host}:{guest}" for host, guest in zip(checkout_paths(), VM_CHECKOUT, strict=True))
     script.write_text(INSTALL.format(state=VM_STATE_DIR, config=VM_CONFIG, venv=VM_VENV,
-                                     paths=" ".join(checkout_paths())))
+                                     targets=" ".join(VM_CHECKOUT), binds=binds))
     script.chmod(0o755)
     return script
