@@ -36,8 +36,9 @@ VM_STATE_DIR = "/var/lib/safebox"
 VM_CONFIG = "/etc/safebox/hub.toml"
 VM_VENV = "/opt/safebox/.venv"
 # Where the hub's service sees this checkout: the unit's ProtectHome= and PrivateTmp= hide a
-# checkout under /home, /root or /tmp, so its folders are bound read-only to these paths.
-VM_CHECKOUT = ("/opt/safebox/checkout/src", "/opt/safebox/checkout/site")
+# checkout under /home, /root or /tmp, so the checkout (whole: src/safebox/ links to its top-level
+# folders) and its venv's site-packages are bound read-only to these paths.
+VM_CHECKOUT = ("/opt/safebox/checkout", "/opt/safebox/site")
 
 INSTALL = r"""#!/bin/sh
 # Install the safebox hub as a systemd service (run as root; safe to run again: what is
@@ -59,7 +60,7 @@ for f in "$SRC"/state/*; do [ -e "{state}/${{f##*/}}" ] || put 0600 "$f" "{state
 [ -x {venv}/bin/python ] || python3 -m venv --without-pip {venv}
 SITE=$({venv}/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 install -d -m 0755 {targets}
-printf '%s\n' {targets} > "$SRC/checkout.pth"
+printf '%s\n' {pth} > "$SRC/checkout.pth"
 put 0644 "$SRC/checkout.pth" "$SITE/safebox-checkout.pth"
 printf '[Service]\nExecStart=\nExecStart=%s\nBindReadOnlyPaths=%s\n' \
     '{venv}/bin/python -m safebox.hub.cli run --config {config}' '{binds}' > "$SRC/venv.conf"
@@ -67,17 +68,18 @@ put 0644 "$SRC/venv.conf" /etc/systemd/system/safebox-hub.service.d/venv.conf
 put 0644 "$SRC/safebox-hub.service" /etc/systemd/system/safebox-hub.service
 [ $changed = 0 ] || systemctl daemon-reload
 systemctl is-enabled -q safebox-hub || systemctl enable safebox-hub
-if ! systemctl is-active -q safebox-hub; then systemctl start safebox-hub
+if ! systemctl is-active -q safebox-hub; then
+    systemctl start safebox-hub || {{ journalctl -u safebox-hub -n 40 --no-pager; exit 1; }}
 elif [ $changed = 1 ]; then systemctl restart safebox-hub
 fi
 """
 
 
 def checkout_paths() -> list[str]:
-    """The folders the VM's venv takes the project from: this checkout's src/ and its venv's
-    site-packages (pure Python and abi3/cp311 wheels: Debian's 3.11 runs them)."""
-    src = Path(safebox.__file__).resolve().parent.parent
-    return [str(src), sysconfig.get_path("purelib")]
+    """The folders the VM's venv takes the project from: this checkout (its src/ goes on the
+    path) and its venv's site-packages (pure Python and abi3/cp311 wheels: Debian's 3.11 runs them)."""
+    checkout = Path(safebox.__file__).resolve().parent.parent.parent  # src/safebox -> the checkout
+    return [str(checkout), sysconfig.get_path("purelib")]
 
 
 def hub_toml(platform_url: str, state_dir: str, ca_file: str, hub_id: str, home_id: str) -> str:
@@ -111,6 +113,7 @@ def prepare(run_dir: Path, host_folder: Path, platform_port: int, ca_cert: Path,
     script = run_dir / "install-hub.sh"
     binds = " ".join(f"{host}:{guest}" for host, guest in zip(checkout_paths(), VM_CHECKOUT, strict=True))
     script.write_text(INSTALL.format(state=VM_STATE_DIR, config=VM_CONFIG, venv=VM_VENV,
-                                     targets=" ".join(VM_CHECKOUT), binds=binds))
+                                     targets=" ".join(VM_CHECKOUT), binds=binds,
+                                     pth=f"{VM_CHECKOUT[0]}/src {VM_CHECKOUT[1]}"))
     script.chmod(0o755)
     return script
