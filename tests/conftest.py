@@ -36,3 +36,16 @@ def device_image(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("image")
     build.stage(dest)
     return dest
+
+
+@pytest.fixture(scope="module")
+def vm_kernel():  # type: ignore[no-untyped-def]
+    """The virtual Pi's kernel (tools/vm). Root can set it up (`./dev test` does), so there a
+    missing set-up is a failure; only a user who cannot install it sees the tests skip, with why."""
+    from safebox.tools.vm import kernel
+    try:
+        return kernel.require()
+    except kernel.SetupError as exc:
+        if os.geteuid() == 0:
+            raise
+        pytest.skip(str(exc))

@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 
-import pytest
 
 from safebox.protocol import bthome
-from safebox.tools.vm import kernel
 
 BOOT_TIMEOUT_S = 150  # TCG on 2 shared cores; a boot takes 20-40 s here
-
-
-@pytest.fixture(scope="module")
-def vm_kernel() -> kernel.Kernel:
-    try:
-        return kernel.require()
-    except kernel.SetupError as exc:
-        if os.geteuid() == 0:
-            raise  # root can set it up: `./dev test` does, so a missing set-up is a failure
-        pytest.skip(str(exc))
 
 
 async def _burst_ended(pendant, after: float, timeout: float) -> tuple[float, float, bytes]:

@@ -25,24 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 
-from safebox.tools.vm import kernel
 
 HUB_ID = "hub-vm-0001"
 HOME_ID = "home-vm-0001"
 BOOT_TIMEOUT_S = 150
-
-
-@pytest.fixture(scope="module")
-def vm_kernel() -> kernel.Kernel:
-    import os
-    try:
-        return kernel.require()
-    except kernel.SetupError as exc:
-        if os.geteuid() == 0:
-            raise
-        pytest.skip(str(exc))
 
 
 def _cli(module: str, *args: str) -> str:

@@ -7,19 +7,15 @@ protocol itself, on a TCP port that pyserial opens as `socket://127.0.0.1:<port>
 the real `micropython` binary execute every piece of code it is sent, in the board's
 flash folder:
 
-* friendly REPL (banner, `>>> `, echo), Ctrl-A to raw REPL, Ctrl-B back, Ctrl-C, and
-  Ctrl-D soft reboot ("MPY: soft reboot"), as shared/runtime/pyexec.c does it;
-* raw REPL: code up to Ctrl-D, "OK", the output, `\\x04`, the error text, `\\x04`, `>`;
-* raw-paste mode (`\\x05A\\x01` -> `R\\x01` + window size, `\\x01` for every window
-  consumed, `\\x04` to end), which mpremote uses by default;
-* `machine.reset()` reboots the board (a power-on boot; the serial line stays open, as
-  a USB-UART bridge's does), `machine.soft_reset()` soft-reboots it;
-* `sys.platform` and `sys.implementation` say what the fake is configured to be (an
-  ESP32 running MicroPython 1.24.1 unless told otherwise), so version checks can be
-  tested; `bluetooth.BLE().config('mac')` returns the board's MAC;
-* `unplug_after(n)` pulls the cable once the host has sent n more bytes: the connection
-  drops and the board loses power (files written so far stay written, as on flash);
-  the next connection is the board plugged in again.
+* friendly REPL (banner, `>>> `, echo), Ctrl-A/B/C, Ctrl-D soft reboot, as pyexec.c does;
+* raw REPL (code to Ctrl-D, "OK", output, `\\x04`, error, `\\x04`, `>`) and raw-paste mode
+  (`\\x05A\\x01` -> `R\\x01` + window size, `\\x01` per window, `\\x04` to end), mpremote's default;
+* `machine.reset()` reboots (a power-on boot; the serial line stays open, as a USB-UART
+  bridge's does), `machine.soft_reset()` soft-reboots;
+* `sys.platform`/`sys.implementation` say what the fake is configured to be (an ESP32 on
+  MicroPython 1.24.1 unless told otherwise); `bluetooth.BLE().config('mac')` is the MAC;
+* `unplug_after(n)` pulls the cable once the host has sent n more bytes (files written so far
+  stay written); the next connection is the board plugged in again.
 
 With `on_boot`, a boot that finds `main.py` runs the firmware (the practice lab starts
 the real firmware on the simulated air there) and relays its output to the serial line;
@@ -43,6 +39,8 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PASTE_WINDOW = 256  # what an ESP32 grants (MICROPY_REPL_STDIN_BUFFER_MAX)
 # Bytes that mean something in each mode; everything between them is code.
 _CONTROL = {"raw": re.compile(rb"[\x01-\x04]"), "paste": re.compile(rb"\x04")}
+
+
 class _Unplugged(Exception):
     """The cable is pulled at this very moment."""
 
