@@ -4,9 +4,9 @@
   `down()` is a broadband outage (connections refused, those open cut), while the platform
   itself stays up for everyone else, its SMS gateway included.
 * `CellularHome`: a fake cellular network (tools/sim/modem/network.py), the hub's emulated
-  modem on a pty, an SMS gateway posting to the platform's `POST /v1/sms`, the contacts'
-  phones, and the hub's `CellularPath` run beside each hub the world starts, reading that
-  hub's outbox and platform health, exactly what the hub's own wiring gives it.
+  modem on a pty, an SMS gateway posting to the platform's `POST /v1/sms` and the contacts'
+  phones. The hub is given the modem as a Pi owner gives it one: a `[cellular]` table in its
+  config (`table()`); the hub's own wiring runs its SMS path.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import ssl
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safebox.hub import keys
-from safebox.hub.cellular import CellularConfig, CellularPath
 from safebox.tools.sim.modem.emulator import ModemEmulator
 from safebox.tools.sim.modem.gateway import HttpGateway
 from safebox.tools.sim.modem.network import CellularNetwork, Phone
@@ -111,8 +108,6 @@ class CellularHome:
         for number in self.settings.contacts:
             self.phones[number] = self.network.phone(number)
         self.gateway: HttpGateway | None = None
-        self._path_task: asyncio.Task[None] | None = None
-        self.path: CellularPath | None = None
 
     def start(self, platform_url: str, ca_file: Path) -> None:
         self.gateway = HttpGateway(platform_url + "/v1/sms", SMS_TOKEN,
@@ -120,41 +115,24 @@ class CellularHome:
         self.network.attach(PLATFORM_NUMBER, self.gateway)
         self.modem.plug()
 
-    def config(self) -> CellularConfig:
-        return CellularConfig(port=str(self.modem.link), platform_number=PLATFORM_NUMBER,
-                              after_s=self.settings.after_s, contacts=self.settings.contacts, who=self.settings.who)
-
-    def attach_hub(self, hub: Any) -> None:
-        """Run the cellular path beside `hub` (a hub.app.Hub), as the hub's wiring does."""
-        self.detach_hub()
-        self.path = CellularPath(
-            self.config(), waiting=lambda: [i for i in hub.store.due(math.inf, 500) if i.urgent],
-            platform_reachable=lambda: hub.health.platform.reachable,
-            private_key=keys.load_or_create(hub.cfg.key_path), state_dir=hub.cfg.state_dir, clock=self.now)
-        self._path_task = asyncio.create_task(self.path.run(), name="cellular")
-
-    def detach_hub(self) -> None:
-        if self._path_task is not None:
-            self._path_task.cancel()
-            self._path_task = None
+    def table(self) -> dict[str, Any]:
+        """The hub config's `[cellular]` table for this home's modem (hub/cellular/config.py)."""
+        return {"port": str(self.modem.link), "platform_number": PLATFORM_NUMBER, "after_s": self.settings.after_s,
+                "contacts": list(self.settings.contacts), "who": self.settings.who}
 
     async def close(self) -> None:
-        task, self._path_task = self._path_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
         self.modem.close()
         await self.network.close()
         if self.gateway is not None:
             await self.gateway.close()
 
-    def report(self, start: float) -> dict[str, Any]:
-        """What went over the cellular network, times relative to 0s."""
+    def report(self, start: float, modem_health: dict[str, Any] | None) -> dict[str, Any]:
+        """What went over the cellular network, times relative to 0s, and the hub's view of its modem."""
         def rel(t: float | None) -> float | None:
             return None if t is None else round(t - start, 3)
         return {
             "sms": [{"to": c.dest, "submitted_s": rel(c.submitted_at), "delivered_s": rel(c.delivered_at),
                      "lost": c.lost, "text": c.text if isinstance(c.text, str) else c.text.hex()}
                     for c in self.network.log],
-            "modem": self.path.health() if self.path is not None else None,
+            "modem": modem_health,
         }

@@ -72,7 +72,8 @@ async def _run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
         names = {d.device.id: name for name, d in world.devices.items()}
         consoles = {name: d.board.lines[-200:] for name, d in world.devices.items()}
         hub_failures = list(world.hub_failures)
-        cellular = world.cellular.report(scenario.start) if world.cellular is not None else None
+        cellular = None if world.cellular is None else world.cellular.report(
+            scenario.start, world.hub.cellular.health() if world.hub is not None and world.hub.cellular else None)
     events = [_event_view(e, names, scenario.start) for e in stored]
     checks = [_check(x, events) for x in scenario.expectations]
     if hub_failures:

@@ -200,6 +200,8 @@ class World:
         doc.update(hub_id=self.hub_id, home_id=self.home_id, state_dir=str(self.hub_state),
                    platform={"url": f"https://127.0.0.1:{port}", "ca_file": str(self.tls.ca_cert),
                              "timeout_s": 10})
+        if self.cellular is not None:
+            doc["cellular"] = self.cellular.table()
         return hub_config.parse(doc, base_dir=self.workdir)
 
     def _hub_name(self) -> str:
@@ -216,8 +218,6 @@ class World:
         self.hub = hub
         self._hub_stop = asyncio.Event()
         self._hub_task = asyncio.create_task(self._run_hub(hub, self._hub_stop), name="hub")
-        if self.cellular is not None:
-            self.cellular.attach_hub(hub)
         await asyncio.sleep(0.05)  # scanning before anything else happens
 
     async def _run_hub(self, hub: Hub, stop: asyncio.Event) -> None:
@@ -243,8 +243,6 @@ class World:
         if task is None or hub is None:
             return
         self._killed.append(hub)
-        if self.cellular is not None:
-            self.cellular.detach_hub()
         hub.store.close()  # as it stands: nothing more reaches the disk from this hub
         task.cancel()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -258,8 +256,6 @@ class World:
         if task is None or stop is None:
             return
         stop.set()
-        if self.cellular is not None:
-            self.cellular.detach_hub()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await asyncio.gather(task, return_exceptions=True)
