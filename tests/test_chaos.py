@@ -1,7 +1,7 @@
 """A reduced chaos run (tools/chaos/): 300 events from 4 devices while a couple of faults of
 every kind are injected from a fixed seed (hub SIGKILLed, the receiver failing or down,
-adverts and acks lost, devices rebooted mid-send or their battery changed), and still every
-event at the platform exactly once. About a minute; the full run is `python -m safebox.tools.chaos`.
+adverts and acks lost, devices rebooted mid-send or their battery changed, broadband lost
+while the hub has a cellular modem), and still every event at the platform exactly once. About a minute; the full run is `python -m safebox.tools.chaos`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ async def test_reduced_chaos_run_loses_nothing_and_stores_nothing_twice(tmp_path
     async with asyncio.timeout(240):
         result = await chaos.run(seed=3, events=300, devices=4, mix="pendant:2,front_door:1,toilet_door:1",
                                  workdir=tmp_path, fault_scale=0.3, fault_limit=2, max_load_s=150,
-                                 max_drain_s=150, log=lines.append)
+                                 max_drain_s=150, log=lines.append,
+                                 injectors=("platform", "air", "devices", "broadband"))
     report = "\n".join(t.text() for t in chaos.tables(result)) + "\n" + "\n".join(lines[-30:])
     assert result.created >= 300, report
     assert (result.lost, result.stored_twice, result.wrong_content, result.phantom) == (0, 0, 0, 0), report
@@ -25,6 +26,11 @@ async def test_reduced_chaos_run_loses_nothing_and_stores_nothing_twice(tmp_path
     assert result.stored == result.created and result.ok, report
     assert sum(result.faults.values()) >= 4 and len(result.faults) >= 3, f"too few faults injected:\n{report}"
     assert result.hub_events_stored > 0  # the rules ran on the toilet door's visits
+    # broadband lost with the modem present: urgent events went by SMS, and every one of them
+    # also came over HTTPS once the line healed (one event, two channels, stored once)
+    assert result.faults.get("broadband lost, modem present", 0) >= 1, report
+    assert result.sms_to_platform > 0 and result.channels.get("sms", 0) == 0, report
+    assert result.channels.get("sms+https", 0) + result.channels.get("https+sms", 0) > 0, report
 
 
 def test_the_mix_is_scaled_to_the_device_count():

@@ -19,6 +19,10 @@ seeded random schedule:
              (the ATT write carrying the ack, or its response, lost and the link cut)
   devices    rebooted mid-send (power cycle with events waiting); battery changed (off for
              a few seconds, flash kept)
+  broadband  the home's broadband lost for 8-25 s while the hub has a cellular modem: urgent
+             events go by SMS and, once the line heals, over HTTPS too (cellular.py); only
+             when asked for (`--faults platform,air,devices,broadband`): it adds the modem,
+             the SMS gateway and the hub's `[cellular]` table to the home
 
 Between the hub and the receiver sits a TCP proxy in this process (the hub's platform URL
 points at it; TLS passes through it untouched), which is how timeouts, lost answers and

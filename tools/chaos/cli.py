@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-scale", type=float, default=1.0,
                         help="multiply the mean gap between faults (smaller: more faults)")
     parser.add_argument("--faults", default="platform,air,devices",
-                        help="which fault injectors run (default: platform,air,devices; 'none' for none)")
+                        help="which fault injectors run: platform, air, devices, broadband (default: "
+                             "platform,air,devices; 'none' for none)")
     parser.add_argument("--max-minutes", type=float, default=45.0, help="time budget of the load phase")
     parser.add_argument("--pace", type=float, default=0.0, metavar="S",
                         help="mean pause in seconds between one resident's actions (default 0: as fast as "
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="update the chaos section of the results page")
     parser.add_argument("--workdir", type=Path, help="keep the simulated home's files here")
     args = parser.parse_args(argv)
+    unknown = {f for f in args.faults.split(",") if f} - {"platform", "air", "devices", "broadband", "none"}
+    if unknown:
+        parser.error(f"--faults: unknown injector(s) {', '.join(sorted(unknown))}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     quiet = _QuietRepeats()
     for handler in logging.getLogger().handlers:

@@ -68,6 +68,8 @@ class Result:
     acks_per_event: float = 0.0
     pace_s: float = 0.0
     injectors: list[str] = field(default_factory=list)
+    sms_to_platform: int = 0  # with the broadband injector: SMS the hub's modem sent to the platform
+    channels: dict[str, int] = field(default_factory=dict)  # events stored by channel (https, sms+https, ...)
     lost_ids: list[str] = field(default_factory=list)
     phantom_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from safebox.tools.chaos import counts
+from safebox.tools.chaos.cellular import Broadband, ChaosModem
 from safebox.tools.chaos.injectors import Injectors
 from safebox.tools.chaos.proxy import FaultProxy
 from safebox.tools.chaos.records import DEFAULT_MIX, STARTUP_GRACE_S, TOILET_LIMIT_S, Fault, Result, Visit
@@ -22,7 +23,7 @@ from safebox.tools.chaos.residents import DrivenDevice, Residents
 from safebox.tools.sim import snapshot
 
 
-class ChaosRun(Residents, Injectors):
+class ChaosRun(Residents, Injectors, Broadband):
     """A chaos run over a simulated home (see the package's docstring); `await ChaosRun(...).run()`."""
 
     def __init__(self, *, seed: int, events: int, mix: dict[str, int], workdir: Path,
@@ -56,6 +57,7 @@ class ChaosRun(Residents, Injectors):
         self.stop = asyncio.Event()
         self.home: Any = None
         self.proxy: FaultProxy | None = None
+        self.modem: ChaosModem | None = None  # the home's cellular modem, with the broadband injector
 
     # -- counts ---------------------------------------------------------------------------------
     def created_total(self) -> int:
@@ -76,13 +78,18 @@ class ChaosRun(Residents, Injectors):
                         injectors=list(self.injectors))
         self.proxy = FaultProxy(lambda: int(self.home.platform_url.rsplit(":", 1)[1]))
         await self.proxy.start()
-        home = SimHome(self.workdir)
+        if "broadband" in self.injectors:
+            self.modem = ChaosModem(self.workdir, random.Random(f"{self.seed}-cellular"))
+        home = SimHome(self.workdir, receiver_args=self.modem.receiver_args() if self.modem else ())
         home.hub_platform_url = self.proxy.url
         home.hub_config_extra = (f"\n[rules]\nstartup_grace_s = {STARTUP_GRACE_S}\n\n"
-                                 f"[rules.toilet]\noverdue_after_s = {TOILET_LIMIT_S}\n")
+                                 f"[rules.toilet]\noverdue_after_s = {TOILET_LIMIT_S}\n"
+                                 + (self.modem.hub_config() if self.modem else ""))
         self.home = home
         try:
             async with home:
+                if self.modem is not None:
+                    await self.modem.attach(home)
                 for role, count in self.mix.items():
                     for _ in range(count):
                         sim = await home.add_device(role, role.replace("_", " "))
@@ -93,7 +100,8 @@ class ChaosRun(Residents, Injectors):
                 drivers = [asyncio.create_task(
                     {"pendant": self.pendant, "front_door": self.door, "toilet_door": self.toilet}[d.role](d))
                     for d in self.devs]
-                chosen = {"platform": self.platform_faults, "air": self.air_faults, "devices": self.device_faults}
+                chosen = {"platform": self.platform_faults, "air": self.air_faults, "devices": self.device_faults,
+                          "broadband": self.broadband_faults}
                 injectors = [asyncio.create_task(f(random.Random(f"{self.seed}-{f.__name__}")))
                              for name, f in chosen.items() if name in self.injectors]
                 last = 0.0
@@ -126,9 +134,13 @@ class ChaosRun(Residents, Injectors):
                 await self._drain(result)
                 result.seconds_drain = time.time() - drain_started
                 counts.count(self, result)
+                if self.modem is not None:
+                    self.count_channels(result)
         finally:
             self._unwatch_signals()
             await self.proxy.close()
+            if self.modem is not None:
+                await self.modem.close()
             self._save_logs()
         result.seconds_total = time.time() - started
         return result

@@ -98,6 +98,7 @@ class SimHome:
         # TOML appended to the hub's config (e.g. a [rules] table with short timers for the chaos run).
         self.hub_config_extra = ""
         self._ssl: ssl.SSLContext | None = None
+        self.ca_file: Path | None = None  # the throwaway CA the platform's certificate is signed by
         self._image = self.workdir / "image"
 
     # -- paths ---------------------------------------------------------------------------
@@ -119,6 +120,7 @@ class SimHome:
         try:
             await self.air.__aenter__()
             tls = tlsca.make_ca(self.workdir / "tls")
+            self.ca_file = tls.ca_cert
             self._ssl = ssl.create_default_context(cafile=str(tls.ca_cert))
             build.stage(self._image)
             await self._start_receiver(tls)
@@ -185,6 +187,11 @@ class SimHome:
                                                "--json"))
         await self._run_cli("safebox.tools.receiver.cli", "add-hub", "--db", str(self.receiver_db),
                             ident["hub_id"], ident["public_key"])
+
+    async def add_sms_number(self, number: str) -> None:
+        """The platform learns the hub's SIM number (SMS-borne events from it are the hub's)."""
+        await self._run_cli("safebox.tools.receiver.cli", "add-sms-number", "--db", str(self.receiver_db),
+                            self.hub_id, number)
 
     async def start_hub(self) -> None:
         self.hub = ChildProcess("hub", "safebox.tools.sim.hub_process", "--hci", self.air.hci_spec,

@@ -98,6 +98,17 @@ def platform(path: Path, timeout: float = 10.0) -> list[PlatformEvent]:
         con.close()
 
 
+def platform_channels(path: Path, timeout: float = 10.0) -> dict[str, int]:
+    """How many events the receiver stored by each channel (https, sms, sms+https, https+sms)."""
+    if not Path(path).exists():
+        return {}
+    con = _read_only(path, timeout)
+    try:
+        return dict(con.execute("SELECT channel, COUNT(*) FROM events GROUP BY channel").fetchall())
+    finally:
+        con.close()
+
+
 def stored_at(path: Path, event_id: str, timeout: float = 5.0) -> float | None:
     """When the receiver stored `event_id` (POSIX seconds), or None when it has not."""
     con = _read_only(path, timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 
 import aiohttp
 
@@ -17,14 +18,19 @@ log = logging.getLogger("safebox.sim.gateway")
 
 
 class HttpGateway:
-    def __init__(self, url: str, token: str, *, ssl_context: ssl.SSLContext | None = None,
+    def __init__(self, url: str | Callable[[], str], token: str, *, ssl_context: ssl.SSLContext | None = None,
                  retry_s: float = 1.0, attempts: int = 5) -> None:
-        self.url = url
+        """`url` may be a function: asked at each post (a platform restarted on a new port)."""
+        self._url = url
         self._token = token
         self._ssl = ssl_context
         self._retry_s, self._attempts = retry_s, attempts
         self.answers: list[dict] = []
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return self._url() if callable(self._url) else self._url
 
     def deliver(self, sender: str, text: str | bytes, sent_at: float) -> None:
         if isinstance(text, bytes):
