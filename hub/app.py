@@ -69,7 +69,8 @@ class Hub:
         offset = self.store.setting(OFFSET_SETTING)  # as last measured, until the platform answers
         self.health.platform.clock_offset_s = float(offset) if offset else None
         self.ingest = Ingest(self.store, self.devices, cfg.hub_id, cfg.home_id, clock=wall,
-                             is_test=WindowReader(cfg.state_dir).covers, time_check=self._time_check)
+                             is_test=WindowReader(cfg.state_dir).covers, time_check=self._time_check,
+                             privacy=cfg.privacy)
         self.acks = AckPolicy(self.store, self.devices, clock=wall, ttl_s=cfg.relay.ack_ttl_s)
         self.rules = RulesEngine(self.store, self.devices, cfg.rules, hub_id=cfg.hub_id, home_id=cfg.home_id,
                                  clock=wall)

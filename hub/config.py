@@ -21,6 +21,7 @@ import yarl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safebox.hub import cellular as hub_cellular
+from safebox.hub import privacy as hub_privacy
 from safebox.hub.rules.settings import (FrontDoorSettings, QuietWindow, RulesSettings, SupervisionSettings,
                                         ToiletSettings)
 from safebox.protocol import events
@@ -76,6 +77,7 @@ class HubConfig:
     relay: RelayConfig = RelayConfig()
     rules: RulesSettings = RulesSettings()
     cellular: hub_cellular.CellularConfig | None = None  # [cellular]: SMS when the platform is unreachable
+    privacy: hub_privacy.Privacy = hub_privacy.Privacy()  # [privacy]: what goes up beyond alarms (docs/PRIVACY.md)
 
     @property
     def db_path(self) -> Path:
@@ -156,6 +158,7 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
     rules = _rules(top.table("rules"))
     try:
         cellular = hub_cellular.parse(top._get("cellular"), hub_id=hub_id, home_id=home_id)
+        privacy = hub_privacy.parse(top._get("privacy"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     top.done()
@@ -164,7 +167,8 @@ def parse(data: dict[str, Any], *, base_dir: Path) -> HubConfig:
                      ble=BleConfig(adapter=adapter, connect_attempts=attempts),
                      relay=RelayConfig(backoff_initial_s=initial, backoff_max_s=maximum, batch_max=batch_max,
                                        max_backlog=max_backlog, heartbeat_s=heartbeat_s,
-                                       operator_poll_s=poll_s, ack_ttl_s=ack_ttl_s), rules=rules, cellular=cellular)
+                                       operator_poll_s=poll_s, ack_ttl_s=ack_ttl_s), rules=rules, cellular=cellular,
+                     privacy=privacy)
 
 
 def _rules(t: _Table) -> RulesSettings:

@@ -25,6 +25,7 @@ from typing import Literal
 from safebox.hub.devices import Device, Devices, DevicesError
 from safebox.hub import key_watch
 from safebox.hub.key_watch import KeyWatch
+from safebox.hub.privacy import Privacy
 from safebox.hub.refusals import RefusalLog
 from safebox.hub.store import HubStore
 from safebox.protocol import bthome, events, frames
@@ -55,20 +56,26 @@ class Outcome:
     ack_needed: bool = False
     device: Device | None = None
     raised: str | None = None  # a hub event this frame made the hub raise (key_compromised)
+    body: bytes | None = None  # a new event's bytes (for the rules: a door move kept at the hub is in no outbox)
+    kept_at_hub: bool = False  # a new event hub/privacy.py keeps from the platform (the rules may still send it)
 
 
 class Ingest:
     def __init__(self, store: HubStore, devices: Devices, hub_id: str, home_id: str,
                  clock: Callable[[], float] = time.time,
                  is_test: Callable[[str, float], bool] | None = None,
-                 time_check: Callable[[], tuple[float | None, bool]] | None = None) -> None:
+                 time_check: Callable[[], tuple[float | None, bool]] | None = None,
+                 privacy: Privacy = Privacy()) -> None:
         """`is_test(device_id, heard_at)`: the walk-test window (hub/walk_test.py), whose
         device events are marked `data.test = true`; the frame itself never says so.
         `time_check()` -> (offset, trusted): how far the hub clock is off the platform's when
         that is more than its tolerance (None otherwise), and whether the hub clock is trusted
         (SPEC 2, "Time"): an event's time is corrected by the offset and says so, or is
-        marked untrusted when nothing better is known."""
+        marked untrusted when nothing better is known.
+        `privacy` (hub/privacy.py): which events go to the platform and whether they carry the
+        RSSI; an event kept at the hub still advances the counter and reaches the rules."""
         self._store = store
+        self._privacy = privacy
         self._is_test = is_test
         self._time_check = time_check
         self._devices = devices
@@ -92,13 +99,15 @@ class Ingest:
         heard_at = self._clock()
         body = None
         event_id = type_ = None
+        send = True
         if is_event:
             event_id = events.device_event_id(device.mac, counter)
             try:
-                type_, body = self._body(device, counter, objects, rssi, heard_at, event_id)
+                type_, body, test = self._body(device, counter, objects, rssi, heard_at, event_id)
             except (frames.MeaningError, events.EventError) as exc:
                 return self._refuse(address, str(exc), device=device, counter=counter)
-        verdict = self._store.accept(device.id, counter, body, heard_at=heard_at,
+            send = test or self._privacy.sends(device.role, type_)  # a walk test shows the installer everything
+        verdict = self._store.accept(device.id, counter, body, heard_at=heard_at, send=send,
                                      battery=_battery(objects), rssi=rssi, max_jump=key_watch.max_jump)
         if verdict.kind in ("replay", "jump"):
             why = (f"replayed counter {counter} (last accepted {verdict.last_counter})" if verdict.kind == "replay"
@@ -115,8 +124,13 @@ class Ingest:
             log.debug("%s: repeat of counter %d", address, counter)
             return Outcome("repeat", event_id=event_id, counter=counter, ack_needed=is_event, device=device)
         if is_event:
-            log.info("%s: event %s stored (%s)", address, event_id, type_)
-            return Outcome("event", event_id=event_id, counter=counter, ack_needed=True, device=device)
+            if send:
+                log.info("%s: event %s stored (%s)", address, event_id, type_)
+            else:
+                log.info("%s: event %s (%s) read by the rules, kept at the hub (privacy.send_door_moves)",
+                         address, event_id, type_)
+            return Outcome("event", event_id=event_id, counter=counter, ack_needed=True, device=device, body=body,
+                           kept_at_hub=not send)
         boot = bthome.boot_info(objects)  # SPEC 1.8: a heartbeat that says the device (re)started
         if boot is not None:
             log.info("%s: boot frame, counter %d: reset cause %s, firmware %s", address, counter, boot[0], boot[1])
@@ -137,15 +151,18 @@ class Ingest:
         return self._devices.get(address)
 
     def _body(self, device: Device, counter: int, objects: list[tuple[int, int]], rssi: int | None,
-              heard_at: float, event_id: str) -> tuple[str, bytes]:
-        """The type of the event an event frame reports, and its exact bytes to store and send."""
+              heard_at: float, event_id: str) -> tuple[str, bytes, bool]:
+        """The type of the event an event frame reports, its exact bytes to store and send, and
+        whether a walk test covers it."""
         reading = frames.read(device.role, objects)
         if reading.note:
             log.warning("%s: frame %d: %s", device.address, counter, reading.note)
         data: dict[str, object] = dict(reading.data)
+        test = self._is_test is not None and self._is_test(device.id, heard_at)
+        rssi = self._privacy.rssi(rssi, walk_test=test)
         if rssi is not None:
             data["rssi"] = rssi
-        if self._is_test is not None and self._is_test(device.id, heard_at):
+        if test:
             data["test"] = True
         occurred_at = reading.timestamp
         if occurred_at is None:
@@ -159,7 +176,7 @@ class Ingest:
         body = events.make(event_id=event_id, type=reading.type, hub_id=self._hub_id, home_id=self._home_id,
                            occurred_at=occurred_at,
                            device=device.event_device(), counter=counter, data=data)
-        return reading.type, events.encode(body)
+        return reading.type, events.encode(body), test
 
     def _refuse_stranger(self, address: str) -> Outcome:
         reason = f"unpaired device {address}"

@@ -30,7 +30,7 @@ def boots(door: SimDevice, reset_cause: int, wake: int) -> int:
 
 
 async def test_door_deep_sleeps_wakes_on_the_contact_and_every_change_arrives_once_in_order(tmp_path):
-    async with SimHome(tmp_path) as home:
+    async with SimHome(tmp_path, door_moves=True) as home:
         door = await home.add_device("front_door", "hall", settings=SETTINGS)
         fw = door.firmware
         await deep_asleep(door, 0)
@@ -81,7 +81,7 @@ async def test_a_door_moved_while_the_battery_was_out_is_an_event_when_it_is_bac
     """The hub's toilet rule follows door events: a visit that began while the sensor was off
     (a battery change, a reset) must not go unseen. Every boot compares the contact with the
     level last reported (door_state, written with each door event)."""
-    async with SimHome(tmp_path) as home:
+    async with SimHome(tmp_path, door_moves=True) as home:
         door = await home.add_device("toilet_door", "bathroom", settings={**SETTINGS, "deep_sleep": 0})
         fw = door.firmware
         door.set_door(True)

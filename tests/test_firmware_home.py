@@ -118,7 +118,7 @@ async def test_full_store_keeps_the_emergency_and_the_newest_and_each_arrives_on
 
 
 async def test_lossy_air_doors_and_pendant_every_event_once_and_in_order(tmp_path):
-    async with SimHome(tmp_path) as home:
+    async with SimHome(tmp_path, door_moves=True) as home:
         door = await home.add_device("front_door", "hall")
         pendant = await home.add_device("pendant", "bedroom")
         home.air.drop_rate = 0.6  # most advertisements lost on the way to the hub

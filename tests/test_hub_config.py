@@ -13,6 +13,7 @@ import trustme
 
 from safebox.hub import config, keys
 from safebox.hub.devices import Device, Devices, DevicesError
+from safebox.hub.privacy import Privacy
 from safebox.protocol import signing
 
 EXAMPLE = Path(config.__file__).with_name("hub.example.toml")
@@ -49,6 +50,7 @@ def test_example_file_loads_with_defaults() -> None:
         platform=config.PlatformConfig(url="https://platform.example.org", ca_file=None, timeout_s=10.0),
         ble=config.BleConfig(adapter=None, connect_attempts=3),
         relay=config.RelayConfig(backoff_initial_s=1.0, backoff_max_s=300.0))
+    assert cfg.privacy == Privacy() and not cfg.privacy.sends("front_door", "door_opened")  # the least, by default
     assert cfg.db_path == Path("/var/lib/safebox/hub.db")
     assert cfg.key_path == Path("/var/lib/safebox/hub_key.pem")
     assert cfg.devices_path == Path("/var/lib/safebox/devices.json")
@@ -63,6 +65,8 @@ def test_full_file_and_relative_paths(tmp_path: Path) -> None:
                                                  ca_file=(tmp_path / "ca.pem").resolve(), timeout_s=5.0)
     assert cfg.ble == config.BleConfig(adapter="hci1", connect_attempts=4)
     assert cfg.relay == config.RelayConfig(backoff_initial_s=0.5, backoff_max_s=60.0)
+    chosen = config.load(write(tmp_path, GOOD + '[privacy]\nsend_door_moves = ["front_door"]\nsend_rssi = "always"\n'))
+    assert chosen.privacy == Privacy(frozenset({"front_door"}), "always")
     ctx = cfg.platform.ssl_context()
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert len(ctx.get_ca_certs()) == 1  # only the configured CA, not the system store
@@ -94,6 +98,10 @@ URL = 'url = "https://platform.example.org:8443/district"'
     (('backoff_max_s = 60', 'backoff_max_s = 0.1'), "relay.backoff_max_s: must be at least backoff_initial_s"),
     (('backoff_max_s = 60', 'backoff_max_s = 60\njitter = 1'), "relay.jitter: unknown key"),
     (('[platform]', 'platform = "x"\n[other]'), "platform: must be a table"),
+    (('[ble]', '[privacy]\nsend_door_moves = ["pendant"]\n[ble]'), "privacy.send_door_moves: a list of roles"),
+    (('[ble]', '[privacy]\nsend_door_moves = "front_door"\n[ble]'), "privacy.send_door_moves: a list of roles"),
+    (('[ble]', '[privacy]\nsend_rssi = "sometimes"\n[ble]'), "privacy.send_rssi: one of walk_test"),
+    (('[ble]', '[privacy]\nsend_everything = true\n[ble]'), "privacy.send_everything: unknown key"),
 ])
 def test_bad_field_is_named(tmp_path: Path, change: tuple[str, str], field: str) -> None:
     old, new = change

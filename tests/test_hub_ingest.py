@@ -10,6 +10,7 @@ import pytest
 
 from safebox.hub.devices import Device, Devices
 from safebox.hub.ingest import Ingest, Outcome
+from safebox.hub.privacy import EVERYTHING, Privacy
 from safebox.hub.store import HubStore, SeenDevice
 from safebox.protocol import bthome, events
 
@@ -40,9 +41,12 @@ def state(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def make_ingest(state: Path) -> tuple[Ingest, HubStore]:
+def make_ingest(state: Path, privacy: Privacy = EVERYTHING) -> tuple[Ingest, HubStore]:
+    """Most tests here read what a frame means: everything sent, RSSI included (the defaults,
+    which keep door moves and RSSI at the hub, have their own tests below)."""
     store = HubStore.open(state / "hub.db", clock=lambda: NOW)
-    return Ingest(store, Devices.load(state / "devices.json"), "hub-7f3a9c", "home-0001", clock=lambda: NOW), store
+    return Ingest(store, Devices.load(state / "devices.json"), "hub-7f3a9c", "home-0001", clock=lambda: NOW,
+                  privacy=privacy), store
 
 
 @pytest.fixture
@@ -68,7 +72,7 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_new_emergency_event(ingest: Ingest, store: HubStore) -> None:
     out = ingest.handle("24:0A:C4:12:34:56", press(10), -61)
     assert out == Outcome(kind="event", event_id="240ac4123456-10", counter=10, reason=None,
-                          ack_needed=True, device=PENDANT)
+                          ack_needed=True, device=PENDANT, body=store.get("240ac4123456-10").body)
     assert body_of(store, "240ac4123456-10") == {
         "event_id": "240ac4123456-10", "type": "emergency", "hub_id": "hub-7f3a9c", "home_id": "home-0001",
         "device": {"id": "240ac4123456", "role": "pendant", "room": "bedroom"}, "counter": 10,
@@ -201,8 +205,9 @@ def test_two_buttons_pressed_emergency_wins(ingest: Ingest, store: HubStore) -> 
 def test_door_events(ingest: Ingest, store: HubStore) -> None:
     opened = frame(FRONT, 20, [(bthome.OBJ_BATTERY, 99), (bthome.OBJ_DOOR, 1)])
     closed = frame(TOILET, 5, [(bthome.OBJ_DOOR, 0), (bthome.OBJ_OCCUPANCY, 1)])
-    assert ingest.handle(FRONT.address, opened, -55) == Outcome(
-        kind="event", event_id="240ac4000001-20", counter=20, ack_needed=True, device=FRONT)
+    out = ingest.handle(FRONT.address, opened, -55)
+    assert out == Outcome(kind="event", event_id="240ac4000001-20", counter=20, ack_needed=True, device=FRONT,
+                          body=store.get("240ac4000001-20").body)
     assert ingest.handle(TOILET.address, closed, -75).event_id == "240ac4000002-5"
     front, toilet = body_of(store, "240ac4000001-20"), body_of(store, "240ac4000002-5")
     assert (front["type"], front["device"], front["data"]) == (
@@ -210,6 +215,36 @@ def test_door_events(ingest: Ingest, store: HubStore) -> None:
     assert (toilet["type"], toilet["device"]["role"], toilet["data"]) == (
         "door_closed", "toilet_door", {"rssi": -75, "occupancy": True})
     assert [i.type for i in store.due(NOW, 5)] == ["door_opened", "door_closed"]
+
+
+def test_by_default_door_moves_and_rssi_stay_at_the_hub(state: Path) -> None:
+    """docs/PRIVACY.md: a door's every movement is read (its counter taken, the rules given its
+    bytes) but goes into no outbox; the RSSI is recorded for `status`, not sent."""
+    ingest, store = make_ingest(state, Privacy())
+    try:
+        out = ingest.handle(FRONT.address, frame(FRONT, 20, [(bthome.OBJ_DOOR, 1)]), -55)
+        assert (out.kind, out.event_id, out.ack_needed) == ("event", "240ac4000001-20", True)
+        assert json.loads(out.body)["type"] == "door_opened"  # what the rules read
+        assert store.get("240ac4000001-20") is None and store.depth() == 0
+        assert ingest.handle(FRONT.address, frame(FRONT, 20, [(bthome.OBJ_DOOR, 1)]), -55).kind == "repeat"
+        assert ingest.handle(TOILET.address, frame(TOILET, 5, [(bthome.OBJ_DOOR, 0)]), -70).kind == "event"
+        assert store.depth() == 0
+        ingest.handle(PENDANT.address, press(10), -61)
+        assert body_of(store, "240ac4123456-10")["data"] == {"battery": 87, "action": "press"}  # no rssi
+        assert store.seen(PENDANT.id).rssi == -61 and store.seen(FRONT.id).rssi == -55
+    finally:
+        store.close()
+
+
+def test_door_moves_of_a_listed_role_go_up(state: Path) -> None:
+    ingest, store = make_ingest(state, Privacy(send_door_moves=frozenset({"toilet_door"}), send_rssi="never"))
+    try:
+        ingest.handle(FRONT.address, frame(FRONT, 20, [(bthome.OBJ_DOOR, 1)]), -55)
+        ingest.handle(TOILET.address, frame(TOILET, 5, [(bthome.OBJ_DOOR, 0)]), -70)
+        assert [(i.event_id, i.type) for i in store.due(NOW, 5)] == [("240ac4000002-5", "door_closed")]
+        assert "rssi" not in body_of(store, "240ac4000002-5")["data"]
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("objects, reason", [

@@ -45,10 +45,20 @@ def test_events_of_the_devices_under_test_are_marked_while_the_window_is_open(tm
     walk_test.close_window(tmp_path)
     clock[0] = NOW + 3
     closed = ingest.handle(PENDANT.address, press(4), -60)
-    assert "test" not in _data(store, before.event_id)
+    assert "test" not in _data(store, before.event_id) and "rssi" not in _data(store, before.event_id)
     assert _data(store, during.event_id)["test"] is True
-    assert "test" not in _data(store, door.event_id)  # a device not under test
+    assert _data(store, during.event_id)["rssi"] == -60  # the installer sees the signal during a walk test
+    assert door.kind == "event" and store.get(door.event_id) is None  # not under test: a door move stays home
     assert "test" not in _data(store, after.event_id) and "test" not in _data(store, closed.event_id)
+    store.close()
+
+
+def test_a_walk_test_sends_the_door_moves_it_covers(tmp_path: Path) -> None:
+    clock = [NOW]
+    ingest, store = _ingest(tmp_path, clock)
+    walk_test.open_window(tmp_path, [FRONT.id], now=NOW, seconds=120)
+    door = ingest.handle(FRONT.address, frame(FRONT, 1, [(bthome.OBJ_DOOR, 1)]), -58)
+    assert _data(store, door.event_id) == {"test": True, "rssi": -58}  # in the outbox, marked, with its signal
     store.close()
 
 

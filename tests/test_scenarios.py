@@ -225,7 +225,8 @@ def test_a_seeded_scenario_gives_the_same_json_twice() -> None:
 
 def test_a_contact_bounce_makes_no_event_and_a_hub_clock_offset_shows_in_its_times(tmp_path: Path) -> None:
     path = tmp_path / "bounce.toml"
-    path.write_text('duration = "5m"\n[[home.devices]]\nid = "door"\nrole = "front_door"\n'
+    path.write_text('duration = "5m"\n[hub.privacy]\nsend_door_moves = ["front_door"]\n'
+                    '[[home.devices]]\nid = "door"\nrole = "front_door"\n'
                     '[[steps]]\nat = "1m"\ndevice = "door"\naction = "bounce"\n'
                     '[[steps]]\nat = "2m"\nhub = "clock:+90s"\n'
                     '[[steps]]\nat = "3m"\ndevice = "door"\naction = "open"\n')

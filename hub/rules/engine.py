@@ -122,7 +122,8 @@ class RulesEngine:
         """
         try:
             obs = self.observation(outcome)
-            return False if obs is None else self.observe(obs)
+            kept = outcome.body if getattr(outcome, "kept_at_hub", False) else None
+            return False if obs is None else self.observe(obs, kept)
         except StoreError as exc:
             log.error("rules: frame not taken into account, state reloaded: %s", exc)
             self._reload()
@@ -139,10 +140,13 @@ class RulesEngine:
             seen = self._store.seen(device.id)
             heard = seen.last_heard_at if seen is not None else now
             return Observation(subject, HEARTBEAT, heard, heard, battery=seen.battery if seen else None)
-        item = self._store.get(outcome.event_id) if outcome.event_id else None
-        if item is None:  # already relayed and gone: only "heard" is known
-            return Observation(subject, HEARTBEAT, now, now, outcome.event_id)
-        body = events.decode(item.body)
+        raw = getattr(outcome, "body", None)  # a new event's bytes, sent or kept at the hub
+        if raw is None:
+            item = self._store.get(outcome.event_id) if outcome.event_id else None
+            if item is None:  # already relayed and gone: only "heard" is known
+                return Observation(subject, HEARTBEAT, now, now, outcome.event_id)
+            raw = item.body
+        body = events.decode(raw)
         at = datetime.fromisoformat(body["occurred_at"].replace("Z", "+00:00")).timestamp()
         if not now - _DEVICE_CLOCK_SLACK_S <= at <= now:
             at = now
@@ -153,8 +157,11 @@ class RulesEngine:
                            battery if isinstance(battery, int) else None,
                            occupancy if isinstance(occupancy, bool) else None)
 
-    def observe(self, obs: Observation) -> bool:
-        """Feed one observation to its device's machines; True when hub events were queued."""
+    def observe(self, obs: Observation, kept: bytes | None = None) -> bool:
+        """Feed one observation to its device's machines; True when hub events were queued.
+        `kept`: the bytes of the observed event when the hub keeps it from the platform
+        (hub/privacy.py); if it ends an alarm (the front door opened again) it is the news and
+        goes up after all."""
         if self._started_at is None:
             self.start()
         machines = [m for (rule, dev), m in self._machines.items() if dev == obs.subject.id]
@@ -162,7 +169,7 @@ class RulesEngine:
             self._sync_devices(self._clock())
             machines = [m for (rule, dev), m in self._machines.items() if dev == obs.subject.id]
         actions = [a for m in machines for a in m.observe(obs)]
-        queued = self._commit(actions, machines)
+        queued = self._commit(actions, machines, kept)
         if self._wake is not None:
             self._wake.set()  # deadlines may have moved
         return queued
@@ -211,8 +218,9 @@ class RulesEngine:
                     await self._wake.wait()
 
     # -- output ---------------------------------------------------------------------
-    def _commit(self, actions: list[Action], machines: Iterable[Machine]) -> bool:
+    def _commit(self, actions: list[Action], machines: Iterable[Machine], kept: bytes | None = None) -> bool:
         bodies: list[bytes] = []
+        news: list[bytes] = []  # a kept device event that ended an alarm
         raised: list[tuple[str, str, float, str]] = []
         cleared: list[tuple[str, str, float, str | None]] = []
         for action in actions:
@@ -230,6 +238,10 @@ class RulesEngine:
             elif isinstance(action, Clear):
                 cleared.append((action.kind, action.subject.id, action.at, action.by_event))
                 log.info("rules: %s of %s cleared by %s", action.kind, action.subject.id, action.by_event)
+                if kept is not None and action.by_event is not None and not news \
+                        and events.decode(kept)["event_id"] == action.by_event:
+                    news.append(kept)
+                    log.info("rules: %s goes to the platform: it ended %s", action.by_event, action.kind)
         states = {}
         for m in machines:
             key = (m.rule, m.subject.id)
@@ -238,9 +250,9 @@ class RulesEngine:
                 states[key] = state
         if not (bodies or raised or cleared or states):
             return False
-        self._store.commit_rules(bodies=bodies, raised=raised, cleared=cleared, states=states)
+        self._store.commit_rules(bodies=bodies, raised=raised, cleared=cleared, states=states, news=news)
         self._saved.update(states)
-        return bool(bodies)
+        return bool(bodies or news)
 
     def _reload(self) -> None:
         try:

@@ -18,13 +18,15 @@ from safebox.protocol import events
 class CountersTable(Database):
     def accept(self, device_id: str, counter: int, body: bytes | None = None, *,
                heard_at: float | None = None, battery: int | None = None, rssi: int | None = None,
-               max_jump: Callable[[float], int] | None = None) -> Verdict:
+               max_jump: Callable[[float], int] | None = None, send: bool = True) -> Verdict:
         """The replay guard and the outbox insert, in one transaction.
 
         `body` is the event's bytes from `events.encode` (None for a heartbeat: the counter
         still advances). With `heard_at`, a new frame also updates devices_seen (battery
         and RSSI keep their last known value when None). `max_jump(elapsed_s)`: how far above
         the last accepted counter a frame may be, that long after it (the caller's bound).
+        `send=False`: the event is checked and its counter taken, but it goes into no outbox
+        (hub/privacy.py: kept at the hub).
         Raises ValueError/EventError on bad input before anything is written.
         """
         check_device_id(device_id)
@@ -50,7 +52,7 @@ class CountersTable(Database):
                           ON CONFLICT (device_id) DO UPDATE SET last_counter = excluded.last_counter,
                               last_event = excluded.last_event, updated_at = excluded.updated_at""",
                        (device_id, counter, int(event is not None), now))
-            if event is not None:
+            if event is not None and send:
                 insert_event(db, event, body, source=device_id, now=now)  # type: ignore[arg-type]
             if heard_at is not None:
                 db.execute("""INSERT INTO devices_seen (device_id, last_heard_at, last_counter, battery, rssi)

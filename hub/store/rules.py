@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from safebox.hub.store.outbox import OutboxTable, insert_event
 from safebox.hub.store.records import Alarm
@@ -17,10 +18,11 @@ class RulesTables(OutboxTable):
 
     def commit_rules(self, *, bodies: list[bytes], raised: list[tuple[str, str, float, str]],
                      cleared: list[tuple[str, str, float, str | None]],
-                     states: dict[tuple[str, str], dict]) -> None:
+                     states: dict[tuple[str, str], dict], news: Sequence[bytes] = ()) -> None:
         """One step of the rules in one transaction: hub events into the outbox, alarms raised
         (kind, device id, at, raising event id) and cleared (kind, device id, at, ending event id
-        or None), machine states saved."""
+        or None), machine states saved; `news`: device events the hub had kept from the platform
+        (hub/privacy.py) that ended an alarm, into the outbox after all."""
         decoded = [events.decode(body) for body in bodies]
         for event in decoded:
             if event["device"] is not None:
@@ -29,6 +31,9 @@ class RulesTables(OutboxTable):
             now = self._clock()
             for event, body in zip(decoded, bodies):
                 insert_event(db, event, body, source=event["hub_id"], now=now)
+            for body in news:
+                event = events.decode(body)
+                insert_event(db, event, body, source=event["device"]["id"], now=now)
             for kind, subject, at, by_event in cleared:
                 db.execute("UPDATE alarms SET cleared_at = ?, cleared_event = ? "
                            "WHERE kind = ? AND subject = ? AND cleared_at IS NULL", (at, by_event, kind, subject))

@@ -80,7 +80,8 @@ class ChaosRun(Residents, Injectors, Broadband):
         await self.proxy.start()
         if "broadband" in self.injectors:
             self.modem = ChaosModem(self.workdir, random.Random(f"{self.seed}-cellular"))
-        home = SimHome(self.workdir, receiver_args=self.modem.receiver_args() if self.modem else ())
+        # door_moves: every device event is counted at the platform, door moves too
+        home = SimHome(self.workdir, receiver_args=self.modem.receiver_args() if self.modem else (), door_moves=True)
         home.hub_platform_url = self.proxy.url
         home.hub_config_extra = (f"\n[rules]\nstartup_grace_s = {STARTUP_GRACE_S}\n\n"
                                  f"[rules.toilet]\noverdue_after_s = {TOILET_LIMIT_S}\n"

@@ -27,6 +27,7 @@ from .app import FAULT_STATUSES, make_app
 from .console import i18n, make_console_app
 from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
+from . import retention
 from .sms_inbound import SmsInbox
 from .store import Store, StoreError
 
@@ -81,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
                        answer_delay_s=args.answer_delay_ms / 1000, sms_token=_token(args.sms_token_file))
+        app.cleanup_ctx.append(retention.running(store, args.keep_routine_days))
         console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
                                                                             deadlines=dict(args.deadline or ()))
         asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port))
@@ -120,6 +122,21 @@ async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
         if operators is not None:
             await operators.cleanup()
         await runner.cleanup()
+
+
+def _purge(args: argparse.Namespace) -> int:
+    if args.keep_routine_days <= 0:
+        raise _UserError("purge: --keep-routine-days must be more than 0")
+    store = _open(args.db, create=False)
+    try:
+        deleted = retention.purge(store, args.keep_routine_days)
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    finally:
+        store.close()
+    print(f"deleted {deleted} routine events received more than {args.keep_routine_days:g} days ago; "
+          f"alarms kept")
+    return 0
 
 
 def _add_hub(args: argparse.Namespace) -> int:
@@ -291,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--operator-port", type=_port, default=None,
                        help="serve the operators' screen on this port, apart from the hubs' (0 picks one); "
                             "none without it")
+    serve.add_argument("--keep-routine-days", type=float, default=retention.KEEP_ROUTINE_DAYS, metavar="N",
+                       help="delete routine events (door moves, toilet occupancy, heartbeats) after N days, "
+                            f"hourly; alarms are kept (default {retention.KEEP_ROUTINE_DAYS}; 0 keeps all)")
     serve.add_argument("--tz", default=i18n.DEFAULT_ZONE, help="the screen's time zone (default Asia/Shanghai)")
     serve.add_argument("--deadline", type=_deadline, action="append", metavar="TYPE=TAKE,RESOLVE",
                        help="seconds within which an alarm type is to be taken up and resolved (repeatable; "
@@ -336,6 +356,11 @@ def _parser() -> argparse.ArgumentParser:
     hb.add_argument("hub_id", metavar="HUB_ID")
     hb.add_argument("seconds", metavar="SECONDS", help="60 .. 86400, or 'off' to leave it to the hub")
     hb.set_defaults(run=_heartbeat_interval)
+
+    purge = commands.add_parser("purge", help="delete routine events older than N days now (alarms are kept)")
+    purge.add_argument("--db", type=Path, required=True)
+    purge.add_argument("--keep-routine-days", type=float, default=retention.KEEP_ROUTINE_DAYS, metavar="N")
+    purge.set_defaults(run=_purge)
 
     listing = commands.add_parser("events", help="list stored events")
     listing.add_argument("--db", type=Path, required=True)

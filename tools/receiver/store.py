@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (key_id, nonce)
 );
 CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);
+CREATE INDEX IF NOT EXISTS events_by_type_age ON events (type, received_at);  -- retention.py
 """
 
 # Operators taking events up (simulated: `safebox-receiver operator-ack`), in the order they
@@ -247,6 +248,16 @@ class Store:
             rows = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT ?",
                               (*params, -1 if limit is None else limit)).fetchall()
         return [StoredEvent(*row[:8], bool(row[8]), row[9], bytes(row[10]), row[11]) for row in rows]
+
+    def delete_events(self, types: frozenset[str], *, received_before: float, limit: int = 5000) -> int:
+        """Retention (retention.py): delete up to `limit` stored events of `types` received before
+        that time (a bounded transaction: the caller repeats while it returns `limit`)."""
+        placeholders = ", ".join("?" for _ in types)
+        with self._transaction() as db:
+            cursor = db.execute(f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE type IN ({placeholders}) "
+                                f"AND received_at < ? LIMIT ?)",
+                                (*sorted(types), events.timestamp(received_before), limit))
+        return cursor.rowcount
 
     def count_events(self) -> int:
         with self._transaction() as db:

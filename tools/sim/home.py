@@ -75,8 +75,10 @@ class SimHome:
 
     def __init__(self, workdir: Path, *, hub_id: str = "hub-sim-0001", home_id: str = "home-sim-0001",
                  receiver_args: tuple[str, ...] = (), enrol: bool = True, console: bool = False,
-                 hub_log_level: str = "info") -> None:
+                 hub_log_level: str = "info", door_moves: bool = False) -> None:
         """`enrol=False` leaves the hub unknown to the platform (the installer's `enrol` does it);
+        `door_moves=True` has the hub send every door movement (hub/privacy.py; by default, as
+        in production, they stay at the hub), for tests that follow each one to the platform;
         `console=True` also serves the operators' screen (its address in `console_url`);
         `hub_log_level="debug"` shows every refused frame (the hub counts floods otherwise)."""
         self.workdir = Path(workdir)
@@ -97,6 +99,7 @@ class SimHome:
         self.hub_platform_url: str | None = None
         # TOML appended to the hub's config (e.g. a [rules] table with short timers for the chaos run).
         self.hub_config_extra = ""
+        self.door_moves = door_moves
         self._ssl: ssl.SSLContext | None = None
         self.ca_file: Path | None = None  # the throwaway CA the platform's certificate is signed by
         self._image = self.workdir / "image"
@@ -170,7 +173,9 @@ class SimHome:
         self.hub_config.write_text(
             f'hub_id = "{self.hub_id}"\nhome_id = "{self.home_id}"\nstate_dir = "state"\n\n'
             f'[platform]\nurl = "{self.hub_platform_url or self.platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 5\n\n'
-            f'[relay]\nbackoff_initial_s = 0.2\nbackoff_max_s = 5\n' + self.hub_config_extra)
+            f'[relay]\nbackoff_initial_s = 0.2\nbackoff_max_s = 5\n'
+            + ('\n[privacy]\nsend_door_moves = ["front_door", "toilet_door"]\n' if self.door_moves else "")
+            + self.hub_config_extra)
 
     async def _run_cli(self, module: str, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(

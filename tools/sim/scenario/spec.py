@@ -204,7 +204,7 @@ def parse(doc: dict[str, Any], *, path: Path | None = None) -> Scenario:
     hub = doc.get("hub", {})
     if not isinstance(hub, dict):
         raise ScenarioError("hub: must be a table (the hub.toml tables for the hub under test)")
-    _only(hub, {"relay", "rules"}, "hub.")
+    _only(hub, {"relay", "rules", "privacy"}, "hub.")
     _check_hub_settings(hub, heartbeat_s)
     return Scenario(name=str(name), description=str(doc.get("description", "")), path=path, duration=duration,
                     start=start, heartbeat_s=heartbeat_s, seed=seed, devices=tuple(devices), steps=steps,
