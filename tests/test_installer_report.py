@@ -56,6 +56,15 @@ def test_markdown_and_html_render_the_same_record():
     assert "bed|room &lt;1&gt;" in page and "<1>" not in page and 'lang="zh-CN"' in page and "未通过" in page
 
 
+def test_the_report_says_what_personal_data_it_holds():
+    """docs/PRIVACY.md: the installer's name and the home id are in it; the reader is told so."""
+    md = report.markdown(_result(installer="Li Wei"), "en")
+    said = md.split("## Personal data in this report\n\n", 1)[1]
+    assert said.startswith("The installer's name, the home id") and "Li Wei" in md and "No name, phone" in said
+    page = report.html_page(_result(installer="李伟"), "zh")
+    assert "<h2>本报告中的个人信息</h2><p>安装人员姓名、住户编号" in page and "李伟" in page
+
+
 def test_report_command_rerenders_a_saved_report_and_says_if_it_failed(tmp_path, capsys):
     saved = tmp_path / "r.json"
     saved.write_text(json.dumps(_result()))

@@ -4,8 +4,10 @@ The JSON (walktest.WalkTest.result) is the record: language-neutral, for the pla
 a later audit. The Markdown (or HTML) is the same record for people, in the installer's
 language and time zone; `safebox-install report FILE.json --lang en --html` renders it again
 any time. The JSON's times are UTC; people see them in their zone with the offset written
-out (localtime.py). No key and no personal data is in it: ids, roles, rooms, battery,
-signal, times.
+out (localtime.py). What personal data it holds is said in it, in the reader's language
+(docs/PRIVACY.md): the installer's name, the home id (which the platform links to the
+resident), room names and the times of the visit; no resident's name, phone or address, no
+key.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def markdown(result: dict[str, Any], lang: str | None = None, *, zone: tzinfo | 
               "", f"## {t('report_problems', lang)}", ""]
     found = problems(result, lang)
     lines += [f"- {p}" for p in found] if found else [f"- {t('report_none', lang)}"]
+    lines += ["", f"## {t('report_personal', lang)}", "", t("report_personal_text", lang)]
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +130,8 @@ def html_page(result: dict[str, Any], lang: str | None = None, *, zone: tzinfo |
             f"<h2>{esc(t('report_devices', lang))}</h2>{table(dev_head, dev_rows)}"
             f"<h2>{esc(t('report_checks', lang))}</h2>{table(check_head, check_rows)}"
             f"<h2>{esc(t('report_problems', lang))}</h2><ul>"
-            + "".join(f"<li>{esc(p)}</li>" for p in found) + "</ul></html>\n")
+            + "".join(f"<li>{esc(p)}</li>" for p in found) + "</ul>"
+            f"<h2>{esc(t('report_personal', lang))}</h2><p>{esc(t('report_personal_text', lang))}</p></html>\n")
 
 
 def write(result: dict[str, Any], folder: Path, lang: str | None = None, *,
