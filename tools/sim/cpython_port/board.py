@@ -24,6 +24,7 @@ from safebox.tools.sim.cpython_port.device import (
     Reset,
 )
 from safebox.tools.sim.cpython_port.loader import FirmwareImporter
+from safebox.tools.sim.shims._machineapi import SLEEP
 
 
 class PortDevice:
@@ -43,7 +44,8 @@ class PortDevice:
         self.boot: Boot | None = None
         self.log = logging.getLogger(f"safebox.sim.port.{self.name}")
         self._pin_listeners: list[Callable[[int, int], None]] = []
-        self.wake_levels: dict[int, int] = {}  # light-sleep wake sources armed by Pin.irq(wake=...)
+        # EXT0, armed by Pin.irq(trigger=WAKE_LOW/WAKE_HIGH, wake=...): (pin, level, wake types)
+        self.ext0: tuple[int, int, int] | None = None
         self._wake_on_pin = False
         self._deep_wake: dict[int, int] = {}  # a timed deep sleep's EXT0 source: pin -> level
         # EXT1 / the C3's GPIO wake (port_esp32): (pins, level 1 ANY_HIGH or 0 ALL_LOW, wake reason)
@@ -61,7 +63,7 @@ class PortDevice:
         self.power_off()
         boot = Boot(self, reset_cause, wake_reason, wake_pins)
         self.boot = boot
-        self.wake_levels = {}
+        self.ext0 = None
         self.ext1 = None
         self.boots += 1
         self.resets.append((boot.started_at, reset_cause))
@@ -151,9 +153,13 @@ class PortDevice:
     def on_pin(self, listener: Callable[[int, int], None]) -> None:
         self._pin_listeners.append(listener)
 
+    def ext0_for(self, sleep: int) -> dict[int, int]:
+        """EXT0 as {pin: level} when it is armed for this kind of sleep (machine.SLEEP or DEEPSLEEP)."""
+        return {self.ext0[0]: self.ext0[1]} if self.ext0 is not None and self.ext0[2] & sleep else {}
+
     def wake_pin_active(self) -> bool:
         return bool(self._ext1_at(self.ext1)) or any(
-            self.pin_levels.get(pin) == level for pin, level in self.wake_levels.items())
+            self.pin_levels.get(pin) == level for pin, level in self.ext0_for(SLEEP).items())
 
     def set_pin(self, pin: int, level: int) -> None:
         level = 1 if level else 0

@@ -46,16 +46,11 @@ class Pin(PinBase):
     def _drive(self, level):
         _board.output(self._id, level)
 
-    def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
-        _boot.check_alive()  # noqa: F821
-        self._handler = handler
-        self._trigger = trigger
-        if wake is not None and trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH):
-            # A light-sleep wake source (ESP32 EXT0): the level that ends machine.lightsleep().
-            _board.wake_levels[self._id] = 1 if trigger == Pin.WAKE_HIGH else 0
-        else:
-            _board.wake_levels.pop(self._id, None)
-        return None
+    def _ext0(self):
+        return _board.ext0
+
+    def _arm_ext0(self, source):
+        _board.ext0 = source
 
 
 _last = {}
@@ -67,11 +62,8 @@ def _on_input(pin_id, level):
     if old is None:
         old = 1 if pin is not None and pin._pull == Pin.PULL_UP else 0
     _last[pin_id] = level
-    if pin is None or pin._handler is None or pin._mode in (Pin.OUT, Pin.OPEN_DRAIN) or old == level:
-        return
-    edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
-    if pin._trigger & edge:
-        _boot.call_soon(pin._handler, pin)  # noqa: F821
+    if pin is not None and old != level:
+        pin._edge(level, _boot.call_soon)  # noqa: F821
 
 
 _board.on_pin(_on_input)
@@ -134,7 +126,7 @@ def deepsleep(time_ms=None):
     # An armed EXT0 source (Pin.irq(trigger=WAKE_LOW/WAKE_HIGH, wake=...)) ends a timed deep
     # sleep early, with wake_reason EXT0_WAKE, when its pin reaches its level.
     _board.reset(DEEPSLEEP_RESET, None if time_ms is None else time_ms / 1000, TIMER_WAKE,
-                 wake_pins=dict(_board.wake_levels), ext1=_board.ext1)
+                 wake_pins=_board.ext0_for(DEEPSLEEP), ext1=_board.ext1)
     raise _dev.Reset("machine.deepsleep()")
 
 

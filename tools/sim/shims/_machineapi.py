@@ -2,8 +2,11 @@
 # simulator: the reset and wake constants, Pin's state and levels, and PWM and ADC, whose
 # arithmetic firmware can see. shims/machine.py (the `micropython` binary, over _simlink) and
 # cpython_port/port_machine.py (in-process) subclass PinBase, PWMBase and ADCBase and say
-# where an output goes and where an input comes from (and, for Pin, how irq() and wake work). Plain MicroPython subset (no `const`, so
-# CPython imports it as it is).
+# where an output goes and where an input comes from. Pin.irq() is written once, here, as the
+# ESP32 port's machine_pin.c does it: with `wake` and a level trigger it arms EXT0 (one pin
+# only: "no resources" for a second; the handler is left as it was), otherwise it sets the edge
+# handler and disarms EXT0 on that pin; the tier only keeps the EXT0 source. Plain MicroPython
+# subset (no `const`, so CPython imports it as it is).
 
 # Exit codes of a simulated board's process: the simulator (firmware_process.py, the
 # installer's fake board) reads them to choose the next boot's reset cause.
@@ -28,9 +31,29 @@ TOUCHPAD_WAKE = 5
 ULP_WAKE = 6
 
 
+_UNSET = object()  # an argument not given (pin.irq() alone changes nothing)
+
+
 def pin_id(pin):
     # A Pin object or a pin number, as PWM() and ADC() take them.
     return pin._id if hasattr(pin, "_id") else pin
+
+
+class PinIRQ:
+    # What Pin.irq() returns: flags() since the last call, trigger() read or changed.
+    def __init__(self, pin):
+        self._pin = pin
+        self._flags = 0
+
+    def flags(self):
+        f = self._flags
+        self._flags = 0
+        return f
+
+    def trigger(self, trigger=None):
+        if trigger is not None:
+            self._pin._trigger = trigger
+        return self._pin._trigger
 
 
 class PinBase:
@@ -83,6 +106,54 @@ class PinBase:
 
     def _drive(self, level):
         raise NotImplementedError
+
+    # The tier's EXT0 wake source: (pin id, level, wake types) or None; and what it needs to
+    # do once an edge handler is set (the shim: read the simulator's messages).
+    def _ext0(self):
+        raise NotImplementedError
+
+    def _arm_ext0(self, source):
+        raise NotImplementedError
+
+    def _listen(self):
+        pass
+
+    def irq(self, handler=_UNSET, trigger=_UNSET, *, priority=1, wake=None, hard=False):
+        self._alive()
+        if handler is _UNSET and trigger is _UNSET and wake is None:
+            if self._irq is None:  # pin.irq(): the IRQ object, nothing changed
+                self._irq = PinIRQ(self)
+            return self._irq
+        handler = None if handler is _UNSET else handler
+        trigger = PinBase.IRQ_FALLING | PinBase.IRQ_RISING if trigger is _UNSET else trigger
+        if wake is not None and trigger in (PinBase.WAKE_LOW, PinBase.WAKE_HIGH):
+            if wake < 2 or wake > 7:
+                raise ValueError("bad wake value")
+            armed = self._ext0()
+            if armed is not None and armed[0] != self._id:
+                raise ValueError("no resources")
+            self._arm_ext0((self._id, 1 if trigger == PinBase.WAKE_HIGH else 0, wake))
+        else:
+            armed = self._ext0()
+            if armed is not None and armed[0] == self._id:
+                self._arm_ext0(None)
+            self._handler = handler
+            self._trigger = trigger
+            self._listen()
+        if self._irq is None:
+            self._irq = PinIRQ(self)
+        return self._irq
+
+    def _edge(self, level, call):
+        # The simulator moved an input to `level`: the handler runs (through `call`, the
+        # tier's way) when the pin's trigger has that edge.
+        if self._handler is None or self._is_output():
+            return
+        edge = PinBase.IRQ_RISING if level else PinBase.IRQ_FALLING
+        if self._trigger & edge:
+            if self._irq is not None:
+                self._irq._flags |= edge
+            call(self._handler, self)
 
     def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
         self._alive()

@@ -69,22 +69,6 @@ _adc_uv = {}  # ADC input per pin id, microvolts
 _freq = [160000000]
 
 
-class _PinIRQ:
-    def __init__(self, pin):
-        self._pin = pin
-        self._flags = 0
-
-    def flags(self):
-        f = self._flags
-        self._flags = 0
-        return f
-
-    def trigger(self, trigger=None):
-        if trigger is not None:
-            self._pin._trigger = trigger
-        return self._pin._trigger
-
-
 class Pin(PinBase):
     _table = {}
 
@@ -100,39 +84,25 @@ class Pin(PinBase):
     def _drive(self, level):
         _simlink.notify({"op": "pin_out", "pin": self._id, "value": level})
 
-    def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
-        if wake is not None and trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH):
-            if wake < 2 or wake > 7:
-                raise ValueError("bad wake value")
-            if _ext0[0] is not None and _ext0[0] != self._id:
-                raise ValueError("no resources")
-            _ext0[0] = self._id
-            _ext0[1] = 1 if trigger == Pin.WAKE_HIGH else 0
-            _ext0[2] = wake
-            if self._irq is None:
-                self._irq = _PinIRQ(self)
-            return self._irq
-        if _ext0[0] == self._id:
-            _ext0[0] = None
-        self._handler = handler
-        self._trigger = trigger
-        if self._irq is None:
-            self._irq = _PinIRQ(self)
-        _simlink.ensure_reader()
-        return self._irq
+    def _ext0(self):
+        return None if _ext0[0] is None else tuple(_ext0)
 
-    def _edge(self, old, new):
-        if old == new or self._handler is None:
-            return
-        edge = Pin.IRQ_RISING if new else Pin.IRQ_FALLING
-        if not self._trigger & edge:
-            return
-        self._irq._flags |= edge
-        try:
-            self._handler(self)
-        except Exception as e:
-            print("Uncaught exception in IRQ callback handler")
-            sys.print_exception(e)
+    def _arm_ext0(self, source):
+        if source is None:
+            _ext0[0] = None
+        else:
+            _ext0[0], _ext0[1], _ext0[2] = source
+
+    def _listen(self):
+        _simlink.ensure_reader()
+
+
+def _call(handler, pin):
+    try:
+        handler(pin)
+    except Exception as e:
+        print("Uncaught exception in IRQ callback handler")
+        sys.print_exception(e)
 
 
 def _on_pin(msg):
@@ -140,8 +110,8 @@ def _on_pin(msg):
     pin = Pin._table.get(pid)
     old = pin._level() if pin is not None else None
     _levels[pid] = 1 if msg["value"] else 0
-    if pin is not None and pin._mode not in (Pin.OUT, Pin.OPEN_DRAIN):
-        pin._edge(old, _levels[pid])
+    if pin is not None and old != _levels[pid]:
+        pin._edge(_levels[pid], _call)
 
 
 def _on_adc(msg):
