@@ -55,6 +55,7 @@ class Outcome:
     ack_needed: bool = False
     device: Device | None = None
     raised: str | None = None  # a hub event this frame made the hub raise (key_compromised)
+    ack_seen: int | None = None  # a NEW frame's receipt: the number of the last ack the device took (SPEC 1.7)
 
 
 class Ingest:
@@ -116,13 +117,14 @@ class Ingest:
             return Outcome("repeat", event_id=event_id, counter=counter, ack_needed=is_event, device=device)
         if is_event:
             log.info("%s: event %s stored (%s)", address, event_id, type_)
-            return Outcome("event", event_id=event_id, counter=counter, ack_needed=True, device=device)
+            return Outcome("event", event_id=event_id, counter=counter, ack_needed=True, device=device,
+                           ack_seen=bthome.ack_seen(objects))
         boot = bthome.boot_info(objects)  # SPEC 1.8: a heartbeat that says the device (re)started
         if boot is not None:
             log.info("%s: boot frame, counter %d: reset cause %s, firmware %s", address, counter, boot[0], boot[1])
         else:
             log.debug("%s: heartbeat, counter %d", address, counter)
-        return Outcome("heartbeat", counter=counter, device=device)
+        return Outcome("heartbeat", counter=counter, device=device, ack_seen=bthome.ack_seen(objects))
 
     def _device(self, address: str) -> Device | None:
         # Pairing is done by another process (the installer): one stat per frame notices a
