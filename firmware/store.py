@@ -6,10 +6,10 @@
 # the flash, so a high-water mark is written once per _BLOCK counters and a
 # booting device resumes at the mark (skipping at most _BLOCK - 1 values; a
 # 32-bit counter lasts 67 million boots).
-# Flash writes: one per event created, one per event acknowledged, one per
-# _BLOCK frames and one at the first frame after each boot (the mark). With
-# hourly heartbeats and 20 events a day: about 41 small writes a day, spread
-# by LittleFS's wear levelling over the whole filesystem.
+# Flash writes: one per event created, one per event acknowledged, one per ack
+# taken (its number, SPEC 1.7), one per _BLOCK frames and one at the first frame
+# after each boot (the mark). With hourly heartbeats and 20 events a day: about
+# 81 small writes a day, spread by LittleFS's wear levelling over the filesystem.
 #
 # Both files are replaced by write-then-rename, so a reset mid-write leaves the
 # old or the new file, never half of one (rename replaces atomically on
