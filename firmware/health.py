@@ -7,7 +7,9 @@
 #   config   config.json present, valid, with a key          fatal
 #   radio    the BLE stack comes up and gives a MAC address  fatal
 #   crypto   AES-CCM gives the BTHome known answer           fatal
-#   store    the event store and counter files are readable  warning
+#   store    the counter file, if there is one, is readable  fatal (firmware/store.py: a
+#            device that lost its counter must not send)
+#   store    the event store file is readable                warning
 #   battery  the reading is plausible (2.8-4.5 V)            warning
 #   watchdog the last reset was not the watchdog's           warning
 # Fatal: the fault pattern three times, then deep sleep for FAULT_RETRY_MS and

@@ -34,7 +34,7 @@ from .feedback import Feedback  # noqa: E402
 from .power import PLAUSIBLE_MV, Battery, Power  # noqa: E402
 from .radio import Radio  # noqa: E402
 from .sender import Sender  # noqa: E402
-from .store import EventStore  # noqa: E402
+from .store import CounterLost, EventStore  # noqa: E402
 
 VERSION = "0.2.0"
 
@@ -64,7 +64,13 @@ async def _main(cfg):
     battery = Battery(pins["battery_adc"])
     pct = battery.percent()  # before the radio is on: an unloaded reading
     mv = battery.last_mv
-    store = EventStore(max_pending=cfg["max_pending"])
+    try:
+        store = EventStore(max_pending=cfg["max_pending"])
+    except CounterLost as exc:
+        # Starting again at 1 would seal other bytes under nonces already used, and the hub
+        # would refuse every frame as a replay anyway: silent, and said so (firmware/store.py).
+        health.fatal("store", "%s; not sending: re-pair this device (a fresh key)" % exc.args[1], pins, wdt)
+        return
     cfg["wake_pins"] = WOKE[2]
     role = _role_class(cfg["role"])(cfg, store, battery, fb)  # its inputs read now, before the radio
     try:

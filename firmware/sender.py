@@ -26,6 +26,13 @@
 # one of the last _RECENT_MAX made, less than FRESH_MS ago; others are taken
 # silently ("ack 7 kind 2 (not shown: stale)").
 #
+# Every ack carries the hub's ack number (SPEC 1.7): one above the last accepted
+# (kept on flash) or refused. After taking kind 2 or 3 the device sends a
+# RECEIPT once no event waits: a heartbeat under a new counter that carries the
+# number it accepted last (object 0x3E). Until the hub hears a receipt the ack
+# stays owed: a device spoofing this one's address and replaying its last frame
+# can take the hub's writes but not forge the receipt.
+#
 # Each burst of an event carries its re-send number (info bits 3-4, SPEC 1.2),
 # so it differs from the burst before: a hub on BlueZ scanning passively is told
 # only of changed advertisements. The linger repeats the last burst's bytes: the
@@ -80,6 +87,7 @@ class Sender:
         radio.accept = self._why_not_authentic
         self._next_heartbeat = time.ticks_add(time.ticks_ms(), self._heartbeat_ms)
         self._boot = None  # (reset cause, version) while the boot frame is still to be sent
+        self._receipt = False  # an ack of kind 2 or 3 taken and not yet reported (SPEC 1.7)
         self._recent = []  # [counter, made at ms, kind shown], oldest first
         for entry in store.pending:  # re-sent after a reboot: the resident may be waiting
             self._note(entry[0])
@@ -125,9 +133,11 @@ class Sender:
     def _why_not_authentic(self, data):
         """The radio's check of every write as it arrives: None for an authentic ack."""
         try:
-            bthome.unseal_ack(self._key, self._radio.mac, data)
+            number = bthome.unseal_ack(self._key, self._radio.mac, data)[3]
         except ValueError as exc:
             return str(exc)
+        if number <= self._store.ack_number:
+            return "ack number %d not above %d" % (number, self._store.ack_number)
         return None
 
     def _take_acks(self, counter):
@@ -135,11 +145,21 @@ class Sender:
         best = 0
         for data in self._radio.take_writes():
             try:
-                kind, acked, _hub_time = bthome.unseal_ack(self._key, self._radio.mac, data)
+                kind, acked, _hub_time, number = bthome.unseal_ack(self._key, self._radio.mac, data)
             except ValueError as exc:
                 self.refused += 1
                 print("ack refused:", exc)
                 continue
+            if number <= self._store.ack_number:  # two in the inbox, or one replayed in between
+                self.refused += 1
+                print("ack refused: ack number %d not above %d" % (number, self._store.ack_number))
+                continue
+            try:
+                self._store.note_ack(number)
+            except OSError as exc:
+                print("ack number not kept:", exc)
+            if kind >= bthome.ACK_DELIVERED:
+                self._receipt = True
             if self._store.ack(acked):
                 self.acked += 1
                 print("acked", acked, "kind", kind)
@@ -236,11 +256,17 @@ class Sender:
     async def _heartbeat(self):
         objects = self._heartbeat_objects()  # before the radio is on: an unloaded battery reading
         boot, self._boot = self._boot, None
+        what = "heartbeat"
         if boot is not None:
             objects = bthome.boot_objects(objects, boot[0], boot[1])
+            what = "boot frame"
+        elif self._receipt:  # the boot frame has no room for it: the receipt follows it
+            self._receipt = False
+            objects = objects + [(bthome.OBJ_ACK_SEEN, self._store.ack_number)]
+            what = "receipt"
         counter = self._store.allocate()
         self._radio.advertise(self._frame(counter, objects, False), HEARTBEAT_INTERVAL_MS)
-        print("boot frame" if boot is not None else "heartbeat", counter, objects)
+        print(what, counter, objects)
         if self._battery_low is not None and self._battery_low():
             print("battery low", objects[0][1])
         await self._listen(None, HEARTBEAT_WINDOW_MS, 99, lambda: self._store.oldest() is not None)
@@ -282,7 +308,7 @@ class Sender:
                 await self._deliver(entry)
                 continue
             left = time.ticks_diff(self._next_heartbeat, time.ticks_ms())
-            if left <= 0 or self._boot is not None:
+            if left <= 0 or self._boot is not None or self._receipt:
                 await self._heartbeat()
                 continue
             self._radio.police()

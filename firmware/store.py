@@ -6,10 +6,10 @@
 # the flash, so a high-water mark is written once per _BLOCK counters and a
 # booting device resumes at the mark (skipping at most _BLOCK - 1 values; a
 # 32-bit counter lasts 67 million boots).
-# Flash writes: one per event created, one per event acknowledged, one per
-# _BLOCK frames and one at the first frame after each boot (the mark). With
-# hourly heartbeats and 20 events a day: about 41 small writes a day, spread
-# by LittleFS's wear levelling over the whole filesystem.
+# Flash writes: one per event created, one per event acknowledged, one per ack
+# taken (its number, SPEC 1.7), one per _BLOCK frames and one at the first frame
+# after each boot (the mark). With hourly heartbeats and 20 events a day: about
+# 81 small writes a day, spread by LittleFS's wear levelling over the filesystem.
 #
 # Both files are replaced by write-then-rename, so a reset mid-write leaves the
 # old or the new file, never half of one (rename replaces atomically on
@@ -28,6 +28,12 @@ _BLOCK = const(64)
 MAX_PENDING = const(32)
 COUNTER_PATH = "counter"
 EVENTS_PATH = "events.json"
+ACK_NUMBER_PATH = "ack_number"
+_ENOENT = const(2)
+
+
+class CounterLost(OSError):
+    """The counter file exists but cannot be read: no counter is known to be unused."""
 
 
 def _replace(path, text):
@@ -37,19 +43,24 @@ def _replace(path, text):
     os.rename(tmp, path)
 
 
-def _read(path):
+def _read(path, missing_only=False):
+    """The file's text; None when it does not exist (or, unless `missing_only`, cannot be read)."""
     try:
         with open(path) as f:
             return f.read()
-    except OSError:
+    except OSError as exc:
+        if missing_only and exc.args and exc.args[0] != _ENOENT:
+            raise
         return None
 
 
 class EventStore:
     """Pending events, oldest first: [counter, urgent, objects], kept until acknowledged."""
 
-    def __init__(self, counter_path=COUNTER_PATH, events_path=EVENTS_PATH, max_pending=MAX_PENDING):
+    def __init__(self, counter_path=COUNTER_PATH, events_path=EVENTS_PATH, max_pending=MAX_PENDING,
+                 ack_number_path=ACK_NUMBER_PATH):
         self._counter_path = counter_path
+        self._ack_number_path = ack_number_path
         self.max_pending = max_pending
         self._events_path = events_path
         self.problems = []  # what the boot self-test reports
@@ -60,16 +71,29 @@ class EventStore:
         last_pending = self.pending[-1][0] + 1 if self.pending else 1
         self._next = max(mark, last_pending)
         self._reserved = self._next
+        text = _read(self._ack_number_path)
+        self.ack_number = int(text) if text and text.strip().isdigit() else 0
 
     def _load_mark(self):
-        text = _read(self._counter_path)
+        """The high-water mark; 1 only when there is no counter file at all (a device just
+        paired). A file that exists but cannot be read or parsed is no ground to start again
+        at 1: every counter from 1 may have sealed other bytes (a CCM nonce used twice) and
+        the hub refuses them all as replays. Nor can a jump land safely without knowing
+        where the counter was. So the device refuses to send (CounterLost; main.py makes it
+        a failed self-test) until it is re-paired with a fresh key."""
+        try:
+            text = _read(self._counter_path, missing_only=True)
+        except OSError as exc:
+            raise CounterLost(5, "counter file unreadable: %r" % (exc,))
         if text is None:
             return 1
         try:
-            return int(text)
+            mark = int(text)
         except ValueError:
-            self.problems.append("counter file unreadable")
-            return 1
+            raise CounterLost(5, "counter file unreadable: %r" % (text[:16],))
+        if mark < 1:
+            raise CounterLost(5, "counter file holds %d" % mark)
+        return mark
 
     def _load_events(self):
         text = _read(self._events_path)
@@ -135,6 +159,12 @@ class EventStore:
                 self._save()
                 return True
         return False
+
+    def note_ack(self, number):
+        """An ack numbered `number` was accepted: later acks must be numbered above it, across
+        reboots and deep sleeps too (SPEC 1.7). One small write per ack accepted."""
+        self.ack_number = number
+        _replace(self._ack_number_path, str(number))
 
     def _save(self):
         _replace(self._events_path, json.dumps(self.pending))

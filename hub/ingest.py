@@ -56,6 +56,7 @@ class Outcome:
     ack_needed: bool = False
     device: Device | None = None
     raised: str | None = None  # a hub event this frame made the hub raise (key_compromised)
+    ack_seen: int | None = None  # a NEW frame's receipt: the number of the last ack the device took (SPEC 1.7)
     body: bytes | None = None  # a new event's bytes (for the rules: a door move kept at the hub is in no outbox)
     kept_at_hub: bool = False  # a new event hub/privacy.py keeps from the platform (the rules may still send it)
 
@@ -129,14 +130,14 @@ class Ingest:
             else:
                 log.info("%s: event %s (%s) read by the rules, kept at the hub (privacy.send_door_moves)",
                          address, event_id, type_)
-            return Outcome("event", event_id=event_id, counter=counter, ack_needed=True, device=device, body=body,
-                           kept_at_hub=not send)
+            return Outcome("event", event_id=event_id, counter=counter, ack_needed=True, device=device,
+                           ack_seen=bthome.ack_seen(objects), body=body, kept_at_hub=not send)
         boot = bthome.boot_info(objects)  # SPEC 1.8: a heartbeat that says the device (re)started
         if boot is not None:
             log.info("%s: boot frame, counter %d: reset cause %s, firmware %s", address, counter, boot[0], boot[1])
         else:
             log.debug("%s: heartbeat, counter %d", address, counter)
-        return Outcome("heartbeat", counter=counter, device=device)
+        return Outcome("heartbeat", counter=counter, device=device, ack_seen=bthome.ack_seen(objects))
 
     def _device(self, address: str) -> Device | None:
         # Pairing is done by another process (the installer): one stat per frame notices a

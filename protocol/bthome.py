@@ -31,6 +31,7 @@ OBJ_DOOR = 0x1A
 OBJ_MOTION = 0x21
 OBJ_OCCUPANCY = 0x23
 OBJ_BUTTON = 0x3A
+OBJ_ACK_SEEN = 0x3E  # BTHome's count (uint32): in a receipt, the highest ack number accepted (SPEC 1.7)
 OBJ_TIMESTAMP = 0x50
 OBJ_FIRMWARE = 0xF2  # firmware version, uint24: major << 16 | minor << 8 | patch; marks a boot frame
 _OBJ_LEN = {
@@ -44,6 +45,7 @@ _OBJ_LEN = {
     OBJ_MOTION: 1,
     OBJ_OCCUPANCY: 1,
     OBJ_BUTTON: 1,
+    OBJ_ACK_SEEN: 4,
     OBJ_TIMESTAMP: 4,
     OBJ_FIRMWARE: 3,
 }
@@ -73,7 +75,7 @@ _ACK_NONCE_FLAG = 0x80  # never a valid BTHome v2 info byte: ack nonces cannot c
 
 COUNTER_MAX = 0xFFFFFFFF
 FRAME_OVERHEAD = 1 + 4 + ccm.TAG_LEN  # info, counter, MIC
-ACK_LEN = 1 + 4 + 4 + ccm.TAG_LEN  # kind, counter, encrypted hub time, MIC
+ACK_LEN = 1 + 4 + 8 + ccm.TAG_LEN  # kind, ack number, encrypted (counter, hub time), MIC
 MAX_PAYLOAD = 31 - 3 - 4 - FRAME_OVERHEAD  # legacy advertisement: flags AD, service-data AD header
 
 
@@ -218,29 +220,41 @@ def pendant_objects(battery, button=None, action=BUTTON_PRESS):
     return objects
 
 
-def seal_ack(key, mac, kind, counter, hub_time):
-    """The hub's acknowledgement of event `counter`, authenticated with the device key."""
+def seal_ack(key, mac, kind, counter, hub_time, number):
+    """The hub's acknowledgement of event `counter`, authenticated with the device key.
+    `number`: the hub's ack number, in the nonce, never used twice by a hub (SPEC 1.7): a
+    re-sent ack is sealed afresh under a new number, never under an old nonce."""
     if kind not in (ACK_HEARD, ACK_DELIVERED, ACK_OPERATOR):
         raise ValueError("unknown ack kind %r" % kind)
-    n = nonce(mac, _ACK_NONCE_FLAG | kind, counter)
-    ct, tag = ccm.encrypt(key, n, _u32le(hub_time))
-    return bytes((kind,)) + _u32le(counter) + ct + tag
+    if not 0 < number <= COUNTER_MAX:
+        raise ValueError("ack number out of range")
+    n = nonce(mac, _ACK_NONCE_FLAG | kind, number)
+    ct, tag = ccm.encrypt(key, n, _u32le(counter) + _u32le(hub_time))
+    return bytes((kind,)) + _u32le(number) + ct + tag
 
 
 def unseal_ack(key, mac, data):
-    """Ack bytes -> (kind, counter, hub_time); FrameError when not authentic."""
+    """Ack bytes -> (kind, counter, hub_time, ack number); FrameError when not authentic."""
     data = bytes(data)
     if len(data) != ACK_LEN:
         raise FrameError("ack must be %d bytes, got %d" % (ACK_LEN, len(data)))
     kind = data[0]
     if kind not in (ACK_HEARD, ACK_DELIVERED, ACK_OPERATOR):
         raise FrameError("unknown ack kind %d" % kind)
-    counter = _le(data[1:5])
+    number = _le(data[1:5])
     try:
-        hub_time = ccm.decrypt(key, nonce(mac, _ACK_NONCE_FLAG | kind, counter), data[5:9], data[9:])
+        plain = ccm.decrypt(key, nonce(mac, _ACK_NONCE_FLAG | kind, number), data[5:13], data[13:])
     except ccm.AuthError:
         raise FrameError("ack MIC mismatch")
-    return kind, counter, _le(hub_time)
+    return kind, _le(plain[0:4]), _le(plain[4:8]), number
+
+
+def ack_seen(objects):
+    """The ack number a receipt reports (SPEC 1.7), or None."""
+    for obj_id, value in objects:
+        if obj_id == OBJ_ACK_SEEN:
+            return value
+    return None
 
 
 # Boot frames (SPEC 1.8): a heartbeat with the reset cause and the firmware version, sent at

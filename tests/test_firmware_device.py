@@ -104,7 +104,7 @@ async def test_linger_until_delivered_then_owed_operator_ack_at_the_heartbeat(tm
         hub.owed = [(bthome.ACK_DELIVERED, 1)]
         await fw.wait_for_line(r"^ack 1 kind 2 \(not shown: stale\)$", timeout=10)
         # a forged ack (wrong MIC) is refused and counted, never acted on
-        forged = bthome.seal_ack(bytes(16), bthome.mac_bytes(hub.mac), 1, 7, 0)
+        forged = hub.seal(1, 7, key=bytes(16))
         await hub.wait_frames(lambda fr: sum(not f.event for f in fr) >= 2, timeout=10)
         await hub.write(1, 7, data=forged)
         await fw.wait_for_line(r"^ack refused: ack MIC mismatch$", timeout=10)
@@ -242,3 +242,23 @@ async def test_doors_open_and_close_within_a_second_two_frames_in_order_and_the_
         toilet.bridge.set_pin(contact, 0)
         await toilet.wait_for_line(r"^acked 1 kind 1$", timeout=10)
         assert toilet_hub.frames[0].objects[1:] == [(bthome.OBJ_DOOR, 1), (bthome.OBJ_OCCUPANCY, 1)]
+
+
+async def test_a_device_whose_counter_file_is_unreadable_refuses_to_send(tmp_path, device_image):
+    """firmware/store.py: a counter file that exists but cannot be read means no counter is
+    known to be unused. The device says so on its console, shows the fault pattern and sends
+    nothing (restarting at 1 would seal other bytes under used nonces, and the hub would refuse
+    it all as replays); it tries again in an hour (a re-pair with a fresh key fixes it)."""
+    from safebox.tools.bench.firmware import flash_dir
+    from safebox.tools.sim.air import Air
+    from safebox.tools.sim.firmware_process import FirmwareProcess
+
+    flash = flash_dir(tmp_path / "pendant", device_image, "pendant", os.urandom(16), None)
+    (flash / "counter").write_text("\x00\x00garbage")  # a flash fault, not a torn write (those rename)
+    async with Air() as air:
+        async with FirmwareProcess(air, flash, mac="24:0A:C4:00:0F:11", lib_dir=device_image / "lib") as fw:
+            await fw.wait_for_line(r"^self-test: FAIL store: counter file unreadable: .*; not sending: re-pair "
+                                   r"this device \(a fresh key\)$", timeout=10)
+            await fw.bridge.wait_for(lambda: fw.bridge.last_sleep == ("deep", 3600 * 1000), timeout=15)
+            assert fw.bridge.advertising == [] and not any(line.startswith("ready") for line in fw.lines)
+    assert (flash / "counter").read_text() == "\x00\x00garbage"  # left for the installer to see

@@ -45,8 +45,8 @@ async def test_a_flood_of_junk_writes_cannot_push_out_a_genuine_ack(tmp_path, de
         await tap(fw.bridge, "community_service", 0.12)
         await lingering(fw, hub)
         junk = [os.urandom(13) for _ in range(20)] + [b"\x02" * 5, os.urandom(32)]
-        forged = bthome.seal_ack(bytes(16), bthome.mac_bytes(hub.mac), bthome.ACK_DELIVERED, 1, 0)
-        genuine = bthome.seal_ack(hub.key, bthome.mac_bytes(hub.mac), bthome.ACK_DELIVERED, 1, 0)
+        forged = hub.seal(bthome.ACK_DELIVERED, 1, key=bytes(16))
+        genuine = hub.seal(bthome.ACK_DELIVERED, 1)
         # one connection: 22 junk writes and a forged ack, then the genuine "delivered"
         stayed, dropped = await hub.hold(0.0, [*junk, forged, genuine])
         await fw.wait_for_line(r"^linger 1 ended kind 2$", timeout=10)
@@ -55,14 +55,19 @@ async def test_a_flood_of_junk_writes_cannot_push_out_a_genuine_ack(tmp_path, de
         assert len(refusals) == 1, refusals  # said once per connection, the rest counted
 
 
-async def test_a_replayed_genuine_ack_buys_a_rogue_five_seconds_at_most(tmp_path, device_image):
-    """A genuine ack captured on the air is authentic: it earns the connection trust, but no
-    central stays longer than CENTRAL_MAX_MS (5 s)."""
+async def test_a_replayed_genuine_ack_earns_no_trust_and_a_genuine_one_five_seconds_at_most(tmp_path, device_image):
+    """A genuine ack captured on the air and written again carries an ack number the device
+    has taken: refused (SPEC 1.7), so the rogue is dropped as untrusted after TRUST_MS (1 s).
+    A central with a fresh genuine ack stays no longer than CENTRAL_MAX_MS (5 s)."""
     async with bench_device(tmp_path, image=device_image, settings={**LINGER, "linger_ms": 20000}) as (fw, hub):
         await fw.wait_for_line(r"^ready ", timeout=15)
         await tap(fw.bridge, "life_service", 0.12)
         await lingering(fw, hub)
-        replayed = bthome.seal_ack(hub.key, bthome.mac_bytes(hub.mac), bthome.ACK_HEARD, 1, 0)
+        replayed = hub.sealed[0]  # the "heard" the device took
         stayed, dropped = await hub.hold(30.0, [replayed])
+        assert dropped and 0.8 < stayed < 3.0, stayed
+        await fw.wait_for_line(r"^central dropped: no authentic ack after \d+ ms", timeout=5)
+        await fw.wait_for_line(r"^ack refused: ack number \d+ not above \d+$", timeout=5)
+        stayed, dropped = await hub.hold(30.0, [hub.seal(bthome.ACK_HEARD, 1)])
         assert dropped and 4.5 < stayed < 10.0, stayed
         await fw.wait_for_line(r"^central dropped: connected too long after \d+ ms", timeout=5)

@@ -132,6 +132,7 @@ async def test_a_press_during_the_boot_counts_too(tmp_path):
         await asyncio.sleep(0.5)
         events = await device_events(home, pendant, 2)
         assert kinds(events) == [("emergency", "press"), ("life_service", "press")]
+        await deep_asleep(pendant, 1)  # after its receipt (SPEC 1.7), back to sleep
         assert len(pendant.firmware.exits) == boots + 1  # one boot for both
         exactly_once(events)
         no_faults(pendant)

@@ -61,9 +61,26 @@ def test_lost_counter_file_resumes_above_pending_events(flash):
     assert int(flash("print(s.allocate())\n")[0]) > 3
 
 
-def test_corrupt_counter_file_is_reported_not_hidden(flash):
-    (flash.dir / "counter").write_text("garbage")
-    assert "unreadable" in " ".join(flash("print(s.problems)\n"))
+@pytest.mark.parametrize("content", ["garbage", "", "0", "-5"])
+def test_unreadable_counter_file_never_restarts_the_counter(flash, device_image, content):
+    """A counter file that is there but unreadable: no counter is known to be unused (restarting
+    at 1 would reuse CCM nonces with other bytes, and the hub would refuse every frame as a
+    replay). The store refuses to open (CounterLost); the events file is left as it was."""
+    flash("for _ in range(3): s.add([(1, 50)], False)\n")
+    events = (flash.dir / "events.json").read_text()
+    (flash.dir / "counter").write_text(content)
+    script = flash.dir / "lost.py"
+    script.write_text("from safebox.firmware.store import EventStore, CounterLost\n"
+                      "try:\n    s = EventStore()\n    print('opened next', s.next_counter)\n"
+                      "except CounterLost as exc:\n    print('lost:', exc.args[1])\n")
+    out = run_micropython(script, path=[device_image / "lib"], cwd=flash.dir)
+    assert out.stdout.startswith("lost: counter file"), out.stdout + out.stderr
+    assert (flash.dir / "events.json").read_text() == events
+
+
+def test_ack_number_is_kept_across_reboots(flash):
+    assert flash("print(s.ack_number)\ns.note_ack(1796293001)\n") == ["0"]
+    assert flash("print(s.ack_number)\n") == ["1796293001"]
 
 
 def test_full_store_drops_oldest_ordinary_event_never_an_emergency(flash):

@@ -120,10 +120,10 @@ def test_a_frame_does_not_verify_under_another_key_or_address(key, mac, counter,
 
 @FUZZ
 @given(keys, macs, st.sampled_from([bthome.ACK_HEARD, bthome.ACK_DELIVERED, bthome.ACK_OPERATOR]), counters,
-       st.integers(0, 0xFFFFFFFF))
-def test_ack_round_trip_and_no_confusion_with_frames(key, mac, kind, counter, hub_time):
-    ack = bthome.seal_ack(key, mac, kind, counter, hub_time)
-    assert bthome.unseal_ack(key, mac, ack) == (kind, counter, hub_time)
+       st.integers(0, 0xFFFFFFFF), st.integers(1, 0xFFFFFFFF))
+def test_ack_round_trip_and_no_confusion_with_frames(key, mac, kind, counter, hub_time, number):
+    ack = bthome.seal_ack(key, mac, kind, counter, hub_time, number)
+    assert bthome.unseal_ack(key, mac, ack) == (kind, counter, hub_time, number)
     with pytest.raises(bthome.FrameError):
         bthome.unseal(key, mac, ack)  # an ack can never be taken for a frame
 

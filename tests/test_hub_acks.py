@@ -100,8 +100,13 @@ async def test_operator_ack_piggybacks_on_the_next_answer(tmp_path) -> None:
 # -- Acks with a fake radio ---------------------------------------------------------------
 
 class FakeRadio:
+    """Records (address, kind, counter, quick) of each ack written, read with the device's key,
+    and the ack numbers (`numbers`), as the device at that address would take them."""
+
     def __init__(self) -> None:
+        self.devices: dict[str, Device] = {}
         self.written: list[tuple[str, int, int, bool]] = []
+        self.numbers: list[int] = []
         self.recent: set[str] = set()
         self.fail = False
         self.before_link = None
@@ -117,7 +122,10 @@ class FakeRadio:
         if self.before_link is not None:
             self.before_link()  # what happens while the link is being made
         frame = ack() if callable(ack) else ack  # made once the link is up
-        self.written.append((address, frame[0], int.from_bytes(frame[1:5], "little"), quick))
+        device = self.devices[address]
+        kind, counter, _hub_time, number = bthome.unseal_ack(device.key, device.mac, frame)
+        self.written.append((address, kind, counter, quick))
+        self.numbers.append(number)
         return not self.fail
 
 
@@ -127,6 +135,7 @@ class FakeDevices(list):
 
 
 def _policy(radio: FakeRadio, store: HubStore, devices: list[Device], **kwargs) -> AckPolicy:
+    radio.devices.update({d.address: d for d in devices})
     policy = AckPolicy(store, FakeDevices(devices), **kwargs)  # type: ignore[arg-type]
     policy.attach(radio)  # type: ignore[arg-type]
     return policy
@@ -136,6 +145,12 @@ async def _settle(acks: AckPolicy) -> None:
     for _ in range(5):
         await asyncio.sleep(0)
     await asyncio.gather(*list(acks.writer._tasks))
+
+
+def _receipts(acks: AckPolicy, radio: FakeRadio, device: Device) -> None:
+    """The device took every ack written and reports each in a receipt (SPEC 1.7)."""
+    for number in radio.numbers:
+        acks.receipt(device, number)
 
 
 async def test_owed_acks_are_durable_replaced_by_higher_kinds_and_expire(tmp_path) -> None:
@@ -153,6 +168,11 @@ async def test_owed_acks_are_durable_replaced_by_higher_kinds_and_expire(tmp_pat
         acks.heard(device)
         await _settle(acks)
         assert radio.written == [(device.address, OPERATOR, 5, True)]
+        # written is not confirmed: whatever answered at the address may not be the device
+        assert [(a.counter, a.kind) for a in store.owed_acks(device.id, now[0])] == [(5, OPERATOR)]
+        acks.receipt(device, radio.numbers[0] + 1)  # a number it was not given confirms nothing
+        assert store.owed_acks(device.id, now[0])
+        _receipts(acks, radio, device)
         assert store.owed_acks(device.id, now[0]) == []
         store.owe_ack(device.id, 5, DELIVERED, f"{device.id}-5", until=now[0] + 900)  # late: never again
         assert store.owed_acks(device.id, now[0]) == []
@@ -177,6 +197,8 @@ async def test_owed_ack_is_written_at_once_only_to_a_device_advertising_now(tmp_
         acks.writer._done.clear()
         acks.heard(device)
         await _settle(acks)
+        assert store.owed_acks(device.id, time.time())  # written, not yet confirmed
+        _receipts(acks, radio, device)
         assert store.owed_acks(device.id, time.time()) == []
 
 
@@ -207,7 +229,10 @@ def test_settling_a_delivery_owes_kind_2_to_pendants_and_awaits_an_operator_for_
         assert store.operator_acked(door, now + 900) is None
         assert store.operator_acked(press, now + 900).counter == 1
         assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR), (2, DELIVERED)]
-        policy._record(Device.new("24:0A:C4:00:00:09", "pendant"), 2, DELIVERED, 10.0)  # kind 2 before it, not 3
+        pendant = Device.new("24:0A:C4:00:00:09", "pendant")
+        policy._record(pendant, 2, DELIVERED, 77, 10.0)
+        assert len(store.owed_acks(None, now)) == 2  # written, not confirmed
+        policy.receipt(pendant, 77)  # kind 2 confirmed: settles kind 2 before it, not 3
         assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR)]
         assert store.depth() == 0
 
@@ -223,6 +248,7 @@ async def test_only_the_newest_kind_2_is_written_and_never_a_lower_kind_after_a_
         acks.heard(device)
         await _settle(acks)
         assert radio.written == [(device.address, OPERATOR, 3, True), (device.address, DELIVERED, 5, True)]
+        _receipts(acks, radio, device)
         assert store.owed_acks(device.id, time.time()) == []
         acks.writer._done.clear()
         acks.writer.request(device, 3, DELIVERED)  # e.g. a late repeat of frame 3 answered "delivered"
@@ -243,8 +269,41 @@ async def test_heard_becomes_delivered_when_the_platform_answers_while_the_link_
         acks.owed(device.id)  # the uplink settled it meanwhile
         await _settle(acks)
         assert radio.written == [(device.address, DELIVERED, 4, False)]
+        _receipts(acks, radio, device)
         assert store.owed_acks(device.id, time.time()) == []
         radio.before_link = None
         acks.writer.request(device, 4, HEARD)  # a late repeat of frame 4: nothing lower after a higher
         await _settle(acks)
         assert len(radio.written) == 1
+
+
+def test_a_v4_database_migrates_keeping_what_is_owed_and_numbers_acks_from_the_clock(tmp_path) -> None:
+    """Schema v5 (acks confirmed by the device, the ack number): a hub database of v4 with an
+    ack owed opens, still owes it, and the ack numbers start at the clock (a database remade
+    after a loss does not go back below numbers devices have taken) and never repeat."""
+    import sqlite3
+
+    from safebox.hub.store.schema import MIGRATIONS
+
+    path = tmp_path / "hub.db"
+    db = sqlite3.connect(path)
+    for version in range(1, 5):
+        db.executescript(MIGRATIONS[version])
+    db.execute("INSERT INTO hub_seq (id, value) VALUES (1, 1)")
+    db.execute("INSERT INTO owed_acks (device_id, counter, kind, written, event_id, owed_since, expires_at) "
+               "VALUES ('240ac4000007', 5, 3, 0, '240ac4000007-5', 0, 4000000000)")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    with HubStore.open(path, clock=lambda: 1_800_000_000.0) as store:
+        [owed] = store.owed_acks("240ac4000007", 1_800_000_000.0)
+        assert (owed.counter, owed.kind) == (5, OPERATOR)
+        numbers = [store.next_ack_number() for _ in range(3)]
+        assert numbers == [1_800_000_001, 1_800_000_002, 1_800_000_003]
+        store.ack_sent("240ac4000007", 5, OPERATOR, numbers[2])
+        assert store.owed_acks("240ac4000007", 1_800_000_000.0)  # sent, not confirmed
+        assert store.ack_confirmed("240ac4000007", numbers[1]) is None
+        assert store.ack_confirmed("240ac4000007", numbers[2]) == (5, OPERATOR)
+        assert store.owed_acks("240ac4000007", 1_800_000_000.0) == []
+    with HubStore.open(path, clock=lambda: 1_700_000_000.0) as store:  # a restart, the clock behind
+        assert store.next_ack_number() == 1_800_000_004

@@ -115,7 +115,7 @@ async def test_acks_go_through_establish_connection() -> None:
         await device.start()
         counter = await device.send_event("emergency")
         await _until(lambda: frames)
-        ack = bthome.seal_ack(pendant.key, pendant.mac, bthome.ACK_HEARD, counter, 1_800_000_000)
+        ack = bthome.seal_ack(pendant.key, pendant.mac, bthome.ACK_HEARD, counter, 1_800_000_000, 1)
         assert await radio.write_ack(pendant.address, ack)
         assert device.acks == [(bthome.ACK_HEARD, counter)]
         assert radio.health.acks_written == 1
@@ -142,7 +142,7 @@ async def test_a_device_gone_asleep_does_not_hold_up_the_acks_of_one_advertising
         # passive scanning reports its repeated frame only once.
         radio.expect(awake.address, 30)
         started = time.monotonic()
-        seal = lambda d: bthome.seal_ack(d.key, d.mac, bthome.ACK_HEARD, 1, 1_800_000_000)  # noqa: E731
+        seal = lambda d: bthome.seal_ack(d.key, d.mac, bthome.ACK_HEARD, 1, 1_800_000_000, 1)  # noqa: E731
         first = asyncio.create_task(radio.write_ack(sleepy.address, seal(sleepy)))
         await asyncio.sleep(0)  # the sleepy device's attempt takes the initiator first
         second = asyncio.create_task(radio.write_ack(awake.address, seal(awake)))

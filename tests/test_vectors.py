@@ -73,8 +73,12 @@ def test_unseal_refuses_cut_objects():
 
 def test_forged_ack_is_refused():
     key, mac = bytes(range(16)), bytes(6)
-    ack = bytearray(bthome.seal_ack(key, mac, bthome.ACK_HEARD, 7, 1000))
-    ack[1] = 8  # claim another counter
+    ack = bytearray(bthome.seal_ack(key, mac, bthome.ACK_HEARD, 7, 1000, 1))
+    ack[5] ^= 1  # claim another counter (it is encrypted: flip a bit of it)
+    with pytest.raises(bthome.FrameError, match="MIC"):
+        bthome.unseal_ack(key, mac, bytes(ack))
+    ack = bytearray(bthome.seal_ack(key, mac, bthome.ACK_HEARD, 7, 1000, 1))
+    ack[1] = 2  # claim another ack number
     with pytest.raises(bthome.FrameError, match="MIC"):
         bthome.unseal_ack(key, mac, bytes(ack))
 
@@ -84,6 +88,43 @@ def test_ack_nonce_never_equals_a_frame_nonce():
     frame_nonces = {bthome.nonce(mac, info, 5) for info in (0x41, 0x45)}
     ack_nonces = {bthome.nonce(mac, 0x80 | k, 5) for k in (1, 2, 3)}
     assert not frame_nonces & ack_nonces
+
+
+def test_a_re_sent_ack_never_reuses_a_nonce_with_other_bytes():
+    """SPEC 1.7: the same kind for the same counter, sent again with a new hub time, is sealed
+    under the next ack number; under one number the keystream would be shared (the two
+    ciphertexts XOR to the plaintexts' difference). The vectors hold such a pair."""
+    a, b = [v for v in DOC["acks"] if (v["kind"], v["counter"]) == (2, 1)]
+    assert a["hub_time"] != b["hub_time"] and a["number"] != b["number"]
+    key, mac = unhexlify(a["key"]), bthome.mac_bytes(a["mac"])
+    xor = lambda x, y: bytes(i ^ j for i, j in zip(x, y))  # noqa: E731
+    plain = [bthome._u32le(v["counter"]) + bthome._u32le(v["hub_time"]) for v in (a, b)]  # noqa: SLF001
+    assert xor(unhexlify(a["ack"])[5:13], unhexlify(b["ack"])[5:13]) != xor(*plain)  # no shared keystream
+    with pytest.raises(ValueError, match="ack number"):
+        bthome.seal_ack(key, mac, 2, 1, 0, 0)
+    assert bthome.unseal_ack(key, mac, unhexlify(b["ack"]))[3] == b["number"]
+
+
+def test_receipt_vector_reads_in_home_assistants_parser():
+    """The receipt's ack number is BTHome's own count object (0x3E, uint32): Home Assistant's
+    parser reads the frame (battery, buttons, and the count) with the key."""
+    import time
+
+    from bleak.backends.device import BLEDevice
+    from bthome_ble import BTHomeBluetoothDeviceData
+    from habluetooth import BluetoothServiceInfoBleak
+
+    [v] = [v for v in DOC["frames"] if "ack_seen" in v]
+    info = BluetoothServiceInfoBleak(
+        name="device", address=v["mac"], rssi=-60, manufacturer_data={},
+        service_data={bthome.SERVICE_UUID: unhexlify(v["service_data"])}, service_uuids=[bthome.SERVICE_UUID],
+        source="local", device=BLEDevice(v["mac"], "device", {}), advertisement=None, connectable=True,
+        time=time.monotonic(), tx_power=None)
+    parser = BTHomeBluetoothDeviceData(bindkey=unhexlify(v["key"]))
+    update = parser.update(info)
+    assert parser.bindkey_verified
+    values = {k.key: x.native_value for k, x in update.entity_values.items()}
+    assert values["count"] == v["ack_seen"] and values["battery"] == v["objects"][0][1]
 
 
 def test_boot_frame_vectors_read_in_home_assistants_parser():

@@ -11,11 +11,16 @@ written whenever the hub next hears ANY frame from that device (events and heart
 connectable), or at once when the device was heard in the last `advertising_s` (after kind 1
 it lingers ~30 s advertising its event frame, so kind 2 normally follows within a second).
 Only a pendant is owed kind 2 (it shows it; door sensors stop at kind 1), and only an urgent
-press that is not a test waits for an operator. A higher kind replaces a lower one still owed;
-once written, a kind is never owed again, and kind 2 written for one counter settles kind 2
+press that is not a test waits for an operator. A higher kind replaces a lower one still owed.
+A GATT write that succeeded proves only that SOMETHING at the device's address took it (a
+spoofer replaying the device's last frame would): an owed ack stays owed until the device
+confirms it in a receipt (a new frame, authentic, with a counter above the last accepted, whose
+object 0x3E names the number of the ack it took; a repeat of the last frame proves nothing).
+Once confirmed, a kind is never owed again, and kind 2 confirmed for one counter settles kind 2
 for the device's earlier counters (one device's events reach the platform in order). An owed
 ack gets one connection attempt (`Radio.write_ack(quick=True)`): the next frame heard brings
-the next. The writing itself is hub/acks/writer.py's.
+the next. Every ack is sealed under a fresh ack number from the store (its nonce: a re-sent
+ack never reuses one). The writing itself is hub/acks/writer.py's.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class AckPolicy:
         # On the air for a while from now, reported again or not (SPEC 1.7).
         window = bthome.HEARTBEAT_WINDOW_MS if outcome.kind == "heartbeat" else bthome.BURST_MS
         self.writer.expect(device, window / 1000)
+        if outcome.ack_seen is not None and outcome.kind in ("event", "heartbeat"):
+            self.receipt(device, outcome.ack_seen)
         if outcome.ack_needed and outcome.counter is not None:
             self.writer.request(device, outcome.counter, self._first_kind(outcome))
         self.heard(device)
@@ -127,6 +134,21 @@ class AckPolicy:
         for ack in [a for a in owed if a.kind == bthome.ACK_OPERATOR] + delivered:
             self.writer.request(device, ack.counter, ack.kind)
 
+    def receipt(self, device: Device, number: int) -> None:
+        """`device` says, in a new authentic frame, that ack `number` is the last it took."""
+        try:
+            confirmed = self._store.ack_confirmed(device.id, number)
+        except StoreError as exc:
+            log.error("%s: receipt of ack %d not recorded: %s", device.address, number, exc)
+            return
+        if confirmed is None:
+            log.debug("%s: receipt of ack %d: nothing awaited it", device.address, number)
+            return
+        counter, kind = confirmed
+        if self.writer is not None:
+            self.writer.confirmed(device, counter, kind)
+        log.info("%s: the device confirmed ack %d (kind %d for counter %d)", device.address, number, kind, counter)
+
     def owed(self, device_id: str) -> None:
         """`device_id` is newly owed an ack: write it now if the device is likely still
         advertising, else when next heard."""
@@ -144,7 +166,7 @@ class AckPolicy:
                 log.error("owed acks not read: %s", exc)
         return self._owed_devices
 
-    def _seal(self, device: Device, counter: int, kind: int) -> tuple[int, bytes]:
+    def _seal(self, device: Device, counter: int, kind: int) -> tuple[int, int, bytes]:
         """The ack, made once the link is up: by then the platform may have the event (the relay
         takes milliseconds, a connection hundreds), and then kind 2 says it, in this connection."""
         if kind == bthome.ACK_HEARD:
@@ -154,17 +176,19 @@ class AckPolicy:
                 log.error("owed acks not read: %s", exc)
                 owed = []
             kind = max([kind] + [a.kind for a in owed if a.counter == counter])
-        return kind, bthome.seal_ack(device.key, device.mac, kind, counter, int(self._clock()))
+        number = self._store.next_ack_number()  # StoreError: nothing sealed (the writer logs it)
+        return kind, number, bthome.seal_ack(device.key, device.mac, kind, counter, int(self._clock()), number)
 
-    def _record(self, device: Device, counter: int, kind: int, ms: float) -> None:
+    def _record(self, device: Device, counter: int, kind: int, number: int, ms: float) -> None:
         if self.writer is not None:
             # After kind 1 the device lingers on the air for its kind 2; kind 2 or 3 ends that.
             linger = bthome.LINGER_MS.get(device.role, 0) if kind == bthome.ACK_HEARD else 0
             self.writer.expect(device, linger / 1000)
         if kind >= bthome.ACK_DELIVERED:
             try:
-                self._store.ack_written(device.id, counter, kind, earlier_too=kind == bthome.ACK_DELIVERED)
+                self._store.ack_sent(device.id, counter, kind, number)
             except StoreError as exc:  # owed still: written again next time, which is harmless
                 log.error("%s: ack kind %d for counter %d written but not recorded: %s",
                           device.address, kind, counter, exc)
-        log.info("%s: ack kind %d for counter %d written in %d ms", device.address, kind, counter, ms)
+        log.info("%s: ack kind %d for counter %d written in %d ms (ack %d%s)", device.address, kind, counter, ms,
+                 number, "; owed until the device confirms it" if kind >= bthome.ACK_DELIVERED else "")

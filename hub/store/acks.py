@@ -1,16 +1,18 @@
-"""What devices are owed and who is awaited (tables owed_acks, awaiting_operator).
+"""What devices are owed and who is awaited (tables owed_acks, awaiting_operator, ack_number).
 
 Tables only: which ack a delivered event earns, and for how long, is decided by the ack policy
 (hub/acks/policy.py) and handed in as `Owe` records. An ack is owed while kind > written and
-expires_at has not passed; a row is kept (written) until it expires, so a late lower kind can
-never be owed again after a higher one was written (SPEC 1.7).
+expires_at has not passed; `written` is the highest kind the DEVICE has confirmed (its receipt
+names the number of the ack it took, SPEC 1.7), not what a GATT write reached: a write is only
+noted (sent_number, sent_kind). A row is kept until it expires, so a late lower kind can never
+be owed again after a higher one was confirmed.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from safebox.hub.store.database import check_counter, check_device_id
+from safebox.hub.store.database import StoreError, check_counter, check_device_id
 from safebox.hub.store.outbox import OutboxTable
 from safebox.hub.store.records import Awaiting, Owe, OwedAck, Settled
 
@@ -56,15 +58,37 @@ class AckTables(OutboxTable):
                               WHERE kind > written AND expires_at > ? {where} ORDER BY device_id, counter""", params)
         return [OwedAck(*row) for row in rows]
 
-    def ack_written(self, device_id: str, counter: int, kind: int, *, earlier_too: bool = False) -> None:
-        """The device has the ack of `kind` for `counter`: no longer owed (a lower kind never again).
-        With `earlier_too`, `kind` is also written for the device's earlier counters."""
+    def next_ack_number(self) -> int:
+        """A fresh ack number for one ack's nonce (SPEC 1.7): persisted before it is used, never reused."""
         with self._tx() as db:
+            number = db.execute("UPDATE ack_number SET value = value + 1 WHERE id = 1 RETURNING value").fetchone()[0]
+        if number > 0xFFFFFFFF:
+            raise StoreError(f"{self.path}: ack numbers used up")
+        return int(number)
+
+    def ack_sent(self, device_id: str, counter: int, kind: int, number: int) -> None:
+        """Ack `number` (of `kind`, for `counter`) reached a device at `device_id`'s address: still
+        owed until the device confirms that number (a spoofer of its address can take writes)."""
+        with self._tx() as db:
+            db.execute("UPDATE owed_acks SET sent_number = ?, sent_kind = ? WHERE device_id = ? AND counter = ?",
+                       (number, kind, device_id, counter))
+
+    def ack_confirmed(self, device_id: str, number: int) -> tuple[int, int] | None:
+        """The device says (in a fresh, authentic frame) it took ack `number`: what that ack
+        said is no longer owed; kind 2 also stands for the device's earlier counters. Returns
+        (counter, kind) confirmed, or None when no ack awaiting confirmation has that number."""
+        with self._tx() as db:
+            row = db.execute("SELECT counter, sent_kind FROM owed_acks WHERE device_id = ? AND sent_number = ?",
+                             (device_id, number)).fetchone()
+            if row is None or row[1] < 2:
+                return None
+            counter, kind = row
             db.execute("UPDATE owed_acks SET written = MAX(written, ?) WHERE device_id = ? AND counter = ?",
                        (kind, device_id, counter))
-            if earlier_too:
-                db.execute("UPDATE owed_acks SET written = MAX(written, ?) WHERE device_id = ? AND counter < ?",
-                           (kind, device_id, counter))
+            if kind == 2:
+                db.execute("UPDATE owed_acks SET written = MAX(written, 2) WHERE device_id = ? AND counter < ?",
+                           (device_id, counter))
+        return counter, kind
 
     def awaiting_operator(self, now: float) -> list[Awaiting]:
         rows = self._read("""SELECT event_id, device_id, counter, delivered_at, until FROM awaiting_operator

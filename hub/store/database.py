@@ -128,6 +128,8 @@ class Database:
                     # Start hub sequences at the clock, not at 0: a hub whose database was
                     # lost and remade must not reuse event ids the platform already has.
                     db.execute("INSERT INTO hub_seq (id, value) VALUES (1, ?)", (int(self._clock()),))
+                if target == 5:
+                    db.execute("INSERT INTO ack_number (id, value) VALUES (1, ?)", (int(self._clock()),))
                 db.execute(f"PRAGMA user_version = {target}")
 
 

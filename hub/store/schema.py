@@ -1,6 +1,6 @@
 """The hub database's schema, one migration per version (hub/store/database.py applies them)."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA_V1 = """
 CREATE TABLE counters (
@@ -99,5 +99,18 @@ CREATE INDEX outbox_waiting ON outbox (source, urgent, next_attempt_at, seq);
 SCHEMA_V4 = """
 CREATE INDEX outbox_source_order ON outbox (source, seq, next_attempt_at);
 """
+# v5: acks confirmed by the device (SPEC 1.7). `written` now means the highest kind the device
+# has confirmed in a receipt; sent_number/sent_kind are the last write of the row, awaiting it.
+# ack_number is the hub's ack number, in every ack's nonce, never used twice (started at the
+# clock, as hub_seq: a database remade does not go back below numbers devices have accepted).
+SCHEMA_V5 = """
+ALTER TABLE owed_acks ADD COLUMN sent_number INTEGER;
+ALTER TABLE owed_acks ADD COLUMN sent_kind INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX owed_acks_sent ON owed_acks (device_id, sent_number);
+CREATE TABLE ack_number (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL CHECK (value BETWEEN 0 AND 4294967295)
+);
+"""
 # Version n of the schema is reached by running MIGRATIONS[n] on version n-1.
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4}
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5}

@@ -55,11 +55,14 @@ for v in doc["frames"]:
         check(v["name"] + " boot info", bthome.boot_info(objects), (boot["reset_cause"], boot["version"]))
     else:
         check(v["name"] + " not a boot frame", bthome.boot_info(objects), None)
+    check(v["name"] + " ack seen", bthome.ack_seen(objects), v.get("ack_seen"))
 
 for v in doc["acks"]:
     key, mac = unhexlify(v["key"]), bthome.mac_bytes(v["mac"])
-    check("ack %d seal" % v["kind"], h(bthome.seal_ack(key, mac, v["kind"], v["counter"], v["hub_time"])), v["ack"])
-    check("ack %d unseal" % v["kind"], bthome.unseal_ack(key, mac, unhexlify(v["ack"])), (v["kind"], v["counter"], v["hub_time"]))
+    check("ack %d seal" % v["kind"], h(bthome.seal_ack(key, mac, v["kind"], v["counter"], v["hub_time"], v["number"])),
+          v["ack"])
+    check("ack %d unseal" % v["kind"], bthome.unseal_ack(key, mac, unhexlify(v["ack"])),
+          (v["kind"], v["counter"], v["hub_time"], v["number"]))
 
 for v in doc["bad_frames"]:
     try:

@@ -121,6 +121,13 @@ class Attacker:
         async with asyncio.timeout(10):
             while not any(e == event_id for _, e in platform_rows(db)):
                 await asyncio.sleep(0.02)
+        # Then its receipt (SPEC 1.7: a heartbeat naming the ack taken): waited for until the hub
+        # has it, so the device's counter at the hub is settled before the next attempt.
+        line = await fw.wait_for_line(r"^receipt \d+ ", timeout=10, start=mark)
+        heard = f"{device.device.address}: heartbeat, counter {line.split()[1]}"
+        async with asyncio.timeout(10):
+            while not any(heard in ln for ln in self.home.hub.lines):
+                await asyncio.sleep(0.02)
         return counter
 
     @staticmethod

@@ -19,6 +19,7 @@ async def ble_attacks(a: Attacker) -> None:
     c2 = await a.press(p1)
     await a.press(p2)
     first, last = a.sent_frame(p1, c1), a.sent_frame(p1, c2)
+    receipt = a.sent_frame(p1, c2 + 1)  # after kind 2 the pendant's receipt (SPEC 1.7): its last frame accepted
     p2_frame = a.sent_frame(p2, (await _last_counter(p2)))
     mac1 = p1.device.address
     sd_last = bthome.service_data_in(last)
@@ -33,7 +34,7 @@ async def ble_attacks(a: Attacker) -> None:
     await a.ble("wrong key: frame sealed with a key the hub does not know", mac1, advertisement(wrong_key), "MIC mismatch")
     await a.ble("another device's genuine frame sent from this address", mac1, p2_frame, "MIC mismatch")
     await a.ble("replayed frame (counter below the last accepted)", mac1, first,
-                rf"replay.*counter {c1}\b.*last accepted {c2}")
+                rf"replay.*counter {c1}\b.*last accepted {c2 + 1}")
     await a.ble("frames for an unpaired device (genuine frame, stranger address)", a.stranger(), last,
                 "unpaired device")
     await a.ble("unencrypted BTHome frame", mac1, advertisement(bytes((0x40,)) + bthome.encode_objects(
@@ -71,7 +72,7 @@ async def ble_attacks(a: Attacker) -> None:
                 rf"replay.*counter {c1}\b")
     before = a.ledger.snapshot()
     mark = len(home.hub.lines)
-    await home.transmit(mac1, last, duration_s=0.25)
+    await home.transmit(mac1, receipt, duration_s=0.25)
     await asyncio.sleep(0.3)
     intact, stored = a.ledger.judge(before, a.ledger.snapshot())
     refusals = [ln for ln in home.hub.lines[mark:] if (r := lines.Refused.read(ln)) and r.address == mac1]

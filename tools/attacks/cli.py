@@ -14,6 +14,7 @@ from typing import Any
 
 from safebox.tools.attacks import __doc__ as _DOC
 from safebox.tools.attacks.attacker import Attacker, Report
+from safebox.tools.attacks.acks import ack_attacks
 from safebox.tools.attacks.ble import ble_attacks
 from safebox.tools.attacks.https import https_attacks
 
@@ -28,6 +29,7 @@ async def run(workdir: Path | None = None) -> Report:
             attacker = Attacker(home)
             print("BLE attacks (hub log):", file=sys.stderr)
             await ble_attacks(attacker)
+            await ack_attacks(attacker)
             print("HTTPS attacks (receiver answers):", file=sys.stderr)
             await https_attacks(attacker)
             attacker.report.seconds = time.monotonic() - started

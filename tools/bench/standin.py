@@ -51,6 +51,8 @@ class StandInHub:
     frames: list[Frame] = field(default_factory=list)
     written: list[tuple[float, int, int, bool]] = field(default_factory=list)  # (t, kind, counter, ok)
     owed: list[tuple[int, int]] = field(default_factory=list)
+    ack_number: int = 0  # the last ack number sealed (SPEC 1.7: each ack under a new one)
+    sealed: list[bytes] = field(default_factory=list)  # every ack sealed, in order
 
     def __post_init__(self) -> None:
         self._acked: set[tuple[int, int]] = set()
@@ -126,6 +128,14 @@ class StandInHub:
         async with self._heard:
             self._heard.notify_all()
 
+    def seal(self, kind: int, counter: int, key: bytes | None = None) -> bytes:
+        """An ack under the next ack number (a hub never seals two under one, SPEC 1.7); kept in `sealed`."""
+        self.ack_number += 1
+        data = bthome.seal_ack(key or self.key, bthome.mac_bytes(self.mac), kind, counter, int(time.time()),
+                               self.ack_number)
+        self.sealed.append(data)
+        return data
+
     async def write(self, kind: int, counter: int, *, data: bytes | None = None, timeout: float = 5.0) -> bool:
         """Connect, write one ack (or `data`), disconnect; True when the write was answered."""
         from bleak import BleakClient
@@ -134,7 +144,7 @@ class StandInHub:
         from safebox.tools.sim.bleak_backend import BumbleClient
 
         if data is None:
-            data = bthome.seal_ack(self.key, bthome.mac_bytes(self.mac), kind, counter, int(time.time()))
+            data = self.seal(kind, counter)
         ok = False
         async with self._lock:
             if self._ble_device is not None:

@@ -31,9 +31,12 @@ async def _one_press(home: SimHome, pendant: Any, n: int) -> dict[str, Any]:
         line = await pendant.firmware.wait_for_line(pattern, timeout=10, start=acked_from)
         return time.time(), line
 
+    # The press's counter: not n, the pendant's receipts (SPEC 1.7) take counters too.
+    made = lines.Event.read(await pendant.firmware.wait_for_line(lines.Event.pattern(), timeout=10, start=acked_from))
+    assert made is not None
     (heard_at, first), (delivered_at, _), stored = await asyncio.gather(
-        device_shows(lines.Acked.pattern(counter=n)), device_shows(lines.AckShown.pattern(counter=n, kind=2)),
-        home.wait_stored(n))
+        device_shows(lines.Acked.pattern(counter=made.counter)),
+        device_shows(lines.AckShown.pattern(counter=made.counter, kind=2)), home.wait_stored(n))
     event = stored[n - 1]
     return {
         "latency_ms": round((parse_time(event["received_at"]) - pressed_at) * 1000, 1),

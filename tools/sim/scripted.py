@@ -35,7 +35,7 @@ log = logging.getLogger("safebox.sim.scripted")
 
 class ScriptedDevice:
     def __init__(self, air: Air, device: Device, *, interval_ms: int = 40, battery: int = 90,
-                 counter: int = 0) -> None:
+                 counter: int = 0, receipts: bool = True) -> None:
         self.air = air
         self.device = device
         self.interval_ms = interval_ms
@@ -44,6 +44,10 @@ class ScriptedDevice:
         self.acks: list[tuple[int, int]] = []  # (kind, counter), in the order written
         self.refused_acks = 0
         self.connections = 0
+        self.ack_number = 0  # the last ack number taken: a later ack must be above it (SPEC 1.7)
+        self.receipts = receipts  # as the firmware: a receipt (heartbeat + 0x3E) after kind 2 or 3
+        self._receipt_due = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._radio: BumbleDevice | None = None
         self._controller: Any = None
         self._adv: bytes | None = None
@@ -77,12 +81,22 @@ class ScriptedDevice:
 
     def _on_ack(self, connection: Connection, value: bytes) -> None:
         try:
-            kind, counter, _hub_time = bthome.unseal_ack(self.device.key, self.device.mac, bytes(value))
+            kind, counter, _hub_time, number = bthome.unseal_ack(self.device.key, self.device.mac, bytes(value))
         except bthome.FrameError:
             self.refused_acks += 1
             return
+        if number <= self.ack_number:
+            self.refused_acks += 1
+            return
+        self.ack_number = number
         self.acks.append((kind, counter))
         self._ack_written.set()
+        if kind >= bthome.ACK_DELIVERED:
+            self._receipt_due = True
+            if self.receipts:
+                task = asyncio.get_running_loop().create_task(self.send_heartbeat())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _advertise(self, adv: bytes) -> None:
         radio = self._radio
@@ -114,8 +128,13 @@ class ScriptedDevice:
         return self.counter
 
     async def send_heartbeat(self) -> int:
+        """A heartbeat; a receipt (SPEC 1.7) when an ack of kind 2 or 3 was taken since the last one."""
         self.counter += 1
-        frame = bthome.seal(self.device.key, self.device.mac, self.counter, self._objects(None, None), event=False)
+        objects = self._objects(None, None)
+        if self._receipt_due:
+            self._receipt_due = False
+            objects.append((bthome.OBJ_ACK_SEEN, self.ack_number))
+        frame = bthome.seal(self.device.key, self.device.mac, self.counter, objects, event=False)
         await self._advertise(bthome.advertisement(frame))
         return self.counter
 
