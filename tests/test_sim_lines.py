@@ -61,7 +61,7 @@ def test_the_firmware_prints_what_is_read() -> None:
                  'print("acked", acked, "kind", kind)', 'print("ack", counter, "kind", kind, "shown")',
                  'print("store full: dropped", dropped)', 'print("dropped", counter, "unsent',
                  'print("linger", counter, "ended"',
-                 'print("boot frame" if boot is not None else "heartbeat", counter, objects)',
+                 'what = "boot frame"', 'what = "receipt"', 'print(what, counter, objects)',
                  'print("sleep", ms, why)', 'print("deepsleep", ms, why)', 'print("woke", woke, slept)']:
         assert call in src, call
 
@@ -71,7 +71,7 @@ def test_the_firmware_prints_what_is_read() -> None:
      lines.Refused("24:0A:C4:12:34:56", "replayed counter 9 (last accepted 10)")),
     ("%s: event %s stored (%s)", ("24:0A:C4:12:34:56", "240ac4123456-3", "emergency"),
      lines.Stored("24:0A:C4:12:34:56", "240ac4123456-3", "emergency")),
-    ("%s: ack kind %d for counter %d written in %d ms", ("24:0A:C4:12:34:56", 2, 3, 41),
+    ("%s: ack kind %d for counter %d written in %d ms (ack %d%s)", ("24:0A:C4:12:34:56", 2, 3, 41, 7, ""),
      lines.AckWritten("24:0A:C4:12:34:56", 2, 3)),
     ("event %s: delivered, %d in %d ms%s", ("240ac4123456-3", 201, 12, ""), lines.Delivered("240ac4123456-3")),
     ("batch of %d (%s .. %s): %d delivered, %d rejected, %d to retry, in %d ms%s",
