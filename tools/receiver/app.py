@@ -20,7 +20,7 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import Refusal, Verifier
 
-from . import enrol, relay, request_form, sms_inbound
+from . import enrol, guard, relay, request_form, sms_inbound
 from .store import Outcome, Store, StoreError
 
 log = logging.getLogger("safebox.receiver")
@@ -70,9 +70,8 @@ class _Receiver:
             return self._injected_fault(request, self._fail_plan.popleft(), event_id)
         if why := request_form.problem(request):
             return self._refuse(request, 415, why, event_id)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        raw = await guard.read_body(request, events.MAX_BODY)
+        if raw is None:
             return self._refuse(request, 413, f"body exceeds {events.MAX_BODY} bytes", event_id)
         try:
             answer = self._accept(request, raw, event_id)
@@ -139,7 +138,8 @@ class _Receiver:
 
 def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: float = 300,
              max_future: float = 30, fail_plan: Iterable[int] | None = None,
-             answer_delay_s: float = 0.0, sms_token: str | None = None) -> web.Application:
+             answer_delay_s: float = 0.0, sms_token: str | None = None,
+             middlewares: Iterable[Any] = ()) -> web.Application:
     """The receiver as an aiohttp application over `store`.
 
     `answer_delay_s` is test-only: each stored event (or batch) is answered that much later,
@@ -150,6 +150,9 @@ def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: f
     retrying client ends with exactly one stored event.
 
     `sms_token`: serve `POST /v1/sms`, an SMS gateway's callback with this bearer token (SPEC 5.2).
+
+    `middlewares` run inside `guard.deadlines` (which is always first: every body is read
+    through `guard.read_body`, within its deadline).
     """
     plan = deque(fail_plan or ())
     unknown = set(plan) - FAULT_STATUSES
@@ -159,7 +162,7 @@ def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: f
                         max_future=max_future, clock=clock)
     receiver = _Receiver(store, verifier, clock, plan)
     receiver.answer_delay_s = answer_delay_s
-    app = web.Application(client_max_size=events.MAX_BODY)
+    app = web.Application(client_max_size=events.MAX_BODY, middlewares=[guard.deadlines, *middlewares])
     app.add_routes([
         web.post("/v1/events", receiver.post_event),
         web.get("/v1/events", receiver.list_events),

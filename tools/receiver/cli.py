@@ -23,6 +23,7 @@ from aiohttp import web
 
 from safebox.tools.tlsca import make_ca
 
+from . import guard
 from .app import FAULT_STATUSES, make_app
 from .console import i18n, make_console_app
 from .console.alarms import parse_deadline
@@ -59,6 +60,13 @@ def _count(text: str) -> int:
     return count
 
 
+def _positive(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return count
+
+
 def _deadline(text: str) -> tuple[str, tuple[int, int]]:
     try:
         return parse_deadline(text)
@@ -83,7 +91,8 @@ def _serve(args: argparse.Namespace) -> int:
                        answer_delay_s=args.answer_delay_ms / 1000, sms_token=_token(args.sms_token_file))
         console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
                                                                             deadlines=dict(args.deadline or ()))
-        asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port))
+        asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port,
+                         per_peer=args.max_per_peer))
     except OSError as exc:  # e.g. the port is taken
         raise _UserError(f"cannot listen on {args.host}:{args.port} or {args.operator_host}:{args.operator_port}: "
                          f"{exc}") from None
@@ -95,19 +104,23 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
-               console: web.Application | None = None, operator_host: str = "", operator_port: int | None = None) -> None:
+               console: web.Application | None = None, operator_host: str = "", operator_port: int | None = None,
+               *, per_peer: int = guard.PER_PEER_MAX) -> None:
     """Serve until SIGINT or SIGTERM; announce the real addresses once, for a waiting parent
-    (the operators' first: a parent waiting for "listening on" then knows both)."""
+    (the operators' first: a parent waiting for "listening on" then knows both). Both listeners
+    admit connections through a guard (caps and deadlines: guard.py)."""
+    if console is not None and guard.deadlines not in console.middlewares:
+        console.middlewares.insert(0, guard.deadlines)  # tells the guard when a request head is in
     runner = web.AppRunner(app)
     await runner.setup()
     operators = web.AppRunner(console, handle_signals=False) if console is not None else None
     try:
         if operators is not None:
             await operators.setup()
-            await web.TCPSite(operators, operator_host, operator_port, ssl_context=tls).start()
+            await guard.GuardedSite(operators, operator_host, operator_port, tls, guard.Guard(per_peer=per_peer)).start()
             shown = f"[{operator_host}]" if ":" in operator_host else operator_host
             print(f"operators on https://{shown}:{operators.addresses[0][1]}", flush=True)
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        await guard.GuardedSite(runner, host, port, tls, guard.Guard(per_peer=per_peer)).start()
         real_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
         print(f"listening on https://{shown}:{real_port}", flush=True)
@@ -287,6 +300,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--fail-status", type=int, choices=sorted(FAULT_STATUSES), default=500)
     serve.add_argument("--answer-delay-ms", type=_count, default=0, metavar="MS",
                        help="test only: answer each stored event this long after storing it")
+    serve.add_argument("--max-per-peer", type=_positive, default=guard.PER_PEER_MAX, metavar="N",
+                       help="open connections one address (an IPv6 /64) may hold; the next is closed unread "
+                            f"(default {guard.PER_PEER_MAX}: hubs behind one carrier NAT share an address)")
     serve.add_argument("--operator-host", default="127.0.0.1", help="the operators' listener (the screen)")
     serve.add_argument("--operator-port", type=_port, default=None,
                        help="serve the operators' screen on this port, apart from the hubs' (0 picks one); "

@@ -31,7 +31,7 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import Refusal, Verifier, public_key_from_text
 
-from . import request_form
+from . import guard, request_form
 from .store import Store, StoreError
 
 log = logging.getLogger("safebox.receiver.enrol")
@@ -182,8 +182,8 @@ class _EnrolEndpoint:
         try:
             if why := request_form.problem(request):
                 raise EnrolRefused(415, "bad_request", why)
-            raw = await request.content.read(MAX_BODY + 1)
-            if len(raw) > MAX_BODY:
+            raw = await guard.read_body(request, MAX_BODY)
+            if raw is None:
                 raise EnrolRefused(413, "bad_request", f"body exceeds {MAX_BODY} bytes")
             doc = _parse(raw)
             hub_id = doc["hub_id"]

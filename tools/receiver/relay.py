@@ -27,7 +27,7 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import Refusal, Verifier
 
-from . import request_form
+from . import guard, request_form
 from .store import Outcome, Store, StoreError
 
 if TYPE_CHECKING:
@@ -143,8 +143,8 @@ class Relay:
             return receiver._injected_fault(request, receiver._fail_plan.popleft(), batch_key)
         if why := request_form.problem(request):
             return receiver._refuse(request, 415, why, batch_key)
-        raw = await request.content.read(BATCH_MAX_BODY + 1)
-        if len(raw) > BATCH_MAX_BODY:
+        raw = await guard.read_body(request, BATCH_MAX_BODY)
+        if raw is None:
             return receiver._refuse(request, 413, f"batch body exceeds {BATCH_MAX_BODY} bytes", batch_key)
         try:
             key_id = self._verifier.verify(request.method, str(request.url), request.headers, raw)
