@@ -117,7 +117,8 @@ async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
     try:
         if operators is not None:
             await operators.setup()
-            await guard.GuardedSite(operators, operator_host, operator_port, tls, guard.Guard(per_peer=per_peer)).start()
+            await guard.GuardedSite(operators, operator_host, operator_port, tls,
+                                    guard.Guard(per_peer=per_peer)).start()
             shown = f"[{operator_host}]" if ":" in operator_host else operator_host
             print(f"operators on https://{shown}:{operators.addresses[0][1]}", flush=True)
         await guard.GuardedSite(runner, host, port, tls, guard.Guard(per_peer=per_peer)).start()
