@@ -3,7 +3,7 @@
 Each row is an attempt on the receiver's listener, judged by what the receiver did to it (closed
 it, answered 408, refused it unread) and by a genuine request still being served: a slowloris
 is "refused" when a genuine emergency sent in its midst is stored within `GENUINE_WITHIN_S`.
-For the slowloris the receiver process is held to the kernel's default 1,024 descriptors (what a
+Last, guessing enrolment codes (item 8). For the slowloris the receiver process is held to the kernel's default 1,024 descriptors (what a
 service without LimitNOFILE gets), as in the review that found it.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import sys
 import time
 from typing import Any
 
@@ -26,6 +28,7 @@ LORIS_SOURCES = [f"127.0.1.{n}" for n in range(1, 23)]  # 50 each: under the per
 PER_PEER = 64  # the receiver's default --max-per-peer
 HANDSHAKE_S = HEAD_S = 10.0  # the receiver's deadlines (tools/receiver/guard.py)
 BODY_S = 10.0
+ENROL_FAILURES = 10  # the receiver's FAILURES_MAX
 
 
 def _attempt(a: Attacker, attack: str, expected: str, refused: bool, seen: str, before: Any,
@@ -117,6 +120,57 @@ async def _health(a: Attacker, source: str) -> tuple[int, Any]:
         writer.close()
 
 
+async def _issue_code(a: Attacker, hub_id: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "safebox.tools.receiver.cli", "enrol-code", "--db", str(a.home.receiver_db),
+        "--hub-id", hub_id, "--ttl", "600", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    return out.decode().strip()
+
+
+def _code_spent(a: Attacker, hub_id: str) -> bool:
+    con = sqlite3.connect(f"file:{a.home.receiver_db}?mode=ro", uri=True, timeout=5)
+    try:
+        return any(used for (used,) in con.execute("SELECT used_at FROM enrol_codes WHERE hub_id = ?", (hub_id,)))
+    finally:
+        con.close()
+
+
+async def _enrol_from(a: Attacker, source: str, hub_id: str, code: str) -> tuple[int, Any]:
+    key = Ed25519PrivateKey.generate()
+    doc = json.dumps({"hub_id": hub_id, "home_id": a.home.home_id, "code": code,
+                      "public_key": signing.public_key_to_text(key.public_key())}).encode()
+    url = a.home.platform_url + "/v1/enrol"
+    return await wire.send_split(url, a._ssl, a.sign(doc, f"{hub_id}-enrol", key=key, key_id=hub_id, url=url), doc,
+                                 pause_s=0, source=source)
+
+
+async def _brute_force(a: Attacker) -> None:
+    """Issue 11 item 8: guessing enrolment codes from one address stops after FAILURES (10)."""
+    hub_id = "hub-brute-0001"
+    code = await _issue_code(a, hub_id)
+    before = a.ledger.snapshot()
+    answers = [await _enrol_from(a, "127.0.5.1", hub_id, f"ABCD-EFGH-{n:04d}") for n in range(ENROL_FAILURES)]
+    status, answer = await _enrol_from(a, "127.0.5.1", hub_id, code)
+    guessed = [s for s, _ in answers]
+    reason = answer.get("reason") if isinstance(answer, dict) else answer
+    _attempt(a, f"brute-forcing enrolment codes: {ENROL_FAILURES} made-up codes, then the right one, from one "
+                "address", "429 too_many_failures, the code not spent",
+             guessed == [401] * ENROL_FAILURES and status == 429 and not _code_spent(a, hub_id),
+             f"guesses answered {sorted(set(guessed))}; the right code then: {status} {reason}; code spent: "
+             f"{_code_spent(a, hub_id)}", before)
+    before = a.ledger.snapshot()
+    status, answer = await _enrol_from(a, "127.0.5.1", "hub-brute-0002", "ABCD-EFGH-JKMN")
+    reason = answer.get("reason") if isinstance(answer, dict) else answer
+    _attempt(a, "the same address goes on guessing for another hub id", "429 too_many_failures",
+             status == 429, f"{status} {reason}", before)
+    before = a.ledger.snapshot()
+    status, answer = await _enrol_from(a, "127.0.5.2", hub_id, code)
+    _attempt(a, "control: that hub enrols with its code from its own address meanwhile", "201 enrolled",
+             status == 201, f"{status} {answer.get('status') if isinstance(answer, dict) else answer}", before,
+             hop="control")
+
+
 async def abuse_attacks(a: Attacker) -> None:
     home = a.home
     before = a.ledger.snapshot()
@@ -167,6 +221,8 @@ async def abuse_attacks(a: Attacker) -> None:
              status == 201, f"{status} {answer.get('status') if isinstance(answer, dict) else answer}", before,
              hop="control", allowed=(eid,))
     genuine.append(eid)
+
+    await _brute_force(a)
 
     silent, half, (status, answer) = await asyncio.gather(*slow)
     _attempt(a, "TCP connection that never starts TLS", f"closed within {HANDSHAKE_S + 3:.0f} s",

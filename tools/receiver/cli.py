@@ -191,7 +191,8 @@ def _sms_modem(args: argparse.Namespace) -> int:
 
 
 def _enrol_code(args: argparse.Namespace) -> int:
-    """A one-time enrolment code for a hub: the code alone on stdout, what it is for on stderr."""
+    """A one-time enrolment code for a hub: the code alone on stdout (for a file or a pipe), what it
+    is for on stderr, without the code (a terminal's scrollback and a captured log keep stderr)."""
     from .enrol import EnrolCodes
     store = _open(args.db, create=True)
     try:
@@ -204,8 +205,8 @@ def _enrol_code(args: argparse.Namespace) -> int:
         store.close()
     print(issued.code)
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(issued.expires_at))
-    print(f"one-time enrolment code for hub {issued.hub_id}, valid until {until}; "
-          f"on the hub: safebox-install enrol --code {issued.code}", file=sys.stderr)
+    print(f"one-time enrolment code for hub {issued.hub_id} (above, on stdout), valid until {until}; "
+          "on the hub: safebox-install enrol, and type it when asked (or --code-file FILE)", file=sys.stderr)
     return 0
 
 
