@@ -18,13 +18,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from safebox.tools.tlsca import make_ca
 
 from . import guard
-from .app import FAULT_STATUSES, make_app
+from .app import make_app
 from .console import i18n, make_console_app
 from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
@@ -51,13 +52,6 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("a port is 0..65535 (0 picks a free one)")
     return port
-
-
-def _count(text: str) -> int:
-    count = int(text)
-    if count < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return count
 
 
 def _positive(text: str) -> int:
@@ -87,8 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = _open(args.db, create=True)
     try:
-        app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
-                       answer_delay_s=args.answer_delay_ms / 1000, sms_token=_token(args.sms_token_file))
+        app = make_app(store, sms_token=_token(args.sms_token_file), middlewares=args.middlewares)
         console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
                                                                             deadlines=dict(args.deadline or ()))
         asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port,
@@ -297,11 +290,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8443, help="0 picks a free port")
     serve.add_argument("--cert", type=Path, help="server certificate chain (PEM)")
     serve.add_argument("--key", type=Path, help="server private key (PEM)")
-    serve.add_argument("--fail-first", type=_count, default=0, metavar="N",
-                       help="test only: answer the first N POSTs with --fail-status")
-    serve.add_argument("--fail-status", type=int, choices=sorted(FAULT_STATUSES), default=500)
-    serve.add_argument("--answer-delay-ms", type=_count, default=0, metavar="MS",
-                       help="test only: answer each stored event this long after storing it")
     serve.add_argument("--max-per-peer", type=_positive, default=guard.PER_PEER_MAX, metavar="N",
                        help="open connections one address (an IPv6 /64) may hold; the next is closed unread "
                             f"(default {guard.PER_PEER_MAX}: hubs behind one carrier NAT share an address)")
@@ -370,8 +358,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, middlewares: Sequence[Any] = ()) -> int:
+    """The command line; `middlewares` go into the served app (make_app), for a caller that
+    wraps the receiver (the simulator's fault injection: tools/sim/receiver_faults.py)."""
     args = _parser().parse_args(argv)
+    args.middlewares = tuple(middlewares)
     try:
         return args.run(args)
     except _UserError as exc:
