@@ -28,6 +28,7 @@ LORIS_SOURCES = [f"127.0.1.{n}" for n in range(1, 23)]  # 50 each: under the per
 PER_PEER = 64  # the receiver's default --max-per-peer
 HANDSHAKE_S = HEAD_S = 10.0  # the receiver's deadlines (tools/receiver/guard.py)
 BODY_S = 10.0
+REPLAY_AFTER_S = 12.0  # its signature expires 60 s after it was made
 ENROL_FAILURES = 10  # the receiver's FAILURES_MAX
 
 
@@ -216,13 +217,20 @@ async def abuse_attacks(a: Attacker) -> None:
     eid, body = a.event_body(12)
     url = home.platform_url + "/v1/events"
     before = a.ledger.snapshot()
-    status, answer = await wire.send_split(url, a._ssl, a.sign(body, eid), body, cut=7)
+    captured = a.sign(body, eid)
+    captured_at = time.monotonic()
+    status, answer = await wire.send_split(url, a._ssl, captured, body, cut=7)
     _attempt(a, "control: genuine event, its body's first 7 bytes in their own TCP segment", "201 accepted",
              status == 201, f"{status} {answer.get('status') if isinstance(answer, dict) else answer}", before,
              hop="control", allowed=(eid,))
     genuine.append(eid)
 
     await _brute_force(a)
+
+    # Replayed later in its window, not at the instant it was made (issue 11 item 12).
+    await asyncio.sleep(max(0.0, REPLAY_AFTER_S - (time.monotonic() - captured_at)))
+    await a.https(f"replayed request {REPLAY_AFTER_S:.0f}+ s later, still inside its acceptance window", body,
+                  captured, 401, "nonce already used")
 
     silent, half, (status, answer) = await asyncio.gather(*slow)
     _attempt(a, "TCP connection that never starts TLS", f"closed within {HANDSHAKE_S + 3:.0f} s",
