@@ -3,8 +3,9 @@
 Each row is an attempt on the receiver's listener, judged by what the receiver did to it (closed
 it, answered 408, refused it unread) and by a genuine request still being served: a slowloris
 is "refused" when a genuine emergency sent in its midst is stored within `GENUINE_WITHIN_S`.
-Last, guessing enrolment codes (item 8). For the slowloris the receiver process is held to the kernel's default 1,024 descriptors (what a
-service without LimitNOFILE gets), as in the review that found it.
+For the slowloris the receiver process is held to the kernel's default 1,024 descriptors (what
+a service without LimitNOFILE gets), as in the review that found it. Then guessing enrolment
+codes (item 8), and a request replayed later in its acceptance window (item 12).
 """
 
 from __future__ import annotations
@@ -168,8 +169,8 @@ async def _brute_force(a: Attacker) -> None:
     before = a.ledger.snapshot()
     status, answer = await _enrol_from(a, "127.0.5.2", hub_id, code)
     _attempt(a, "control: that hub enrols with its code from its own address meanwhile", "201 enrolled",
-             status == 201, f"{status} {answer.get('status') if isinstance(answer, dict) else answer}", before,
-             hop="control")
+             status == 201, f"{status} accepted: {answer.get('status')}" if status == 201 else f"{status} {answer}",
+             before, hop="control")
 
 
 async def abuse_attacks(a: Attacker) -> None:
