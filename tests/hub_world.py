@@ -22,6 +22,7 @@ from safebox.hub.app import Hub
 from safebox.hub.devices import Device, Devices
 from safebox.tools import tlsca
 from safebox.tools.receiver.app import make_app
+from safebox.tools.sim.receiver_faults import fault_middleware
 from safebox.tools.receiver.store import Store
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.hub_process import in_process_backends
@@ -54,7 +55,7 @@ class HubWorld:
             server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             server.load_cert_chain(tls.server_cert_chain, tls.server_key)
             self.platform = Store(self.workdir / "platform.db")
-            app = make_app(self.platform, answer_delay_s=self.answer_delay_s, fail_plan=self.fail_plan)
+            app = make_app(self.platform, middlewares=[fault_middleware(self.fail_plan, self.answer_delay_s)])
             self._runner = web.AppRunner(app, shutdown_timeout=0.5)
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server).start()

@@ -10,7 +10,7 @@ import os
 import json
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from safebox.protocol import events
@@ -84,6 +84,8 @@ def test_occurred_at_any_text(text):
 @FUZZ
 @given(st.integers(0, 0xFFFFFFFF), st.sampled_from(sorted(events.TYPES - {events.HUB_HEARTBEAT})),
        st.floats(0, 4_000_000_000), st.text(max_size=20).filter(str.isprintable))
+@example(0, events.EMERGENCY, 0.0, "")  # the edges, every run
+@example(0xFFFFFFFF, events.EMERGENCY, 4_000_000_000.0, "卫生间")
 def test_make_encode_decode_round_trip(counter, type_, when, room):
     body = events.make(event_id=f"240ac4000001-{counter}", type=type_, hub_id="hub-fuzz-0001",
                        home_id="home-fuzz-0001", occurred_at=when,

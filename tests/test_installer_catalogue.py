@@ -225,7 +225,8 @@ def _run_zh(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize("argv", [
     ["--help"], *[[name, "--help"] for name, _, _ in cli.COMMANDS],
     ["pair"], ["report"], ["nonsense"], ["walk-test", "--timeout", "soon"],
-    ["walk-test", "--hub-config", "/nonexist.toml"], ["enrol", "--hub-config", "/nonexist.toml", "--code", "x"],
+    ["walk-test", "--hub-config", "/nonexist.toml"], ["enrol", "--code", "x"],
+    ["enrol", "--hub-config", "/nonexist.toml", "--code-file", "/nonexist.code"],
     ["report", "/nonexist.json"], ["lab-press", "--dir", "/nonexist", "open"], ["--tz", "Mars/Olympus", "report", "x"],
     ["pair", "--role", "kitchen", "--port", "socket://127.0.0.1:1"], ["pair", "--role", "pendant", "--pin", "x"],
     ["unpair"],

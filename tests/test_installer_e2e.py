@@ -68,7 +68,7 @@ async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path
         with contextlib.redirect_stdout(out):
             assert receiver_cli.main(["enrol-code", "--db", info["platform_db"], "--hub-id", info["hub_id"],
                                       "--ttl", "600"]) == 0
-        assert await _run("enrol", "--hub-config", config, "--code", out.getvalue().strip()) == 0
+        assert await _run("enrol", "--hub-config", config, "--code-file", _code_file(tmp_path, out.getvalue())) == 0
 
         # the blank board: flash, then pair (which restarts it: the firmware reports ready),
         # by copying the next step flash suggests
@@ -144,7 +144,8 @@ async def test_a_weak_signal_and_a_button_never_pressed_fail_the_walk_test(tmp_p
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             receiver_cli.main(["enrol-code", "--db", info["platform_db"], "--hub-id", info["hub_id"]])
-        assert await _run("enrol", "--hub-config", info["hub_config"], "--code", out.getvalue().strip()) == 0
+        code_file = _code_file(tmp_path, out.getvalue())
+        assert await _run("enrol", "--hub-config", info["hub_config"], "--code-file", code_file) == 0
         assert await _run("flash", "--port", info["board"], "--image", str(device_image)) == 0
         assert await _run("pair", "--port", info["board"], "--hub-config", info["hub_config"],
                           "--role", "pendant", "--room", "bedroom") == 0
@@ -169,7 +170,8 @@ async def test_a_door_sensor_is_walk_tested_by_opening_and_closing_the_door(tmp_
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             receiver_cli.main(["enrol-code", "--db", info["platform_db"], "--hub-id", info["hub_id"]])
-        assert await _run("enrol", "--hub-config", info["hub_config"], "--code", out.getvalue().strip()) == 0
+        code_file = _code_file(tmp_path, out.getvalue())
+        assert await _run("enrol", "--hub-config", info["hub_config"], "--code-file", code_file) == 0
         assert await _run("flash", "--port", info["board"], "--image", str(device_image)) == 0
         assert await _run("pair", "--port", info["board"], "--hub-config", info["hub_config"],
                           "--role", "front_door", "--room", "hall") == 0
@@ -185,3 +187,10 @@ async def test_a_door_sensor_is_walk_tested_by_opening_and_closing_the_door(tmp_
     assert "hub heard front-door sensor 24:0A:C4:00:10:01 (hall): door opened" in out
     result = json.loads(next(tmp_path.glob("install-report-*.json")).read_text())
     assert result["passed"] and [c["event"] for c in result["checks"]] == ["door_opened", "door_closed"]
+
+
+def _code_file(tmp_path: Path, code: str) -> str:
+    """The enrolment code as the installer takes it: from a file (never on the command line)."""
+    path = tmp_path / "enrol.code"
+    path.write_text(code)
+    return str(path)

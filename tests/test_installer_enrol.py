@@ -74,7 +74,10 @@ def _issue(platform: Platform, hub_id: str = HUB, *extra: str) -> str:
 
 
 async def _enrol(config: Path, code: str, *, lang: str = "en") -> int:
-    return await asyncio.to_thread(cli.main, ["--lang", lang, "enrol", "--hub-config", str(config), "--code", code])
+    code_file = config.with_suffix(".code")
+    code_file.write_text(code + "\n")
+    return await asyncio.to_thread(cli.main, ["--lang", lang, "enrol", "--hub-config", str(config),
+                                              "--code-file", str(code_file)])
 
 
 def _codes(platform: Platform) -> list[tuple]:
@@ -191,3 +194,45 @@ async def test_tls_is_verified_for_enrolment_too(platform, tmp_path, capsys):
 def test_enrol_code_command_refuses_bad_input(tmp_path, capsys, args, words):
     assert receiver_cli.main(["enrol-code", "--db", str(tmp_path / "p.db"), *args]) == 2
     assert words in capsys.readouterr().err
+
+
+async def test_the_code_is_never_taken_from_the_command_line(platform, tmp_path, capsys, monkeypatch):
+    """On the command line a code stays in shell history and shows in `ps`: refused, saying why;
+    a pipe (or a file, or the unechoed prompt) is the way in."""
+    config = _hub(tmp_path, platform)
+    code = _issue(platform)
+    assert "on stdout" in capsys.readouterr().err  # enrol-code says what it is for, not the code again
+    argv = ["enrol", "--hub-config", str(config), "--code", code]
+    assert await asyncio.to_thread(cli.main, argv) == cli.EXIT_REFUSED
+    assert "shell's history" in capsys.readouterr().err
+    assert platform.store.hub_key(HUB) is None and _codes(platform) == [(HUB, None)]
+    monkeypatch.setattr("sys.stdin", io.StringIO(code + "\n"))  # safebox-receiver enrol-code ... | ssh hub ...
+    assert await asyncio.to_thread(cli.main, ["enrol", "--hub-config", str(config)]) == 0
+    assert platform.store.hub_key(HUB) is not None
+
+
+def test_enrol_code_shows_the_code_once_on_stdout_only(platform, capsys):
+    code = _issue(platform)
+    err = capsys.readouterr().err
+    assert normalise(code) is not None and code not in err and normalise(code) not in err.replace("-", "")
+
+
+async def test_guessing_codes_is_refused_after_ten_failures_even_with_the_right_code(platform, tmp_path, capsys):
+    from safebox.tools.attacks import wire
+    config = _hub(tmp_path, platform)
+    code = _issue(platform)
+    for n in range(10):
+        assert await _enrol(config, f"ABCD-EFGH-{n:04d}") == cli.EXIT_REFUSED
+    capsys.readouterr()
+    assert await _enrol(config, code) == cli.EXIT_REFUSED  # the right code, from the guessing address
+    assert "10 failed enrolments from this address" in capsys.readouterr().err
+    assert platform.store.hub_key(HUB) is None and _codes(platform) == [(HUB, None)]  # nothing spent, nothing stored
+    # another address is not held by it
+    key = Ed25519PrivateKey.generate()
+    doc = json.dumps({"hub_id": HUB, "home_id": "home-0001", "code": code,
+                      "public_key": public_key_to_text(key.public_key())}).encode()
+    url = platform.url + ENROL_PATH
+    status, answer = await wire.send_split(url, ssl.create_default_context(cafile=str(platform.ca)),
+                                           signed_headers(key, HUB, url, doc, idempotency_key(HUB)), doc,
+                                           source="127.0.0.9")
+    assert (status, answer["status"]) == (201, "enrolled")

@@ -28,6 +28,7 @@ from safebox.protocol.signing import public_key_to_text, signed_get_headers, sig
 from safebox.tools.receiver import cli
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.store import Store
+from safebox.tools.sim.receiver_faults import fault_middleware
 from safebox.tools.tlsca import TlsFiles, make_ca
 
 HUB = "hub-7f3a9c"
@@ -258,7 +259,7 @@ async def test_replayed_request_is_refused_also_after_a_restart(tls: TlsFiles, d
 
 async def test_retrying_through_failures_stores_exactly_one_event(tls: TlsFiles, db_path: Path,
                                                                   hub_key: Ed25519PrivateKey) -> None:
-    async with running(tls, db_path, hub_key, fail_plan=[500, 500]) as platform:
+    async with running(tls, db_path, hub_key, middlewares=[fault_middleware([500, 500])]) as platform:
         statuses = []
         for _attempt in range(5):  # a hub's outbox: every attempt is signed afresh
             answer = await platform.post()
@@ -271,7 +272,7 @@ async def test_retrying_through_failures_stores_exactly_one_event(tls: TlsFiles,
 
 
 async def test_injected_503_asks_to_retry_later(tls: TlsFiles, db_path: Path, hub_key: Ed25519PrivateKey) -> None:
-    async with running(tls, db_path, hub_key, fail_plan=[503]) as platform:
+    async with running(tls, db_path, hub_key, middlewares=[fault_middleware([503])]) as platform:
         answer = await platform.post()
         assert (answer.status, answer.headers["Retry-After"]) == (503, "1")
         assert answer.body == {"status": "retry_later", "event_id": EVENT_ID,
@@ -279,11 +280,9 @@ async def test_injected_503_asks_to_retry_later(tls: TlsFiles, db_path: Path, hu
         assert (await platform.post()).status == 201
 
 
-def test_fail_plan_takes_only_server_errors(tmp_path: Path) -> None:
-    store = Store(tmp_path / "r.db")
+def test_fail_plan_takes_only_server_errors() -> None:
     with pytest.raises(ValueError, match=r"\[500, 503\], got \[200\]"):
-        make_app(store, fail_plan=[500, 200])
-    store.close()
+        fault_middleware([500, 200])
 
 
 def test_tls_key_is_private(tls: TlsFiles) -> None:
@@ -356,3 +355,11 @@ def test_events_piped_into_head_end_quietly(tmp_path) -> None:
     err = listing.stderr.read().decode()
     assert listing.wait(timeout=30) == 141 and head.stdout.startswith(b"[")
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_production_receiver_takes_no_fault_injection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The faults are the simulator's (tools/sim/receiver_faults.py), not a flag of the real one."""
+    for flag in ("--fail-first", "--answer-delay-ms"):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["serve", "--db", str(tmp_path / "r.db"), flag, "1"])
+        assert exit_.value.code == 2 and f"unrecognized arguments: {flag} 1" in capsys.readouterr().err

@@ -283,3 +283,28 @@ def test_public_key_from_text_says_what_is_wrong(text: str, message: str) -> Non
     with pytest.raises(ValueError, match=re.escape(message)):
         public_key_from_text(text)
 
+
+
+@pytest.mark.parametrize("nonces", ["memory", "sqlite"])
+@pytest.mark.parametrize("later", [0, 1, 30, 59, 60])
+def test_a_replay_is_refused_anywhere_in_the_acceptance_window(key: Ed25519PrivateKey, tmp_path, nonces: str,
+                                                               later: int) -> None:
+    """The nonce is kept until the request can no longer be accepted (its `expires`), not until
+    `created`: a replay one second or a minute later is as refused as one at once. (Before, every
+    replay test resent at the very instant the request was made, so a store that kept the nonce
+    only until `created` passed them all.)"""
+    from safebox.tools.receiver.store import Store
+
+    now = [float(NOW)]
+    store = Store(tmp_path / "r.db") if nonces == "sqlite" else None
+    nonce_store = store.nonce_store(lambda: now[0]) if store else MemoryNonceStore(clock=lambda: now[0])
+    verifier = Verifier({HUB: key.public_key()}.get, nonce_store, clock=lambda: now[0])
+    headers = _sign(key)  # created NOW, expires NOW + 60
+    assert verifier.verify("POST", URL, headers, BODY) == HUB
+    now[0] = NOW + later
+    refusal = _refusal(verifier, headers)
+    assert (refusal.status, refusal.reason) == (401, "nonce already used")
+    now[0] = NOW + 61  # past its expiry the request is refused for that, whatever the store holds
+    assert _refusal(verifier, headers).reason == "expired 1 s ago"
+    if store:
+        store.close()

@@ -35,6 +35,7 @@ from safebox.hub.config import check_https_url
 from safebox.hub.health import PlatformHealth
 from safebox.hub.store import OutboxItem
 from safebox.protocol import signing
+from safebox.protocol.bodies import read_whole
 
 log = logging.getLogger("safebox.hub.uplink")
 
@@ -247,19 +248,6 @@ class PlatformClient:
             self._clock_warned_at = now
             log.warning("hub clock is %+.0f s off the platform's (its Date header): signing with the platform's "
                         "time; check time sync (safebox-hub status shows the clock)", -offset)
-
-
-async def read_whole(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The body to its end, at most `limit` bytes: one `read(n)` returns only what has arrived."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def describe(exc: BaseException) -> str:

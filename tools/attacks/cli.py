@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from safebox.tools.attacks import __doc__ as _DOC
+from safebox.tools.attacks.abuse import abuse_attacks
 from safebox.tools.attacks.attacker import Attacker, Report
 from safebox.tools.attacks.acks import ack_attacks
 from safebox.tools.attacks.ble import ble_attacks
@@ -32,6 +33,8 @@ async def run(workdir: Path | None = None) -> Report:
             await ack_attacks(attacker)
             print("HTTPS attacks (receiver answers):", file=sys.stderr)
             await https_attacks(attacker)
+            print("Receiver under abuse (connections, deadlines, torn bodies):", file=sys.stderr)
+            await abuse_attacks(attacker)
             attacker.report.seconds = time.monotonic() - started
             return attacker.report
 

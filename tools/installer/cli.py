@@ -3,7 +3,7 @@
   safebox-install flash     [--port P] [--force]                  copy the firmware onto a board
   safebox-install pair      [--port P] --role R --room ROOM       pair the board with this home's hub
   safebox-install unpair    (--port P | --device MAC) [--force]   remove a device from the home
-  safebox-install enrol     [--code CODE]                         enrol the hub with the platform
+  safebox-install enrol     [--code-file FILE|-]                  enrol the hub with the platform
   safebox-install walk-test [--report-dir DIR]                    press, open, close; the report
   safebox-install report    FILE.json [--html]                    show a saved report again
   safebox-install lab       --dir DIR                             a simulated home to practise on
@@ -129,16 +129,30 @@ def _unpair(args: argparse.Namespace) -> int:
 def _enrol(args: argparse.Namespace) -> int:
     from safebox.tools.installer.enrol import enrol
 
+    if args.code is not None:  # on the command line a code sits in shell history and in `ps`
+        raise InstallerError("enrol_code_argv")
     hub = _hub_config(args.hub_config)
-    code = args.code
-    if code is None:
-        code = getpass.getpass(t("enrol_prompt"))  # not echoed: it is a secret until it is spent
     say("enrol_sending", hub=hub.hub_id, url=hub.platform.url)
-    result = enrol(hub, code)
+    result = enrol(hub, _read_code(args.code_file))
     say("enrol_already" if result.already else "enrol_done", hub=hub.hub_id)
     if result.replaced:
         say("enrol_replaced")
     return 0
+
+
+def _read_code(path: str | None) -> str:
+    """The code from a file (`-`: standard input), else asked for unechoed on a terminal, else
+    the first line of standard input (`... | safebox-install enrol`): never from the command line."""
+    if path is not None and path != "-":
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            detail = getattr(exc, "strerror", None) or str(exc)
+            raise InstallerError("enrol_code_file", path=path, detail=detail) from None
+        return (text.strip().splitlines() or [""])[0].strip()
+    if path is None and sys.stdin.isatty():
+        return getpass.getpass(t("enrol_prompt"))  # not echoed: it is a secret until it is spent
+    return sys.stdin.readline().strip()
 
 
 def _walk_test(args: argparse.Namespace) -> int:
@@ -241,7 +255,8 @@ def _unpair_args(p: argparse.ArgumentParser) -> None:
 
 
 def _enrol_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--code", metavar=t("mv_code"), help=t("help_code"))
+    p.add_argument("--code-file", metavar=t("mv_file"), help=t("help_code_file"))
+    p.add_argument("--code", help=argparse.SUPPRESS)  # refused with why (enrol_code_argv)
 
 
 def _walk_args(p: argparse.ArgumentParser) -> None:

@@ -8,10 +8,8 @@ hub's uplink in tests. This listener is the hubs': everything on it is signed by
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,13 +18,11 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import Refusal, Verifier
 
-from . import enrol, relay, request_form, sms_inbound
+from . import enrol, guard, relay, request_form, sms_inbound
 from .store import Outcome, Store, StoreError
 
 log = logging.getLogger("safebox.receiver")
 
-FAULT_STATUSES = frozenset({500, 503})
-RETRY_AFTER_S = 1          # what an injected 503 asks for: short, so tests stay fast
 STORE_TROUBLE_RETRY_S = 30
 MAX_PAGE = 1000
 
@@ -49,14 +45,10 @@ def _one_line(text: str) -> str:
 
 
 class _Receiver:
-    answer_delay_s = 0.0  # test only: wait this long between storing an event and answering
-
-    def __init__(self, store: Store, verifier: Verifier, clock: Callable[[], float],
-                 fail_plan: deque[int]) -> None:
+    def __init__(self, store: Store, verifier: Verifier, clock: Callable[[], float]) -> None:
         self._store = store
         self._verifier = verifier
         self._clock = clock
-        self._fail_plan = fail_plan
 
     def _refuse(self, request: web.Request, http_status: int, reason: str, event_id: str | None,
                 key_id: str | None = None) -> web.Response:
@@ -66,19 +58,13 @@ class _Receiver:
 
     async def post_event(self, request: web.Request) -> web.Response:
         event_id = request.headers.get("Idempotency-Key")
-        if self._fail_plan:
-            return self._injected_fault(request, self._fail_plan.popleft(), event_id)
         if why := request_form.problem(request):
             return self._refuse(request, 415, why, event_id)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        raw = await guard.read_body(request, events.MAX_BODY)
+        if raw is None:
             return self._refuse(request, 413, f"body exceeds {events.MAX_BODY} bytes", event_id)
         try:
-            answer = self._accept(request, raw, event_id)
-            if self.answer_delay_s and answer.status in (200, 201):
-                await asyncio.sleep(self.answer_delay_s)  # stored, not yet answered: a hub killed now resends
-            return answer
+            return self._accept(request, raw, event_id)
         except StoreError as exc:
             log.error("cannot store event_id=%r: %s", event_id, exc)
             return _answer(503, "retry_later", event_id, "platform storage unavailable",
@@ -107,12 +93,6 @@ class _Receiver:
         return _answer(201 if outcome is Outcome.ACCEPTED else 200, outcome.value, event_id,
                        extra=relay.directives(self._store, key_id, self._clock()))
 
-    def _injected_fault(self, request: web.Request, http_status: int, event_id: str | None) -> web.Response:
-        log.warning("injected fault %d from %s event_id=%r (test fail plan)", http_status, request.remote, event_id)
-        if http_status == 503:
-            return _answer(503, "retry_later", event_id, "injected fault (test fail plan)", retry_after=RETRY_AFTER_S)
-        return _answer(http_status, "error", event_id, "injected fault (test fail plan)")
-
     async def list_events(self, request: web.Request) -> web.Response:
         """A hub's own stored events, oldest first, for a signed GET (the GET profile, SPEC 3.6);
         page with ?since_id=<last id seen>&limit=N."""
@@ -138,28 +118,20 @@ class _Receiver:
 
 
 def make_app(store: Store, *, clock: Callable[[], float] = time.time, max_age: float = 300,
-             max_future: float = 30, fail_plan: Iterable[int] | None = None,
-             answer_delay_s: float = 0.0, sms_token: str | None = None) -> web.Application:
+             max_future: float = 30, sms_token: str | None = None,
+             middlewares: Iterable[Any] = ()) -> web.Application:
     """The receiver as an aiohttp application over `store`.
 
-    `answer_delay_s` is test-only: each stored event (or batch) is answered that much later,
-    so a test can kill a hub between the platform storing and the hub hearing so.
-
-    `fail_plan` is test-only fault injection: HTTP statuses (500 or 503) that the
-    next POSTs answer, one each, before doing anything else, to prove that a
-    retrying client ends with exactly one stored event.
-
     `sms_token`: serve `POST /v1/sms`, an SMS gateway's callback with this bearer token (SPEC 5.2).
+
+    `middlewares` run inside `guard.deadlines` (which is always first: every body is read
+    through `guard.read_body`, within its deadline); the simulator adds its fault injection
+    this way (tools/sim/receiver_faults.py), none of it in here.
     """
-    plan = deque(fail_plan or ())
-    unknown = set(plan) - FAULT_STATUSES
-    if unknown:
-        raise ValueError(f"fail_plan statuses must be in {sorted(FAULT_STATUSES)}, got {sorted(unknown)}")
     verifier = Verifier(store.hub_key, store.nonce_store(clock), max_age=max_age,
                         max_future=max_future, clock=clock)
-    receiver = _Receiver(store, verifier, clock, plan)
-    receiver.answer_delay_s = answer_delay_s
-    app = web.Application(client_max_size=events.MAX_BODY)
+    receiver = _Receiver(store, verifier, clock)
+    app = web.Application(client_max_size=events.MAX_BODY, middlewares=[guard.deadlines, *middlewares])
     app.add_routes([
         web.post("/v1/events", receiver.post_event),
         web.get("/v1/events", receiver.list_events),

@@ -18,12 +18,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from safebox.tools.tlsca import make_ca
 
-from .app import FAULT_STATUSES, make_app
+from . import guard
+from .app import make_app
 from .console import i18n, make_console_app
 from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
@@ -53,10 +55,10 @@ def _port(text: str) -> int:
     return port
 
 
-def _count(text: str) -> int:
+def _positive(text: str) -> int:
     count = int(text)
-    if count < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
     return count
 
 
@@ -80,12 +82,12 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = _open(args.db, create=True)
     try:
-        app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
-                       answer_delay_s=args.answer_delay_ms / 1000, sms_token=_token(args.sms_token_file))
+        app = make_app(store, sms_token=_token(args.sms_token_file), middlewares=args.middlewares)
         app.cleanup_ctx.append(retention.running(store, args.keep_routine_days))
         console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
                                                                             deadlines=dict(args.deadline or ()))
-        asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port))
+        asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port,
+                         per_peer=args.max_per_peer))
     except OSError as exc:  # e.g. the port is taken
         raise _UserError(f"cannot listen on {args.host}:{args.port} or {args.operator_host}:{args.operator_port}: "
                          f"{exc}") from None
@@ -97,19 +99,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
-               console: web.Application | None = None, operator_host: str = "", operator_port: int | None = None) -> None:
+               console: web.Application | None = None, operator_host: str = "", operator_port: int | None = None,
+               *, per_peer: int = guard.PER_PEER_MAX) -> None:
     """Serve until SIGINT or SIGTERM; announce the real addresses once, for a waiting parent
-    (the operators' first: a parent waiting for "listening on" then knows both)."""
+    (the operators' first: a parent waiting for "listening on" then knows both). Both listeners
+    admit connections through a guard (caps and deadlines: guard.py)."""
+    if console is not None and guard.deadlines not in console.middlewares:
+        console.middlewares.insert(0, guard.deadlines)  # tells the guard when a request head is in
     runner = web.AppRunner(app)
     await runner.setup()
     operators = web.AppRunner(console, handle_signals=False) if console is not None else None
     try:
         if operators is not None:
             await operators.setup()
-            await web.TCPSite(operators, operator_host, operator_port, ssl_context=tls).start()
+            await guard.GuardedSite(operators, operator_host, operator_port, tls,
+                                    guard.Guard(per_peer=per_peer)).start()
             shown = f"[{operator_host}]" if ":" in operator_host else operator_host
             print(f"operators on https://{shown}:{operators.addresses[0][1]}", flush=True)
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        await guard.GuardedSite(runner, host, port, tls, guard.Guard(per_peer=per_peer)).start()
         real_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
         print(f"listening on https://{shown}:{real_port}", flush=True)
@@ -194,7 +201,8 @@ def _sms_modem(args: argparse.Namespace) -> int:
 
 
 def _enrol_code(args: argparse.Namespace) -> int:
-    """A one-time enrolment code for a hub: the code alone on stdout, what it is for on stderr."""
+    """A one-time enrolment code for a hub: the code alone on stdout (for a file or a pipe), what it
+    is for on stderr, without the code (a terminal's scrollback and a captured log keep stderr)."""
     from .enrol import EnrolCodes
     store = _open(args.db, create=True)
     try:
@@ -207,8 +215,8 @@ def _enrol_code(args: argparse.Namespace) -> int:
         store.close()
     print(issued.code)
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(issued.expires_at))
-    print(f"one-time enrolment code for hub {issued.hub_id}, valid until {until}; "
-          f"on the hub: safebox-install enrol --code {issued.code}", file=sys.stderr)
+    print(f"one-time enrolment code for hub {issued.hub_id} (above, on stdout), valid until {until}; "
+          "on the hub: safebox-install enrol, and type it when asked (or --code-file FILE)", file=sys.stderr)
     return 0
 
 
@@ -299,11 +307,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8443, help="0 picks a free port")
     serve.add_argument("--cert", type=Path, help="server certificate chain (PEM)")
     serve.add_argument("--key", type=Path, help="server private key (PEM)")
-    serve.add_argument("--fail-first", type=_count, default=0, metavar="N",
-                       help="test only: answer the first N POSTs with --fail-status")
-    serve.add_argument("--fail-status", type=int, choices=sorted(FAULT_STATUSES), default=500)
-    serve.add_argument("--answer-delay-ms", type=_count, default=0, metavar="MS",
-                       help="test only: answer each stored event this long after storing it")
+    serve.add_argument("--max-per-peer", type=_positive, default=guard.PER_PEER_MAX, metavar="N",
+                       help="open connections one address (an IPv6 /64) may hold; the next is closed unread "
+                            f"(default {guard.PER_PEER_MAX}: hubs behind one carrier NAT share an address)")
     serve.add_argument("--operator-host", default="127.0.0.1", help="the operators' listener (the screen)")
     serve.add_argument("--operator-port", type=_port, default=None,
                        help="serve the operators' screen on this port, apart from the hubs' (0 picks one); "
@@ -377,8 +383,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, middlewares: Sequence[Any] = ()) -> int:
+    """The command line; `middlewares` go into the served app (make_app), for a caller that
+    wraps the receiver (the simulator's fault injection: tools/sim/receiver_faults.py)."""
     args = _parser().parse_args(argv)
+    args.middlewares = tuple(middlewares)
     try:
         return args.run(args)
     except _UserError as exc:

@@ -9,8 +9,14 @@ database never holds a code that still works; codes never appear in logs.
 
 Answers: 201 `enrolled`; 200 `already_enrolled` (the same key sent again with its code,
 e.g. after a lost answer); `rejected` with an `error`: 400 `bad_request`, 401
-`bad_signature` / `code_unknown` / `code_expired`, 409 `code_used`, 422 `wrong_hub`;
-503 `retry_later` when storage fails.
+`bad_signature` / `code_unknown` / `code_expired`, 409 `code_used`, 422 `wrong_hub`,
+429 `too_many_failures` (with Retry-After); 503 `retry_later` when storage fails.
+
+Guessing is bounded: after `FAILURES_MAX` refused enrolments within `FAILURE_WINDOW_S` from
+one address (an IPv6 /64), that address is answered 429 before anything is looked up, even
+with a right code, until the oldest of those failures is `FAILURE_WINDOW_S` old. The count is
+kept in memory (a restart forgets it; 60-bit codes leave guessing hopeless at any such rate)
+for at most `FAILURE_PEERS_MAX` addresses.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import secrets
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +39,7 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import Refusal, Verifier, public_key_from_text
 
-from . import request_form
+from . import guard, request_form
 from .store import Store, StoreError
 
 log = logging.getLogger("safebox.receiver.enrol")
@@ -44,6 +52,9 @@ TTL_DEFAULT_S = 24 * 3600
 TTL_MIN_S = 60
 TTL_MAX_S = 7 * 24 * 3600
 MAX_BODY = 4096
+FAILURES_MAX = 10
+FAILURE_WINDOW_S = 900.0
+FAILURE_PEERS_MAX = 10_000
 _HUB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrol_codes (
@@ -169,8 +180,42 @@ def _parse(raw: bytes) -> dict[str, str]:
     return doc
 
 
+class FailedEnrolments:
+    """Refused enrolments per address in the last FAILURE_WINDOW_S, to refuse guessing."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._by_peer: dict[str, deque[float]] = {}
+
+    def wait_s(self, peer: str) -> float:
+        """0 when `peer` may try; else how long until it may."""
+        times = self._recent(peer)
+        if times is None or len(times) < FAILURES_MAX:
+            return 0.0
+        return times[0] + FAILURE_WINDOW_S - self._clock()
+
+    def failed(self, peer: str) -> None:
+        times = self._recent(peer)
+        if times is None:
+            if len(self._by_peer) >= FAILURE_PEERS_MAX:  # forget the address whose last failure is oldest
+                del self._by_peer[min(self._by_peer, key=lambda p: self._by_peer[p][-1])]
+            times = self._by_peer[peer] = deque(maxlen=FAILURES_MAX)
+        times.append(self._clock())
+
+    def _recent(self, peer: str) -> deque[float] | None:
+        times = self._by_peer.get(peer)
+        if times is not None:
+            while times and times[0] <= self._clock() - FAILURE_WINDOW_S:
+                times.popleft()
+            if not times:
+                del self._by_peer[peer]
+                return None
+        return times
+
+
 class _EnrolEndpoint:
     def __init__(self, store: Store, clock: Callable[[], float], max_age: float, max_future: float) -> None:
+        self._failures = FailedEnrolments(clock)
         self._codes = EnrolCodes(store)
         self._nonces = store.nonce_store(clock)
         self._clock = clock
@@ -179,11 +224,21 @@ class _EnrolEndpoint:
 
     async def post(self, request: web.Request) -> web.Response:
         hub_id = None
+        peer = guard.peer_key(request.remote or "")
+        wait_s = self._failures.wait_s(peer)
+        if wait_s > 0:
+            log.warning("enrolment refused 429 from %s: %d failed enrolments in %.0f s", request.remote, FAILURES_MAX,
+                        FAILURE_WINDOW_S)
+            response = _answer(429, "rejected", None, error="too_many_failures",
+                               reason=f"{FAILURES_MAX} failed enrolments from this address; try again in "
+                                      f"{math.ceil(wait_s)} s", retry_after=math.ceil(wait_s))
+            response.headers["Retry-After"] = str(math.ceil(wait_s))
+            return response
         try:
             if why := request_form.problem(request):
                 raise EnrolRefused(415, "bad_request", why)
-            raw = await request.content.read(MAX_BODY + 1)
-            if len(raw) > MAX_BODY:
+            raw = await guard.read_body(request, MAX_BODY)
+            if raw is None:
                 raise EnrolRefused(413, "bad_request", f"body exceeds {MAX_BODY} bytes")
             doc = _parse(raw)
             hub_id = doc["hub_id"]
@@ -199,6 +254,7 @@ class _EnrolEndpoint:
                 raise EnrolRefused(refusal.status, "bad_signature", refusal.reason) from None
             already, replaced = self._codes.redeem(doc["code"], hub_id, doc["public_key"].strip(), now=self._clock())
         except EnrolRefused as refused:
+            self._failures.failed(peer)
             log.warning("enrolment refused %d from %s hub_id=%r: %s", refused.status, request.remote, hub_id,
                         refused.reason.encode("unicode_escape").decode("ascii"))
             return _answer(refused.status, "rejected", hub_id, error=refused.error, reason=refused.reason)

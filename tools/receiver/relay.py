@@ -15,7 +15,6 @@ and what the platform tells a hub in every answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -27,7 +26,7 @@ from aiohttp import web
 from safebox.protocol import events
 from safebox.protocol.signing import Refusal, Verifier
 
-from . import request_form
+from . import guard, request_form
 from .store import Outcome, Store, StoreError
 
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ def _claimed_id(element: bytes) -> str | None:
 
 
 class Relay:
-    """The handlers; shares the receiver's store, verifier, clock, fail plan and answer delay."""
+    """The handlers; shares the receiver's store, verifier and clock."""
 
     def __init__(self, receiver: _Receiver, store: Store, verifier: Verifier, clock: Callable[[], float]) -> None:
         self._receiver = receiver
@@ -139,12 +138,10 @@ class Relay:
     async def post_batch(self, request: web.Request) -> web.Response:
         receiver = self._receiver
         batch_key = request.headers.get("Idempotency-Key")
-        if receiver._fail_plan:
-            return receiver._injected_fault(request, receiver._fail_plan.popleft(), batch_key)
         if why := request_form.problem(request):
             return receiver._refuse(request, 415, why, batch_key)
-        raw = await request.content.read(BATCH_MAX_BODY + 1)
-        if len(raw) > BATCH_MAX_BODY:
+        raw = await guard.read_body(request, BATCH_MAX_BODY)
+        if raw is None:
             return receiver._refuse(request, 413, f"batch body exceeds {BATCH_MAX_BODY} bytes", batch_key)
         try:
             key_id = self._verifier.verify(request.method, str(request.url), request.headers, raw)
@@ -167,8 +164,6 @@ class Relay:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         log.info("batch %s from keyid=%r: %d events, %s", batch_key, key_id, len(results),
                  ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-        if receiver.answer_delay_s:
-            await asyncio.sleep(receiver.answer_delay_s)  # test only: stored, not yet answered
         doc = {"status": "batch", "event_id": None, "reason": None, "results": results,
                **directives(self._store, key_id, self._clock())}
         return web.json_response(doc, status=200)

@@ -10,6 +10,7 @@ HTTPS is one row whose `channel` says both.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from safebox.protocol import events, sms
 
+from . import guard
 from .store import Outcome, Store, StoreError
 
 log = logging.getLogger("safebox.receiver.sms")
@@ -120,9 +122,10 @@ def add_routes(app: web.Application, inbox: SmsInbox, token: str) -> None:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             return web.json_response({"status": "rejected", "event_id": None, "reason": "bad token"}, status=401)
+        raw = await guard.read_body(request, MAX_BODY)
         try:
-            doc = await request.json()
-        except ValueError:
+            doc = None if raw is None else json.loads(raw)
+        except (ValueError, RecursionError):
             doc = None
         if not isinstance(doc, dict) or not isinstance(doc.get("from"), str) or not isinstance(doc.get("text"), str):
             return web.json_response({"status": "rejected", "event_id": None,

@@ -150,7 +150,8 @@ class SimHome:
     async def _start_receiver(self, tls: tlsca.TlsFiles) -> None:
         self.receiver_db.parent.mkdir(parents=True, exist_ok=True)
         self.receiver = ChildProcess(
-            "receiver", "safebox.tools.receiver.cli", "serve", "--db", str(self.receiver_db),
+            # the receiver, through the simulator's entry point that can add faults (receiver_faults.py)
+            "receiver", "safebox.tools.sim.receiver_faults", "serve", "--db", str(self.receiver_db),
             "--host", "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain),
             "--key", str(tls.server_key), *self.receiver_args)
         m = await self.receiver.start(lines.Listening.pattern())
@@ -225,7 +226,7 @@ class SimHome:
         """Stop the receiver (SIGTERM; SIGKILL with `kill`) and, `down_s` later, start it again on
         the same database: on a fresh port (`platform_url` follows), or with `same_port` on the
         one it had (retried while the port lingers). `extra` arguments replace the fault flags
-        (--fail-first, --fail-status) it was started with."""
+        (--fail-first, --fail-status: tools/sim/receiver_faults.py) it was started with."""
         old = self.receiver
         assert old is not None
         args = list(old.argv[3:])  # after: python -m <module>
