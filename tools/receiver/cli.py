@@ -24,9 +24,10 @@ from aiohttp import web
 from safebox.tools.tlsca import make_ca
 
 from .app import FAULT_STATUSES, make_app
-from .console import i18n, make_console_app
+from .console import i18n
 from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
+from .console.thread import ConsoleThread
 from .sms_inbound import SmsInbox
 from .store import Store, StoreError
 
@@ -81,8 +82,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
                        answer_delay_s=args.answer_delay_ms / 1000, sms_token=_token(args.sms_token_file))
-        console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
-                                                                            deadlines=dict(args.deadline or ()))
+        console = None if args.operator_port is None else ConsoleThread(
+            args.db, tls, args.operator_host, args.operator_port, events_from=store, zone=args.tz,
+            deadlines=dict(args.deadline or ()))
         asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port))
     except OSError as exc:  # e.g. the port is taken
         raise _UserError(f"cannot listen on {args.host}:{args.port} or {args.operator_host}:{args.operator_port}: "
@@ -95,18 +97,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
-               console: web.Application | None = None, operator_host: str = "", operator_port: int | None = None) -> None:
+               console: ConsoleThread | None = None, operator_host: str = "", operator_port: int | None = None) -> None:
     """Serve until SIGINT or SIGTERM; announce the real addresses once, for a waiting parent
     (the operators' first: a parent waiting for "listening on" then knows both)."""
     runner = web.AppRunner(app)
     await runner.setup()
-    operators = web.AppRunner(console, handle_signals=False) if console is not None else None
     try:
-        if operators is not None:
-            await operators.setup()
-            await web.TCPSite(operators, operator_host, operator_port, ssl_context=tls).start()
+        if console is not None:  # its own thread and loop (console/thread.py)
+            operators_port = await asyncio.to_thread(console.start)
             shown = f"[{operator_host}]" if ":" in operator_host else operator_host
-            print(f"operators on https://{shown}:{operators.addresses[0][1]}", flush=True)
+            print(f"operators on https://{shown}:{operators_port}", flush=True)
         await web.TCPSite(runner, host, port, ssl_context=tls).start()
         real_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
@@ -117,8 +117,8 @@ async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
-        if operators is not None:
-            await operators.cleanup()
+        if console is not None:
+            await asyncio.to_thread(console.stop)
         await runner.cleanup()
 
 
