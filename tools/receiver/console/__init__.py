@@ -50,5 +50,9 @@ def make_console_app(store: Store, *, clock: Callable[[], float] = time.time, zo
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def end_streams(app: web.Application) -> None:  # open screens would hold the shutdown up
+        await feed.close()
+
+    app.on_shutdown.append(end_streams)
     app.cleanup_ctx.append(run_feed)
     return app

@@ -55,6 +55,11 @@ class Feed:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._silence_at = float("-inf")
+        self.closed = False  # the listener is shutting down: every screen's stream ends
+
+    async def close(self) -> None:
+        self.closed = True
+        await self._notify()
 
     def wake(self) -> None:
         loop = self._loop
@@ -78,7 +83,7 @@ class Feed:
     async def wait(self, version: int, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: self.version != version)
+                await self._changed.wait_for(lambda: self.version != version or self.closed)
 
     def step(self, page: int = PAGE) -> bool:
         """Take in up to `page` stored events (new versions, every screen told, when something
@@ -168,7 +173,7 @@ class Screen:
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
         sent_urgent, sent_version, pushed_at, homes_at = -1, -1, 0.0, 0.0
-        while True:
+        while not self.feed.closed:
             now = time.monotonic()
             push_urgent = self.feed.urgent != sent_urgent or now - pushed_at >= REFRESH_S
             push_homes = (self.feed.version != sent_version and now - homes_at >= HOMES_EVERY_S) \
@@ -195,6 +200,7 @@ class Screen:
                     await response.write(f"event: {name}\n{data}\n".encode())
             except (ConnectionResetError, aiohttp.ClientConnectionResetError):
                 return response  # the screen was closed
+        return response  # the listener is shutting down (the browser reconnects to the next one)
 
     def _alarm_id(self, request: web.Request) -> int:
         return int(request.match_info["id"])
