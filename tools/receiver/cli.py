@@ -28,6 +28,7 @@ from .console import i18n
 from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
 from .console.thread import ConsoleThread
+from .overload import Overload
 from .sms_inbound import SmsInbox
 from .store import Store, StoreError
 
@@ -82,6 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = make_app(store, fail_plan=[args.fail_status] * args.fail_first,
                        answer_delay_s=args.answer_delay_ms / 1000, sms_token=_token(args.sms_token_file))
+        Overload().install(app)  # backlogs told to come back later while the loop runs late (overload.py)
         console = None if args.operator_port is None else ConsoleThread(
             args.db, tls, args.operator_host, args.operator_port, events_from=store, zone=args.tz,
             deadlines=dict(args.deadline or ()))
