@@ -24,7 +24,7 @@ from .relay import BATCH_PATH
 log = logging.getLogger("safebox.receiver")
 
 TICK_S = 0.05
-LAG_LIMIT_S = 0.5
+LAG_LIMIT_S = 2.0  # answers then wait several seconds: near the hubs' 5 s timeout
 HOLD_S = 1.0  # busy for at least this long once late: not flapping from one tick to the next
 RETRY_AFTER_S = (5, 20)  # spread: the hubs told to wait do not all come back in the same second
 
