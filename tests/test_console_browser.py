@@ -75,7 +75,20 @@ async def test_login_live_alarm_take_up_to_the_pendant_toilet_board_and_chinese(
                              what="the toilet line")
             line = await b.text("tr.toilet")
             assert "home-sim-0001" in line and re.search(r"since \d\d:\d\d", line)
+            assert "over" not in await b.script("return document.querySelector('tr.toilet').className")
             await b.screenshot("console-toilet-board")
+            # this home's own limit, 1 minute in its directory entry (the default is 10): the
+            # line is highlighted once the resident has been inside longer than that
+            await b.click("tr.toilet a")
+            await b.fill("#toilet-limit", "1")
+            await b.click("#save")
+            await b.wait_text("#home-saved", "Saved.")
+            assert await b.call(lambda: b.driver.find_element("css selector", "#toilet-limit").get_attribute("value")) == "1"
+            await b.click("a[href='/']")
+            await b.wait_for(lambda: b.driver.find_elements("css selector", "tr.toilet.over"), timeout=90,
+                             what="the toilet line highlighted past the home's 1-minute limit")
+            await b.wait_text("tr.toilet", "over 1 min", timeout=30)
+            await b.screenshot("console-toilet-over-limit")
             # the Chinese screen, the resident still inside
             await b.click("#lang")
             await b.wait_text("#toilet", "正在如厕")

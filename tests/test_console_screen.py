@@ -142,3 +142,43 @@ async def test_deadlines_are_configurable_and_the_feed_ends_with_the_session(tmp
                 async with asyncio.timeout(5):
                     rest = await live.content.read()  # to its end: the stream ended
                 assert b"event: urgent" not in rest  # nothing pushed after the logout
+
+
+async def test_each_home_has_its_own_toilet_limit_and_the_timeline_shows_the_hubs_store_time(tmp_path) -> None:
+    from safebox.tools.receiver.console.alarms import ActionError
+    clock = Clock(T0 + 6 * 60)  # six minutes inside: past home-0002's 5, within home-0001's default 10
+    async with console_running(tmp_path, clock=clock) as console:
+        alarms = Alarms(console.store)
+        assert alarms.import_csv("home_id,name,phone,address,contacts,toilet_limit_min\n"
+                                 "home-0002,张桂兰,13700000000,幸福路 2 号,儿子,5\n") == 1
+        for bad in ("0", "241", "ten", "５"):
+            try:
+                alarms.import_csv(f"home_id,name,phone,address,contacts,toilet_limit_min\nhome-0003,a,b,c,d,{bad}\n")
+            except ActionError as exc:
+                assert "line 2: toilet_limit_min" in str(exc)
+            else:
+                raise AssertionError(f"a limit of {bad!r} minutes was taken")
+        for n, home in enumerate(("home-0001", "home-0002")):
+            record(console.store, 1, "toilet_occupied", T0, hub=f"hub-test-000{n + 1}", home=home, role="toilet_door",
+                   room="toilet", device=f"240ac400000{n + 1}")
+        record(console.store, 5, "emergency", T0, hub_stored_at=events.timestamp(T0 + 0.05))
+        async with console.session() as http:
+            assert (await console.login(http)).status == 303
+            async with http.get("/", headers={"Accept": "text/html"}) as r:
+                page = await r.text()
+            rows = {home: page.split(f'id="toilet-{home}"')[0].rsplit("<tr", 1)[1] for home in ("home-0001", "home-0002")}
+            assert "over" not in rows["home-0001"] and 'class="toilet over"' in rows["home-0002"]
+            assert "over 5 min" in page and "over 10 min" not in page
+            # the directory's form keeps the limit, and refuses one that is not whole minutes
+            csrf = await console.csrf(http)
+            form = {"csrf": csrf, "name": "王秀英", "phone": "", "address": "", "contacts": ""}
+            async with http.post("/homes/home-0001", data={**form, "toilet_limit_min": "half"}) as r:
+                assert r.status == 400 and "whole minutes" in await r.text()
+            async with http.post("/homes/home-0001", data={**form, "toilet_limit_min": "3"}) as r:
+                assert r.status == 200 and 'value="3"' in await r.text()
+            async with http.get("/", headers={"Accept": "text/html"}) as r:
+                assert "over 3 min" in await r.text()
+            [emergency] = [a for a in alarms.queue() if a.kind == "emergency"]
+            async with http.get(f"/alarms/{emergency.id}", headers={"Accept": "text/html"}) as r:
+                assert "stored at the hub" in await r.text()
+        assert [step for _, step, _ in alarms.timeline(emergency.id)][:3] == ["t_occurred", "t_stored_hub", "t_stored"]

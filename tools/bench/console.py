@@ -16,7 +16,11 @@ alone, as a hub sends an urgent event. For each probe: the platform's own time o
 script, `Date.now()` when the pushed panels are put in), on the same machine's clock. The
 hubs' side: every request's answer time and status against the hub's 5 s timeout.
 
-    python -m safebox.tools.bench.console [--quick] [--homes N] [--json]
+The platform's overload guard (tools/receiver/overload.py) may answer a batch 503 with
+Retry-After; the load generator then sends it again after that wait, as a hub does, and the
+count is printed (`busy_503`).
+
+    python -m safebox.tools.bench.console [--quick] [--homes N] [--concurrency N] [--json]
 """
 
 from __future__ import annotations
@@ -111,8 +115,10 @@ class _Hubs:
         self.session = session
         self.ms: list[float] = []
         self.failed: list[str] = []
+        self.busy = 0  # answered 503 + Retry-After (the platform's overload guard): sent again later
 
-    async def send(self, request: tuple[str, bytes, dict[str, str]]) -> None:
+    async def send(self, request: tuple[str, bytes, dict[str, str]]) -> float | None:
+        """The Retry-After of a busy answer, else None."""
         url, raw, headers = request
         started = time.perf_counter()
         try:
@@ -122,10 +128,14 @@ class _Hubs:
                     status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.failed.append(type(exc).__name__)
-            return
+            return None
         self.ms.append((time.perf_counter() - started) * 1000)
+        if status == 503 and "Retry-After" in resp.headers:
+            self.busy += 1
+            return float(resp.headers["Retry-After"])
         if status not in (200, 201):
             self.failed.append(str(status))
+        return None
 
 
 async def _start_receiver(work: Path, tls: tlsca.TlsFiles, screen: bool) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
@@ -145,7 +155,8 @@ async def _start_receiver(work: Path, tls: tlsca.TlsFiles, screen: bool) -> tupl
     return proc, urls
 
 
-async def _load(homes: _Homes, hub_url: str, session: aiohttp.ClientSession, steady_s: float) -> dict[str, Any]:
+async def _load(homes: _Homes, hub_url: str, session: aiohttp.ClientSession, steady_s: float,
+                concurrency: int) -> dict[str, Any]:
     """Steady state, then the burst, with probe emergencies throughout; what the hubs saw."""
     n_homes = len(homes.ids)
     rng = random.Random(1)
@@ -182,11 +193,15 @@ async def _load(homes: _Homes, hub_url: str, session: aiohttp.ClientSession, ste
               + [homes.body(i, t, back - OUTAGE_S + 300 * k)
                  for k, t in enumerate([events.DOOR_OPENED, events.DOOR_CLOSED] * 3)])
              for i in range(n_homes)]
-    gate = asyncio.Semaphore(CONCURRENCY)
+    gate = asyncio.Semaphore(concurrency)
 
     async def bounded(i: int, bodies: list[dict[str, Any]]) -> None:
-        async with gate:  # signed as it is sent, as a hub does (a signature lives 60 s)
-            await hubs.send(homes.batch(hub_url, i, bodies))
+        while True:
+            async with gate:  # signed as it is sent, as a hub does (a signature lives 60 s)
+                wait = await hubs.send(homes.batch(hub_url, i, bodies))
+            if wait is None:
+                return
+            await asyncio.sleep(wait)  # told to come back later, as a hub does
     burst_started = time.monotonic()
     await asyncio.gather(*(bounded(i, bodies) for i, bodies in burst))
     burst_s = time.monotonic() - burst_started
@@ -197,11 +212,12 @@ async def _load(homes: _Homes, hub_url: str, session: aiohttp.ClientSession, ste
             "burst_batches": n_homes, "burst_s": round(burst_s, 1),
             "p50_ms": round(percentile(hubs.ms, 50), 1), "p99_ms": round(percentile(hubs.ms, 99), 1),
             "max_ms": round(max(hubs.ms), 1), "failed": len(hubs.failed),
-            "failures": dict(collections.Counter(hubs.failed)),
+            "failures": dict(collections.Counter(hubs.failed)), "busy_503": hubs.busy,
             "over_timeout": sum(ms > HUB_TIMEOUT_S * 1000 for ms in hubs.ms) + len(hubs.failed)}
 
 
-async def _run_one(n_homes: int, steady_s: float, screen: bool, shot_name: str) -> dict[str, Any]:
+async def _run_one(n_homes: int, steady_s: float, screen: bool, shot_name: str,
+                   concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """One receiver, its file holding `n_homes` hubs; with `screen`, a browser logged in on it."""
     from safebox.tools.browser import Browser, version
     homes = _Homes(n_homes)
@@ -214,16 +230,16 @@ async def _run_one(n_homes: int, steady_s: float, screen: bool, shot_name: str) 
         try:
             async with contextlib.AsyncExitStack() as stack:
                 session = await stack.enter_async_context(aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(ssl=client_tls, limit=CONCURRENCY)))
+                    connector=aiohttp.TCPConnector(ssl=client_tls, limit=concurrency)))
                 if not screen:
-                    return {"hub_requests": await _load(homes, urls["listening on"], session, steady_s)}
+                    return {"hub_requests": await _load(homes, urls["listening on"], session, steady_s, concurrency)}
                 b = await stack.enter_async_context(Browser(tls.server_cert_chain))
                 await b.get(urls["operators on"] + "/login")
                 await b.fill("#name", "bench")
                 await b.fill("#password", PASSWORD)
                 await b.click("#login")
                 await b.wait_text("#live-status", "live", timeout=30)
-                hubs = await _load(homes, urls["listening on"], session, steady_s)
+                hubs = await _load(homes, urls["listening on"], session, steady_s, concurrency)
                 await b.wait_for(lambda: len(b.driver.execute_script("return window.sbxSeen")) >= hubs["probes"],
                                  timeout=30, what="every probe on the screen")
                 seen = await b.script("return window.sbxSeen")
@@ -240,10 +256,11 @@ async def _run_one(n_homes: int, steady_s: float, screen: bool, shot_name: str) 
             "hub_requests": hubs}
 
 
-async def _measure(n_homes: int, steady_s: float, quick: bool) -> dict[str, Any]:
-    with_screen = await _run_one(n_homes, steady_s, True, "bench-console-quick" if quick else "bench-console")
-    baseline = await _run_one(n_homes, steady_s, False, "")
-    return {"homes": n_homes, "steady_s": steady_s, **with_screen,
+async def _measure(n_homes: int, steady_s: float, quick: bool, concurrency: int) -> dict[str, Any]:
+    with_screen = await _run_one(n_homes, steady_s, True, "bench-console-quick" if quick else "bench-console",
+                                 concurrency)
+    baseline = await _run_one(n_homes, steady_s, False, "", concurrency)
+    return {"homes": n_homes, "steady_s": steady_s, "concurrency": concurrency, **with_screen,
             "baseline_without_screen": baseline}
 
 
@@ -251,8 +268,8 @@ def run(quick: bool = False, homes: int | None = None) -> list[Table]:
     return [table(measure(quick, homes))]
 
 
-def measure(quick: bool = False, homes: int | None = None) -> dict[str, Any]:
-    return asyncio.run(_measure(homes or (500 if quick else 10_000), 5.0 if quick else STEADY_S, quick))
+def measure(quick: bool = False, homes: int | None = None, concurrency: int = CONCURRENCY) -> dict[str, Any]:
+    return asyncio.run(_measure(homes or (500 if quick else 10_000), 5.0 if quick else STEADY_S, quick, concurrency))
 
 
 def table(r: dict[str, Any]) -> Table:
@@ -263,8 +280,9 @@ def table(r: dict[str, Any]) -> Table:
     notes = [f"{r['homes']:,} homes (enrolled hubs); steady state {r['steady_s']:.0f} s at the district's rate "
              f"({h['steady']} requests: heartbeats every {HEARTBEAT_S} s, {DOOR_EVENTS_PER_HOME_DAY} door events a "
              f"home a day), then every hub's batch after a 30-minute outage ({h['burst_batches']:,} batches of 7 "
-             f"events in {h['burst_s']} s, {CONCURRENCY} at a time); probe emergencies every {PROBE_EVERY_S} s.",
-             f"hubs' requests failed: {h['failed']} (baseline {b['failed']}); over the hub's {HUB_TIMEOUT_S:.0f} s "
+             f"events in {h['burst_s']} s, {r['concurrency']} at a time); probe emergencies every {PROBE_EVERY_S} s.",
+             f"hubs' requests failed: {h['failed']} (baseline {b['failed']}); answered busy (503, sent again after "
+             f"its Retry-After): {h['busy_503']} (baseline {b['busy_503']}); over the hub's {HUB_TIMEOUT_S:.0f} s "
              f"timeout (or failed): {h['over_timeout']} (baseline {b['over_timeout']}); burst drained in "
              f"{h['burst_s']} s (baseline {b['burst_s']} s).",
              f"browser: {r['browser']} (headless, Selenium); screenshot: {r['screenshot']}",
@@ -275,9 +293,11 @@ def table(r: dict[str, Any]) -> Table:
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser("console", __doc__, quick_help="500 homes, 5 s steady state")
     parser.add_argument("--homes", type=int, help="how many homes (default 10,000)")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
+                        help=f"hubs sending their batch at once in the burst (default {CONCURRENCY})")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = parser.parse_args(argv)
-    result = measure(args.quick, args.homes)
+    result = measure(args.quick, args.homes, args.concurrency)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

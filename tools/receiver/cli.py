@@ -24,12 +24,13 @@ from aiohttp import web
 
 from safebox.tools.tlsca import make_ca
 
-from . import guard
+from . import guard, retention
 from .app import make_app
-from .console import i18n, make_console_app
+from .console import i18n
 from .console.alarms import parse_deadline
 from .console.commands import add_commands as add_console_commands
-from . import retention
+from .console.thread import ConsoleThread
+from .overload import Overload
 from .sms_inbound import SmsInbox
 from .store import Store, StoreError
 
@@ -84,8 +85,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = make_app(store, sms_token=_token(args.sms_token_file), middlewares=args.middlewares)
         app.cleanup_ctx.append(retention.running(store, args.keep_routine_days))
-        console = None if args.operator_port is None else make_console_app(store, zone=args.tz,
-                                                                            deadlines=dict(args.deadline or ()))
+        Overload().install(app)  # backlogs told to come back later while the loop runs late (overload.py)
+        console = None if args.operator_port is None else ConsoleThread(
+            args.db, tls, args.operator_host, args.operator_port, events_from=store, per_peer=args.max_per_peer,
+            zone=args.tz, deadlines=dict(args.deadline or ()))
         asyncio.run(_run(app, args.host, args.port, tls, console, args.operator_host, args.operator_port,
                          per_peer=args.max_per_peer))
     except OSError as exc:  # e.g. the port is taken
@@ -99,23 +102,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
-               console: web.Application | None = None, operator_host: str = "", operator_port: int | None = None,
+               console: ConsoleThread | None = None, operator_host: str = "", operator_port: int | None = None,
                *, per_peer: int = guard.PER_PEER_MAX) -> None:
     """Serve until SIGINT or SIGTERM; announce the real addresses once, for a waiting parent
     (the operators' first: a parent waiting for "listening on" then knows both). Both listeners
     admit connections through a guard (caps and deadlines: guard.py)."""
-    if console is not None and guard.deadlines not in console.middlewares:
-        console.middlewares.insert(0, guard.deadlines)  # tells the guard when a request head is in
     runner = web.AppRunner(app)
     await runner.setup()
-    operators = web.AppRunner(console, handle_signals=False) if console is not None else None
     try:
-        if operators is not None:
-            await operators.setup()
-            await guard.GuardedSite(operators, operator_host, operator_port, tls,
-                                    guard.Guard(per_peer=per_peer)).start()
+        if console is not None:  # its own thread and loop (console/thread.py), behind its own guard
+            operators_port = await asyncio.to_thread(console.start)
             shown = f"[{operator_host}]" if ":" in operator_host else operator_host
-            print(f"operators on https://{shown}:{operators.addresses[0][1]}", flush=True)
+            print(f"operators on https://{shown}:{operators_port}", flush=True)
         await guard.GuardedSite(runner, host, port, tls, guard.Guard(per_peer=per_peer)).start()
         real_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
@@ -126,8 +124,8 @@ async def _run(app: web.Application, host: str, port: int, tls: ssl.SSLContext,
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
-        if operators is not None:
-            await operators.cleanup()
+        if console is not None:
+            await asyncio.to_thread(console.stop)
         await runner.cleanup()
 
 

@@ -4,7 +4,8 @@
 (`safebox-receiver serve --operator-port`): operator accounts and sessions (accounts.py,
 auth.py), the live screen (screen.py: alarm queue, toilet board, homes, over SSE), acting
 on alarms (alarms.py) and what the screen is made of (board.py). Nothing here answers
-without a session except the login form.
+without a session except the login form. `safebox-receiver serve` runs it in its own thread
+(thread.py), so the screens and the hubs never wait on each other's event loop.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ FEED_KEY = web.AppKey("feed", Feed)
 
 
 def make_console_app(store: Store, *, clock: Callable[[], float] = time.time, zone: str = i18n.DEFAULT_ZONE,
-                     deadlines: dict[str, tuple[int, int]] | None = None) -> web.Application:
-    """`deadlines`: per alarm type, (seconds to be taken up, to be resolved), over alarms.DEADLINES."""
+                     deadlines: dict[str, tuple[int, int]] | None = None,
+                     events_from: Store | None = None) -> web.Application:
+    """`deadlines`: per alarm type, (seconds to be taken up, to be resolved), over alarms.DEADLINES.
+    `events_from`: the store the hubs' listener writes, when it is not `store` (its own thread's
+    connection, thread.py); storing there wakes the feed."""
     views.ZONE[0] = i18n.zone(zone)
     accounts = Accounts(store)
     feed = Feed(Board(store), Alarms(store, deadlines), clock)
-    store.watchers.append(feed.wake)
+    (events_from or store).watchers.append(feed.wake)
     app = web.Application(middlewares=[guard(accounts, clock)], client_max_size=64 * 1024)
     app[FEED_KEY] = feed
     Login(accounts, clock).add_routes(app)
@@ -46,5 +50,9 @@ def make_console_app(store: Store, *, clock: Callable[[], float] = time.time, zo
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def end_streams(app: web.Application) -> None:  # open screens would hold the shutdown up
+        await feed.close()
+
+    app.on_shutdown.append(end_streams)
     app.cleanup_ctx.append(run_feed)
     return app

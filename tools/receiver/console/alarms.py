@@ -34,8 +34,13 @@ DEADLINES: dict[str, tuple[int, int]] = {
 }
 URGENCY = {kind: n for n, kind in enumerate(DEADLINES)}
 _COLUMNS = ("id", "hub_id", "event_id", "kind", "home_id", "device_id", "role", "room", "test", "occurred_at",
-            "stored_at", "shown_at", "taken_at", "taken_by", "resolved_at", "resolved_by", "outcome", "cleared_at")
+            "stored_at", "hub_stored_at", "shown_at", "taken_at", "taken_by", "resolved_at", "resolved_by", "outcome", "cleared_at")
 DIRECTORY_FIELDS = ("home_id", "name", "phone", "address", "contacts")
+# The home's own toilet limit in minutes (the board highlights an occupancy past it); empty: the
+# seeds' 10 minutes. A CSV may leave the column out.
+LIMIT_FIELD = "toilet_limit_min"
+DEFAULT_TOILET_LIMIT_MIN = 10
+MAX_TOILET_LIMIT_MIN = 240
 MAX_TEXT = 2000
 
 
@@ -56,6 +61,7 @@ class Alarm:
     test: bool
     occurred_at: float
     stored_at: float
+    hub_stored_at: float | None  # when the hub stored the event, if its body says (SPEC 2, `data.hub_stored_at`)
     shown_at: float | None
     taken_at: float | None
     taken_by: str | None
@@ -103,7 +109,9 @@ class Alarms:
         self.deadlines = {**DEADLINES, **(deadlines or {})}
         with store._transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS residents (home_id TEXT PRIMARY KEY, name TEXT, phone TEXT, "
-                       "address TEXT, contacts TEXT)")
+                       "address TEXT, contacts TEXT, toilet_limit_min INTEGER)")
+            if LIMIT_FIELD not in {row[1] for row in db.execute("PRAGMA table_info(residents)")}:
+                db.execute(f"ALTER TABLE residents ADD COLUMN {LIMIT_FIELD} INTEGER")  # a file from before it
 
     def _rows(self, where: str, params: tuple = ()) -> list[Alarm]:
         with self.store._transaction() as db:
@@ -180,10 +188,13 @@ class Alarms:
 
     def timeline(self, alarm_id: int) -> list[tuple[float, str, dict[str, Any]]]:
         """(time, step, values), in time order: occurred, stored at the hub (when the event
-        says), stored at the platform, shown, then every action."""
+        says: hubs from before `data.hub_stored_at` do not, and a hub silent alarm has no event),
+        stored at the platform, shown, then every action."""
         alarm = self.get(alarm_id)
         steps: list[tuple[float, str, dict[str, Any]]] = [(alarm.occurred_at, "t_occurred", {}),
                                                           (alarm.stored_at, "t_stored", {})]
+        if alarm.hub_stored_at is not None:
+            steps.append((alarm.hub_stored_at, "t_stored_hub", {}))
         if alarm.shown_at is not None:
             steps.append((alarm.shown_at, "t_shown", {}))
         with self.store._transaction() as db:
@@ -195,30 +206,40 @@ class Alarms:
         return sorted(steps, key=lambda s: s[0])
 
     # -- the home directory (kept only at the platform) --------------------------------
-    def resident(self, home_id: str) -> dict[str, str] | None:
-        with self.store._transaction() as db:
-            row = db.execute(f"SELECT {', '.join(DIRECTORY_FIELDS)} FROM residents WHERE home_id = ?",
-                             (home_id,)).fetchone()
-        return None if row is None else dict(zip(DIRECTORY_FIELDS, row))
+    def resident(self, home_id: str) -> dict[str, Any] | None:
+        """The entry of `home_id` (its `toilet_limit_min` an int, or None for the default), or None."""
+        return self.residents([home_id]).get(home_id)
 
-    def residents(self, home_ids: list[str]) -> dict[str, dict[str, str]]:
+    def residents(self, home_ids: list[str]) -> dict[str, dict[str, Any]]:
         marks = ",".join("?" * len(home_ids))
+        columns = (*DIRECTORY_FIELDS, LIMIT_FIELD)
         with self.store._transaction() as db:
-            rows = db.execute(f"SELECT {', '.join(DIRECTORY_FIELDS)} FROM residents WHERE home_id IN ({marks})",
+            rows = db.execute(f"SELECT {', '.join(columns)} FROM residents WHERE home_id IN ({marks})",
                               home_ids).fetchall()
-        return {r[0]: dict(zip(DIRECTORY_FIELDS, r)) for r in rows}
+        return {r[0]: dict(zip(columns, r)) for r in rows}
+
+    def toilet_limits(self, home_ids: list[str]) -> dict[str, int]:
+        """Each home's toilet limit in seconds: its own, else the default."""
+        people = self.residents(home_ids)
+        return {h: 60 * ((people.get(h) or {}).get(LIMIT_FIELD) or DEFAULT_TOILET_LIMIT_MIN) for h in home_ids}
 
     def set_resident(self, entry: dict[str, str]) -> None:
+        """Save a directory entry; its `toilet_limit_min` kept as it was when `entry` has none."""
         values = [str(entry.get(f) or "").strip()[:500] for f in DIRECTORY_FIELDS]
         if not values[0]:
             raise ActionError("a home_id is needed")
+        limit = _limit(entry[LIMIT_FIELD]) if LIMIT_FIELD in entry else None
+        keep = "coalesce(excluded.toilet_limit_min, toilet_limit_min)" if LIMIT_FIELD not in entry \
+            else "excluded.toilet_limit_min"
         with self.store._transaction() as db:
-            db.execute("INSERT INTO residents (home_id, name, phone, address, contacts) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT (home_id) DO UPDATE SET name = excluded.name, phone = excluded.phone, "
-                       "address = excluded.address, contacts = excluded.contacts", values)
+            db.execute("INSERT INTO residents (home_id, name, phone, address, contacts, toilet_limit_min) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (home_id) DO UPDATE SET name = excluded.name, "
+                       "phone = excluded.phone, address = excluded.address, contacts = excluded.contacts, "
+                       f"toilet_limit_min = {keep}", (*values, limit))
 
     def import_csv(self, text: str) -> int:
-        """Rows with a header naming home_id, name, phone, address, contacts; the count imported."""
+        """Rows with a header naming home_id, name, phone, address, contacts (and, if wanted,
+        toilet_limit_min); the count imported, all or none."""
         reader = csv.DictReader(io.StringIO(text))
         missing = [f for f in DIRECTORY_FIELDS if f not in (reader.fieldnames or [])]
         if missing:
@@ -227,6 +248,21 @@ class Alarms:
         for n, row in enumerate(rows, start=2):
             if not (row.get("home_id") or "").strip():
                 raise ActionError(f"line {n}: no home_id")
+            try:
+                _limit(row.get(LIMIT_FIELD) or "")
+            except ActionError as exc:
+                raise ActionError(f"line {n}: {exc}") from None
         for row in rows:
             self.set_resident(row)
         return len(rows)
+
+
+def _limit(text: str | int | None) -> int | None:
+    """A toilet limit as typed (minutes) -> int, or None (empty: the default)."""
+    text = str(text if text is not None else "").strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_TOILET_LIMIT_MIN:
+        raise ActionError(f"{LIMIT_FIELD}: whole minutes, 1 to {MAX_TOILET_LIMIT_MIN} (empty: "
+                          f"{DEFAULT_TOILET_LIMIT_MIN}), not {text[:20]!r}")
+    return int(text)

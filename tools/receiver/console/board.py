@@ -27,7 +27,6 @@ ALARM_TYPES = frozenset({ev.EMERGENCY, ev.COMMUNITY_SERVICE, ev.LIFE_SERVICE, ev
 HUB_SILENT = "hub_silent"
 DEFAULT_HEARTBEAT_S = 300
 SILENT_AFTER_INTERVALS = 3
-TOILET_LIMIT_S = 600
 _PAGE = 500
 
 _SCHEMA = """
@@ -43,6 +42,7 @@ CREATE TABLE IF NOT EXISTS alarms (
     test        INTEGER NOT NULL DEFAULT 0,
     occurred_at REAL NOT NULL,
     stored_at   REAL NOT NULL,
+    hub_stored_at REAL,
     shown_at    REAL,
     taken_at    REAL,
     taken_by    TEXT,
@@ -99,12 +99,64 @@ def seconds(stamp: str) -> float:
 _URGENT_TYPES = ALARM_TYPES | {ev.TOILET_OCCUPIED, ev.TOILET_VACATED}
 
 
+def _hub_stored_at(data: dict[str, Any]) -> float | None:
+    """When the hub stored the event in its outbox (`data.hub_stored_at`, SPEC 2), if it says."""
+    stamp = data.get("hub_stored_at")
+    try:
+        return seconds(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        return None
+
+
+class _Seen:
+    """What one page of events says of hubs and devices, kept to one row each and written at
+    once: a burst of a hub's batch is one upsert, not one per event."""
+
+    def __init__(self) -> None:
+        self.hubs: dict[str, list[Any]] = {}
+        self.devices: dict[tuple[str, str], list[Any]] = {}
+
+    def hub(self, hub_id: str, home: str, stored: float, heartbeat: dict[str, Any] | None) -> None:
+        row = self.hubs.setdefault(hub_id, [home, stored, None, None, stored])
+        row[0], row[1] = home, max(row[1], stored)
+        if heartbeat is not None:
+            row[2], row[3] = heartbeat.get("interval_s"), json.dumps(heartbeat)
+
+    def device(self, hub_id: str, device: dict[str, Any], home: str, stored: float, battery: int | None) -> None:
+        row = self.devices.setdefault((hub_id, device["id"]), [home, None, None, stored, None])
+        row[:3] = home, device.get("role"), device.get("room")
+        row[3] = max(row[3], stored)
+        if battery is not None:
+            row[4] = battery
+
+    def write(self, db: Any, board: Board) -> None:
+        db.executemany("INSERT INTO hubs_seen (hub_id, home_id, last_heard, interval_s, health) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (hub_id) DO UPDATE SET home_id = excluded.home_id, "
+                       "last_heard = max(last_heard, excluded.last_heard), "
+                       "interval_s = coalesce(excluded.interval_s, interval_s), "
+                       "health = coalesce(excluded.health, health)",
+                       [(hub_id, *row[:4]) for hub_id, row in self.hubs.items()])
+        db.executemany("INSERT INTO devices_seen (hub_id, device_id, home_id, role, room, last_heard, battery) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hub_id, device_id) DO UPDATE SET "
+                       "home_id = excluded.home_id, role = excluded.role, room = excluded.room, "
+                       "last_heard = max(last_heard, excluded.last_heard), "
+                       "battery = coalesce(excluded.battery, battery)",
+                       [(*key, *row) for key, row in self.devices.items()])
+        silent = {hub_id for (hub_id,) in db.execute(
+            "SELECT hub_id FROM alarms WHERE kind = ? AND resolved_at IS NULL", (HUB_SILENT,))}
+        for hub_id in silent & self.hubs.keys():  # heard again: its first event this page clears it
+            board._clear(db, hub_id, None, HUB_SILENT, self.hubs[hub_id][4], "hub heard again")
+
+
 class Board:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.more = False  # the last project(once=True) left events waiting
         self.urgent = 0  # counts changes to the queue or the toilet board (what must be pushed at once)
         with store._transaction() as db:
             db.executescript(_SCHEMA)
+            if "hub_stored_at" not in {row[1] for row in db.execute("PRAGMA table_info(alarms)")}:
+                db.execute("ALTER TABLE alarms ADD COLUMN hub_stored_at REAL")  # a file from before it
 
     def cursor(self) -> int:
         with self.store._transaction() as db:
@@ -114,45 +166,40 @@ class Board:
         row = db.execute("SELECT value FROM console_state WHERE name = 'cursor'").fetchone()
         return 0 if row is None else row[0]
 
-    def project(self) -> list[int]:
-        """Take in every event stored since the last call; the ids of the alarms opened."""
+    def project(self, page: int = _PAGE, *, once: bool = False) -> list[int]:
+        """Take in every event stored since the last call (with `once`, only the next `page`;
+        `more` then says whether others wait), `page` events to a transaction, short, so the
+        hubs' writes to the same file never wait long; the ids of the alarms opened."""
         opened: list[int] = []
         while True:
             with self.store._transaction() as db:
                 cursor = self._cursor(db)
                 rows = db.execute("SELECT id, hub_id, event_id, body, received_at FROM events WHERE id > ? "
-                                  "ORDER BY id LIMIT ?", (cursor, _PAGE)).fetchall()
+                                  "ORDER BY id LIMIT ?", (cursor, page)).fetchall()
+                seen = _Seen()
                 for row_id, hub_id, event_id, body, received_at in rows:
                     try:
-                        opened += self._take_in(db, hub_id, event_id, json.loads(body), seconds(received_at))
+                        opened += self._take_in(db, seen, hub_id, event_id, json.loads(body), seconds(received_at))
                     except (ValueError, KeyError, TypeError) as exc:  # stored, so valid; never stop the screen
                         log.error("console: cannot show event %s of %s: %s", event_id, hub_id, exc)
                 if rows:
+                    seen.write(db, self)
                     db.execute("INSERT INTO console_state (name, value) VALUES ('cursor', ?) ON CONFLICT (name) "
                                "DO UPDATE SET value = excluded.value", (rows[-1][0],))
-            if len(rows) < _PAGE:
+            self.more = len(rows) == page
+            if not self.more or once:
                 return opened
 
-    def _take_in(self, db: Any, hub_id: str, event_id: str, body: dict[str, Any], stored: float) -> list[int]:
+    def _take_in(self, db: Any, seen: _Seen, hub_id: str, event_id: str, body: dict[str, Any],
+                 stored: float) -> list[int]:
         kind, home, data = body["type"], body["home_id"], body.get("data") or {}
         if kind in _URGENT_TYPES:
             self.urgent += 1
         device = body.get("device") or data.get("device") or {}
-        interval = data.get("interval_s") if kind == ev.HUB_HEARTBEAT else None
-        health = json.dumps(data) if kind == ev.HUB_HEARTBEAT else None
-        db.execute("INSERT INTO hubs_seen (hub_id, home_id, last_heard, interval_s, health) VALUES (?, ?, ?, ?, ?) "
-                   "ON CONFLICT (hub_id) DO UPDATE SET home_id = excluded.home_id, "
-                   "last_heard = max(last_heard, excluded.last_heard), "
-                   "interval_s = coalesce(excluded.interval_s, interval_s), health = coalesce(excluded.health, health)",
-                   (hub_id, home, stored, interval, health))
-        self._clear(db, hub_id, None, HUB_SILENT, stored, "hub heard again")
+        seen.hub(hub_id, home, stored, data if kind == ev.HUB_HEARTBEAT else None)
         if body.get("device"):
             battery = data.get("battery") if isinstance(data.get("battery"), int) else None
-            db.execute("INSERT INTO devices_seen (hub_id, device_id, home_id, role, room, last_heard, battery) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hub_id, device_id) DO UPDATE SET "
-                       "home_id = excluded.home_id, role = excluded.role, room = excluded.room, "
-                       "last_heard = max(last_heard, excluded.last_heard), battery = coalesce(excluded.battery, battery)",
-                       (hub_id, device["id"], home, device.get("role"), device.get("room"), stored, battery))
+            seen.device(hub_id, device, home, stored, battery)
         occurred = seconds(body["occurred_at"])
         if kind == ev.TOILET_OCCUPIED and device:
             db.execute("INSERT INTO toilet_now (hub_id, device_id, home_id, room, since) VALUES (?, ?, ?, ?, ?) "
@@ -166,9 +213,10 @@ class Board:
             return []
         test = kind == ev.TEST_ALARM or data.get("test") is True
         cur = db.execute("INSERT INTO alarms (hub_id, event_id, kind, home_id, device_id, role, room, test, "
-                         "occurred_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         "occurred_at, stored_at, hub_stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                         "ON CONFLICT DO NOTHING",
                          (hub_id, event_id, kind, home, device.get("id"), device.get("role"), device.get("room"),
-                          int(test), occurred, stored))
+                          int(test), occurred, stored, _hub_stored_at(data)))
         return [cur.lastrowid] if cur.rowcount == 1 else []
 
     def _clear(self, db: Any, hub_id: str, device_id: str | None, kind: str, at: float, why: str) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import io
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,21 +25,24 @@ from aiohttp import web
 
 from . import i18n, views
 from .accounts import Accounts
-from .alarms import ActionError, Alarms
+from .alarms import DEFAULT_TOILET_LIMIT_MIN, LIMIT_FIELD, ActionError, Alarms
 from .auth import SESSION_COOKIE, session_of
-from .board import TOILET_LIMIT_S, Board
+from .board import Board
 
 log = logging.getLogger("safebox.receiver.console")
 
 _SCRIPT = (Path(__file__).parent / "console.js").read_text(encoding="utf-8")
 LOOK_S = 1.0
+PAGE = 200  # events taken in between two pushes to the screens
 REFRESH_S = 15.0  # panels are pushed at least this often, so ages and lateness move on
 HOMES_EVERY_S = 5.0  # the homes overview (heartbeats, last heard) is pushed at most this often
 
 
 class Feed:
     """One task: projection, silence checks, and two versions every screen waits on: `urgent`
-    (the queue or the toilet board changed: pushed at once) and `version` (anything did)."""
+    (the queue or the toilet board changed: pushed at once) and `version` (anything did).
+
+    `wake()` may be called from any thread (the hubs' listener runs in another, thread.py)."""
 
     def __init__(self, board: Board, alarms: Alarms, clock: Callable[[], float]) -> None:
         self.board = board
@@ -49,9 +53,23 @@ class Feed:
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._silence_at = float("-inf")
+        self.closed = False  # the listener is shutting down: every screen's stream ends
+
+    async def close(self) -> None:
+        self.closed = True
+        await self._notify()
 
     def wake(self) -> None:
-        self._wake.set()
+        loop = self._loop
+        if loop is None:  # not running yet: it looks at what is stored when it starts
+            return
+        if threading.get_ident() == self._thread:
+            self._wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # the feed's loop has ended
+                loop.call_soon_threadsafe(self._wake.set)
 
     async def changed(self, urgent: bool = True) -> None:
         self.version += 1
@@ -65,26 +83,36 @@ class Feed:
     async def wait(self, version: int, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: self.version != version)
+                await self._changed.wait_for(lambda: self.version != version or self.closed)
 
-    def step(self) -> None:
-        """Take in what was stored; new versions (and every screen told) when something changed."""
+    def step(self, page: int = PAGE) -> bool:
+        """Take in up to `page` stored events (new versions, every screen told, when something
+        changed) and, once a second, look for silent hubs; True when more are waiting."""
         before, urgent = self.board.cursor(), self.board.urgent
         with self.board.store.derived():  # rebuilt from the events after a crash: no fsync each time
-            self.board.project()
-            self.board.check_silence(self.clock())
+            self.board.project(page, once=True)
+            now = self.clock()
+            if now - self._silence_at >= LOOK_S:
+                self._silence_at = now
+                self.board.check_silence(now)
         if self.board.cursor() != before or self.board.urgent != urgent:
             self.version += 1
             self.urgent += self.board.urgent != urgent
             self._tasks.add(task := asyncio.get_running_loop().create_task(self._notify()))
             task.add_done_callback(self._tasks.discard)
+        return self.board.more
 
     async def run(self) -> None:
+        self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
         while True:
+            more = False
             try:
-                self.step()
+                more = self.step()
             except Exception:  # the screen must outlive any one bad moment
                 log.exception("console feed")
+            if more:  # a backlog (a burst): the screens are pushed between its pages
+                await asyncio.sleep(0)
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(LOOK_S):
                     await self._wake.wait()
@@ -114,12 +142,11 @@ class Screen:
 
     def urgent_panels(self, lang: str, csrf: str) -> str:
         """The queue and the toilet board, freshly rendered (their alarms are then marked shown)."""
-        self.feed.step()  # never show less than is stored
         queue = self.alarms.queue()
         toilet = self.board.toilet()
+        homes = [v["home_id"] for v in toilet]
         html = views.text("urgent.html", lang, queue=queue, toilet=toilet, now=self.clock(), csrf=csrf,
-                          residents_toilet=self.alarms.residents([v["home_id"] for v in toilet]),
-                          toilet_limit=TOILET_LIMIT_S)
+                          residents_toilet=self.alarms.residents(homes), toilet_limits=self.alarms.toilet_limits(homes))
         self.alarms.mark_shown([a.id for a in queue if a.shown_at is None], self.clock())
         return html
 
@@ -130,6 +157,8 @@ class Screen:
 
     async def page(self, request: web.Request) -> web.Response:
         lang = i18n.choose(request)
+        while self.feed.step():  # a page never shows less than is stored
+            pass
         context = self._context(request)
         return views.render("screen.html", lang, urgent_html=self.urgent_panels(lang, context["csrf"]),
                             homes_html=self.homes_panel(lang), **context)
@@ -144,7 +173,7 @@ class Screen:
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
         sent_urgent, sent_version, pushed_at, homes_at = -1, -1, 0.0, 0.0
-        while True:
+        while not self.feed.closed:
             now = time.monotonic()
             push_urgent = self.feed.urgent != sent_urgent or now - pushed_at >= REFRESH_S
             push_homes = (self.feed.version != sent_version and now - homes_at >= HOMES_EVERY_S) \
@@ -171,6 +200,7 @@ class Screen:
                     await response.write(f"event: {name}\n{data}\n".encode())
             except (ConnectionResetError, aiohttp.ClientConnectionResetError):
                 return response  # the screen was closed
+        return response  # the listener is shutting down (the browser reconnects to the next one)
 
     def _alarm_id(self, request: web.Request) -> int:
         return int(request.match_info["id"])
@@ -227,16 +257,26 @@ class Screen:
         return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8", headers={
             "Content-Disposition": f'attachment; filename="alarm-{alarm.id}-timeline.csv"'})
 
-    async def home_page(self, request: web.Request) -> web.Response:
+    async def home_page(self, request: web.Request, *, error: str | None = None,
+                        typed: dict[str, str] | None = None) -> web.Response:
         home_id = request.match_info["home_id"]
-        r = self.alarms.resident(home_id) or {f: "" for f in ("name", "phone", "address", "contacts")}
-        return views.render("home.html", i18n.choose(request), home_id=home_id, r=r, **self._context(request))
+        r = typed or self.alarms.resident(home_id) or {f: "" for f in _HOME_FORM}
+        return views.render("home.html", i18n.choose(request), home_id=home_id, r=r, error=error,
+                            saved=error is None and "saved" in request.query,
+                            default_limit=DEFAULT_TOILET_LIMIT_MIN, status=200 if error is None else 400,
+                            **self._context(request))
 
     async def home_save(self, request: web.Request) -> web.Response:
         home_id = request.match_info["home_id"]
         form = await request.post()
-        self.alarms.set_resident({"home_id": home_id, **{k: str(form.get(k, "")) for k in
-                                                         ("name", "phone", "address", "contacts")}})
+        typed = {k: str(form.get(k, "")) for k in _HOME_FORM}
+        try:
+            self.alarms.set_resident({"home_id": home_id, **typed})
+        except ActionError as exc:
+            return await self.home_page(request, error=str(exc), typed=typed)
         log.info("operator %s: directory entry of %s saved", session_of(request).operator.name, home_id)
-        await self.feed.changed(urgent=False)
-        return web.Response(status=303, headers={"Location": f"/homes/{home_id}"})
+        await self.feed.changed()  # the toilet board's highlight follows the home's limit
+        return web.Response(status=303, headers={"Location": f"/homes/{home_id}?saved=1"})
+
+
+_HOME_FORM = ("name", "phone", "address", "contacts", LIMIT_FIELD)
