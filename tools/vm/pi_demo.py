@@ -21,15 +21,16 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from safebox.tools.sim import lines
 from safebox.tools.sim.demo import HOLD_S, _summary
 from safebox.tools.sim.home import parse_time
-from safebox.tools.vm.pi_home import HUB_ID, JOB_INSTALL, JOB_REPORT, PiHome
+from safebox.tools.vm.pi_home import HUB_ID, PiHome
 
 ACK_TIMEOUT_S = 90  # under TCG the hub's first connection can take tens of seconds
-JOB = JOB_INSTALL + "while [ ! -e /vmjob/end ]; do sleep 0.2; done\n" + JOB_REPORT
+Then = Callable[[PiHome, Any], Awaitable[None]]
 
 
 async def _one_press(home: PiHome, pendant: Any, n: int) -> dict[str, Any]:
@@ -62,16 +63,22 @@ def _acks(firmware_lines: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-async def run(*, presses: int = 1, workdir: Path | None = None) -> dict[str, Any]:
+async def run(*, presses: int = 1, workdir: Path | None = None, roles: tuple[str, ...] = ("pendant",),
+              then: Then | None = None) -> dict[str, Any]:
+    """The demo (see the module's docstring); `then(home, pi)`, if given, runs after it in the
+    same boot of the virtual Pi (the tests go on from there), before the VM is powered off."""
     with tempfile.TemporaryDirectory(prefix="safebox-demo-pi-") as tmp:
-        async with PiHome(workdir or Path(tmp)) as home:
+        async with PiHome(workdir or Path(tmp), roles) as home:
             pendant = home.devices[0]
-            async with home.virtual_pi(JOB) as pi:
+            async with home.virtual_pi() as pi:
                 installed_s = await home.wait_installed(pi)
                 results = [await _one_press(home, pendant, n) for n in range(1, presses + 1)]
+                stack = await home.stack(pi)
+                stored = await home.stored(presses, 5)
+                acks = _acks(pendant.firmware.lines)
+                if then is not None:
+                    await then(home, pi)
                 await home.end(pi)
-            stored = await home.stored(presses, 5)
-            stack = home.stack()
             return {
                 "hub_id": HUB_ID,
                 "platform": home.platform_url,
@@ -85,8 +92,8 @@ async def run(*, presses: int = 1, workdir: Path | None = None) -> dict[str, Any
                 "device_ack_ms": [r["device_ack_ms"] for r in results],
                 "device_ack_kind": [r["device_ack_kind"] for r in results],
                 "device_delivered_ms": [r["device_delivered_ms"] for r in results],
-                "acks": _acks(pendant.firmware.lines),
-                "events": [_summary(e) for e in stored],
+                "acks": acks,
+                "events": [_summary(e) for e in stored[:presses]],
             }
 
 

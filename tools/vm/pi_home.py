@@ -1,18 +1,21 @@
 """A home around the virtual Pi: what stays on the host while the hub runs in the VM.
 
     async with PiHome(folder, roles=("pendant", "front_door")) as home:
-        async with home.virtual_pi(job) as pi:        # the VM installs and runs the hub
+        async with home.virtual_pi() as pi:           # the VM installs and runs the hub
             await home.wait_installed(pi)
             await home.devices[0].press("emergency")
             events = await home.stored(1, timeout=60)
+            await home.vm(pi, "systemctl restart bluetooth")   # a shell line as root in the VM
+            await home.end(pi)
 
 On the host: a throwaway TLS CA naming 10.0.2.2 (the host as QEMU's user network shows it to
 the VM), the reference receiver (a real process, HTTPS, SQLite), the hub's identity made by
 `safebox-hub identity` and enrolled with the receiver's `add-hub`, the simulated air with real
 firmware devices on the `micropython` binary, paired by the installer's own tools. Then
 `pi_hub.prepare` writes into the run's folder (the VM's /vmjob) what the VM's install command
-needs. `JOB_INSTALL` is the job's first lines: install, then say so in `installed` (its exit
-status, written whole and renamed, as every file the host waits for).
+needs. `JOB` is the VM's job: install (`installed` says its exit status, written whole and
+renamed, as every file the host waits for), then run the host's commands (`vm()`) until the
+host says `end()`, then keep the hub's journal in the run's folder.
 """
 
 from __future__ import annotations
@@ -36,8 +39,16 @@ INSTALL_TIMEOUT_S = 300  # boot, the install (a venv from wheels under TCG) and 
 
 JOB_INSTALL = ("sh /vmjob/install-hub.sh > /vmjob/install.log 2>&1; echo $? > /vmjob/tmp; "
                "mv /vmjob/tmp /vmjob/installed\n")
-# What the VM says of the stack the hub ran on (read by `stack()`), and the hub's journal.
-JOB_REPORT = (
+# Then the job runs what the host asks (`PiHome.vm`) until the host writes /vmjob/end: each
+# cmd/N.sh in turn, its output in cmd/N.out, its exit status in cmd/N.rc (written last).
+JOB_SERVE = ("mkdir -p /vmjob/cmd\n"
+             "while [ ! -e /vmjob/end ]; do\n"
+             "  for f in /vmjob/cmd/*.sh; do [ -e \"$f\" ] || continue; n=${f%.sh}\n"
+             "    sh \"$f\" > \"$n.out\" 2>&1; echo $? > \"$n.tmp\"; mv \"$n.tmp\" \"$n.rc\"; rm -f \"$f\"; done\n"
+             "  sleep 0.2\n"
+             "done\n")
+# What the VM says of the stack the hub runs on (read by `stack()`): run with `vm()`.
+REPORT = (
     "hub=$(systemctl show safebox-hub -p MainPID --value)\n"
     "bt=$(systemctl show bluetooth -p MainPID --value)\n"
     "{ echo \"bluez=$(\"$(readlink /proc/$bt/exe)\" --version)\"; echo \"kernel=$(uname -r)\";\n"
@@ -45,9 +56,11 @@ JOB_REPORT = (
     "  echo \"hub_user=$(ps -o user= -p $hub)\";\n"
     "  busctl --system --no-pager --no-legend list | awk -v p=$hub '$2 == p && $1 ~ /^:/ {print \"hub_dbus=\" $1}';\n"
     "  systemctl show safebox-hub -p Type,User,ActiveState,NRestarts,WatchdogUSec | sed 's/^/unit./';\n"
-    "} > /vmjob/stack.tmp; mv /vmjob/stack.tmp /vmjob/stack.txt\n"
-    "cat /var/lib/safebox/status.json > /vmjob/status.json\n"  # what the running hub says of itself
-    "journalctl -u safebox-hub --no-pager > /vmjob/hub-journal.txt\n")
+    "} > /vmjob/stack.txt\n"
+    "cat /var/lib/safebox/status.json > /vmjob/status.json\n")  # what the running hub says of itself
+# The job's last lines: the hub's journal, kept in the run's folder.
+JOB_END = "journalctl -u safebox-hub --no-pager > /vmjob/hub-journal.txt\n"
+JOB = JOB_INSTALL + JOB_SERVE + JOB_END
 
 
 def _cli(module: str, *args: str) -> str:
@@ -68,6 +81,7 @@ class PiHome:
         self.platform_url = ""
         self.devices: list[Any] = []  # airside.FirmwareDevice, in the order of `roles`
         self._stack = contextlib.AsyncExitStack()
+        self._commands = 0
 
     async def __aenter__(self) -> PiHome:
         from safebox.tools import tlsca
@@ -78,6 +92,8 @@ class PiHome:
 
         kernel.require()  # before anything starts: a missing set-up says what to run
         try:
+            # the hub's wheels first: pip is busy for seconds, before any firmware's watchdog runs
+            await asyncio.to_thread(pi_hub.build_wheels, self.run_dir / "wheels")
             tls = tlsca.make_ca(self.folder / "tls", hostnames=("localhost", "127.0.0.1", "10.0.2.2"))
             self.db.parent.mkdir(parents=True, exist_ok=True)
             receiver = ChildProcess("receiver", "safebox.tools.receiver.cli", "serve", "--db", str(self.db),
@@ -106,9 +122,10 @@ class PiHome:
         await self._stack.aclose()
 
     @contextlib.asynccontextmanager
-    async def virtual_pi(self, job: str, **options: Any) -> AsyncIterator[Any]:
-        """The VM running `job` (which should start with JOB_INSTALL and wait for /vmjob/end);
-        on the way out, a run that is still going is told to end (kill, end) and given time
+    async def virtual_pi(self, job: str = JOB, **options: Any) -> AsyncIterator[Any]:
+        """The VM running `job` (JOB: install, run the host's commands until /vmjob/end, keep
+        the hub's journal);
+        on the way out, a run that is still going is told to end and given time
         to collect what it reports before it is powered off."""
         from safebox.tools.vm.machine import VirtualPi
 
@@ -117,8 +134,7 @@ class PiHome:
                 yield pi
             finally:
                 if pi.running:
-                    for name in ("kill", "end"):
-                        (self.run_dir / name).touch()
+                    (self.run_dir / "end").touch()
                     with contextlib.suppress(Exception):
                         await pi.wait_exit(90)
 
@@ -132,6 +148,22 @@ class PiHome:
             raise RuntimeError(f"the install in the virtual Pi failed ({status}):\n"
                                + (self.run_dir / "install.log").read_text()[-4000:])
         return round(time.monotonic() - pi.started_at, 1)
+
+    async def vm(self, pi: Any, command: str, timeout: float = 120, check: bool = True) -> str:
+        """Run the shell line `command` as root in the VM (the job's JOB_SERVE loop); its output.
+        `check`: a non-zero exit status raises."""
+        self._commands += 1
+        folder = self.run_dir / "cmd"
+        folder.mkdir(exist_ok=True)
+        name = f"{self._commands:03d}"
+        (folder / f"{name}.new").write_text(command + "\n")
+        (folder / f"{name}.new").rename(folder / f"{name}.sh")
+        await pi.wait_file(f"cmd/{name}.rc", timeout, poll_s=0.1)
+        status = int((folder / f"{name}.rc").read_text())
+        out = (folder / f"{name}.out").read_text(errors="replace")
+        if check and status != 0:
+            raise RuntimeError(f"in the virtual Pi, {command!r} exited {status}:\n{out[-3000:]}")
+        return out
 
     async def end(self, pi: Any, timeout: float = 90) -> None:
         """Tell the job to end (it reports, then the VM powers off) and wait for that."""
@@ -155,9 +187,10 @@ class PiHome:
                     return events
                 await asyncio.sleep(0.2)
 
-    def stack(self) -> dict[str, Any]:
-        """What the VM reported of the stack (JOB_REPORT): `radio` in the demo's words, `unit`,
-        the raw facts."""
+    async def stack(self, pi: Any) -> dict[str, Any]:
+        """What the VM reports of the stack now (REPORT): `radio` in the demo's words, the hub's
+        service, bluetoothd's command line, the running hub's radio status."""
+        await self.vm(pi, REPORT, 60)
         facts: dict[str, str] = {}
         for line in (self.run_dir / "stack.txt").read_text().splitlines():
             key, _, value = line.partition("=")
