@@ -11,7 +11,9 @@
 # put there once, to edit), --ca FILE (/etc/safebox/platform-ca.pem), --state DIR (files made
 # elsewhere, such as the hub's key and its paired devices, copied into the state folder unless
 # there already), --active (no bluetoothd drop-in: BlueZ scans actively), --python PY (the
-# interpreter of the venv, default python3), --no-start (install and enable, do not start).
+# interpreter of the venv, default python3), --no-start (install and enable, do not start),
+# --prefix DIR (the venv goes to DIR/.venv, default /opt/safebox: the unit names that path),
+# --venv-only (only the venv, no user, files or service: to try an interpreter; no root needed).
 #
 # What it does, each step only if it is not so already (run it again: nothing changes, and a
 # running hub is restarted only when a file of it changed):
@@ -33,7 +35,6 @@ set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 PREFIX=/opt/safebox
-VENV=$PREFIX/.venv
 ETC=/etc/safebox
 STATE=/var/lib/safebox
 USER_NAME=safebox
@@ -44,7 +45,7 @@ T0=$(date +%s)
 say() { echo "install: [$(( $(date +%s) - T0 )) s] $*"; }
 die() { echo "install: $*" >&2; exit 1; }
 
-from=$HERE wheels= config= ca= state_from= passive=1 python=python3 start=1 uninstall=0 purge=0
+from=$HERE wheels= config= ca= state_from= passive=1 python=python3 start=1 uninstall=0 purge=0 venv_only=0
 while [ $# -gt 0 ]; do
     case $1 in
         --from) from=$2; shift ;;
@@ -57,13 +58,18 @@ while [ $# -gt 0 ]; do
         --no-start) start=0 ;;
         --uninstall) uninstall=1 ;;
         --purge) purge=1 ;;
-        -h|--help) sed -n '2,31s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --prefix) PREFIX=$2; shift ;;
+        --venv-only) venv_only=1 ;;
+        -h|--help) sed -n '2,33s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
 done
-[ "$(id -u)" = 0 ] || die "run it as root: sudo $0 $*"
-command -v systemctl >/dev/null || die "systemd is needed (systemctl not found)"
+VENV=$PREFIX/.venv
+if [ $venv_only = 0 ]; then
+    [ "$(id -u)" = 0 ] || die "run it as root: sudo $0"
+    command -v systemctl >/dev/null || die "systemd is needed (systemctl not found)"
+fi
 
 changed=0  # a file of the hub changed: restart it
 bt_changed=0
@@ -79,7 +85,8 @@ if [ $uninstall = 1 ]; then
     if systemctl cat safebox-hub >/dev/null 2>&1; then
         systemctl disable --now safebox-hub 2>/dev/null || true
     fi
-    rm -rf "$UNIT" "$UNIT.d" "$PREFIX"
+    rm -rf "$UNIT" "$UNIT.d" "$VENV" "$PREFIX/.installed"
+    rmdir "$PREFIX" 2>/dev/null || true
     if [ -e "$BT_DROPIN" ]; then rm -f "$BT_DROPIN"; bt_changed=1; fi
     systemctl daemon-reload
     [ $bt_changed = 0 ] || systemctl try-restart bluetooth || true
@@ -91,17 +98,6 @@ if [ $uninstall = 1 ]; then
         say "removed the hub; kept $ETC and $STATE (the hub's key: --purge removes them)"
     fi
     exit 0
-fi
-
-# -- the user -------------------------------------------------------------------------------
-getent group bluetooth >/dev/null || groupadd --system bluetooth
-if ! id -u $USER_NAME >/dev/null 2>&1; then
-    useradd --system --home-dir $STATE --no-create-home --shell /usr/sbin/nologin --user-group \
-        --groups bluetooth $USER_NAME
-    say "made the service user $USER_NAME (group bluetooth)"
-elif ! id -nG $USER_NAME | tr ' ' '\n' | grep -qx bluetooth; then
-    usermod -a -G bluetooth $USER_NAME
-    changed=1
 fi
 
 # -- the virtual environment with only the hub -----------------------------------------------
@@ -152,6 +148,22 @@ if [ ! -x $VENV/bin/safebox-hub ] || [ "$(cat $PREFIX/.installed 2>/dev/null)" !
     say "installed $($VENV/bin/safebox-hub --version 2>/dev/null || echo the hub) in $VENV"
 fi
 PKG=$($VENV/bin/python -c 'import pathlib, safebox.hub; print(pathlib.Path(safebox.hub.__file__).parent)')
+
+if [ $venv_only = 1 ]; then
+    say "the hub is in $VENV (--venv-only: no user, configuration or service)"
+    exit 0
+fi
+
+# -- the user -------------------------------------------------------------------------------
+getent group bluetooth >/dev/null || groupadd --system bluetooth
+if ! id -u $USER_NAME >/dev/null 2>&1; then
+    useradd --system --home-dir $STATE --no-create-home --shell /usr/sbin/nologin --user-group \
+        --groups bluetooth $USER_NAME
+    say "made the service user $USER_NAME (group bluetooth)"
+elif ! id -nG $USER_NAME | tr ' ' '\n' | grep -qx bluetooth; then
+    usermod -a -G bluetooth $USER_NAME
+    changed=1
+fi
 
 # -- configuration and state ------------------------------------------------------------------
 install -d -m 0755 $ETC
