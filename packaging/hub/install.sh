@@ -101,35 +101,35 @@ if [ $uninstall = 1 ]; then
 fi
 
 # -- the virtual environment with only the hub -----------------------------------------------
-command -v "$python" >/dev/null || die "$python not found (Debian: apt-get install python3-venv)"
-# The system's pip installs into the venv (pip --python, pip 22.3 and later: Debian 12's is 23.0):
-# the venv then holds only the hub, and making it takes a second, not the minute ensurepip takes
-# on a small board. Without a system pip, the venv gets its own.
-if "$python" -m pip --help 2>/dev/null | grep -q -- '--python '; then
-    pip="$python -m pip --python $VENV/bin/python"
-    venv_args=--without-pip
-else
-    pip="$VENV/bin/python -m pip"
-    venv_args=
-fi
-if [ ! -x $VENV/bin/python ]; then
-    "$python" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else 1)' \
-        || die "the hub needs Python 3.11 or later ($python is $("$python" -V 2>&1))"
-    install -d -m 0755 $PREFIX
-    "$python" -m venv $venv_args $VENV || die "could not make a venv (Debian: apt-get install python3-venv)"
-    say "made $VENV ($($VENV/bin/python -V))"
-fi
-[ -n "$venv_args" ] || [ -x $VENV/bin/pip ] || $VENV/bin/python -m ensurepip --default-pip >/dev/null
 # What is installed is remembered by a digest of its source: the same source is not installed again.
 if [ -d "$from" ]; then
     [ -f "$from/pyproject.toml" ] || die "$from has no pyproject.toml (give the clone's packaging/hub)"
-    digest=$(cd "$from" && find -L pyproject.toml src -name __pycache__ -prune -o -type f -print \
+    digest=$(cd "$from" && find -L pyproject.toml src \( -name __pycache__ -o -name '*.egg-info' \) -prune -o -type f -print \
              | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 else
     [ -f "$from" ] || die "no such wheel or folder: $from"
     digest=$(sha256sum "$from" | cut -d' ' -f1)
 fi
 if [ ! -x $VENV/bin/safebox-hub ] || [ "$(cat $PREFIX/.installed 2>/dev/null)" != "$digest" ]; then
+    command -v "$python" >/dev/null || die "$python not found (Debian: apt-get install python3-venv)"
+    # The system's pip installs into the venv (pip --python, pip 22.3 and later: Debian 12's is
+    # 23.0): the venv then holds only the hub, and making it takes a second, not the minute
+    # ensurepip takes on a small board. Without a system pip, the venv gets its own.
+    if "$python" -m pip --help 2>/dev/null | grep -q -- '--python '; then
+        pip="$python -m pip --python $VENV/bin/python"
+        venv_args=--without-pip
+    else
+        pip="$VENV/bin/python -m pip"
+        venv_args=
+    fi
+    if [ ! -x $VENV/bin/python ]; then
+        "$python" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else 1)' \
+            || die "the hub needs Python 3.11 or later ($python is $("$python" -V 2>&1))"
+        install -d -m 0755 $PREFIX
+        "$python" -m venv $venv_args $VENV || die "could not make a venv (Debian: apt-get install python3-venv)"
+        say "made $VENV ($($VENV/bin/python -V))"
+    fi
+    [ -n "$venv_args" ] || [ -x $VENV/bin/pip ] || $VENV/bin/python -m ensurepip --default-pip >/dev/null
     # A path or a file, never a name: `pip install safebox` would fetch an unrelated project.
     if [ -n "$wheels" ]; then
         set -- --no-index --find-links "$wheels"
@@ -145,7 +145,7 @@ if [ ! -x $VENV/bin/safebox-hub ] || [ "$(cat $PREFIX/.installed 2>/dev/null)" !
         || die "pip could not install the hub (from $target${wheels:+, offline from $wheels})"
     echo "$digest" > $PREFIX/.installed
     changed=1
-    say "installed $($VENV/bin/safebox-hub --version 2>/dev/null || echo the hub) in $VENV"
+    say "installed $($VENV/bin/safebox-hub --version) in $VENV"
 fi
 PKG=$($VENV/bin/python -c 'import pathlib, safebox.hub; print(pathlib.Path(safebox.hub.__file__).parent)')
 
@@ -212,7 +212,7 @@ if [ $bt_changed = 1 ] && systemctl -q is-active bluetooth; then
 fi
 
 # -- the hub's identity, made by its own user ---------------------------------------------------
-if [ -e $ETC/hub.toml ] && grep -q "^state_dir *= *\"$STATE\"" $ETC/hub.toml; then
+if [ ! -e $STATE/hub_key.pem ] && [ -e $ETC/hub.toml ] && grep -q "^state_dir *= *\"$STATE\"" $ETC/hub.toml; then
     runuser -u $USER_NAME -- $VENV/bin/safebox-hub identity --config $ETC/hub.toml \
         || die "the hub could not make or read its key (see above)"
 fi

@@ -70,7 +70,7 @@ async def run(*, presses: int = 1, workdir: Path | None = None, roles: tuple[str
     with tempfile.TemporaryDirectory(prefix="safebox-demo-pi-") as tmp:
         async with PiHome(workdir or Path(tmp), roles) as home:
             pendant = home.devices[0]
-            async with home.virtual_pi() as pi:
+            async with home.virtual_pi(bluetoothd_args=()) as pi:  # --experimental: the installer's
                 installed_s = await home.wait_installed(pi)
                 results = [await _one_press(home, pendant, n) for n in range(1, presses + 1)]
                 stack = await home.stack(pi)

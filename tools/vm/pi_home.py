@@ -63,7 +63,7 @@ JOB_END = "journalctl -u safebox-hub --no-pager > /vmjob/hub-journal.txt\n"
 JOB = JOB_INSTALL + JOB_SERVE + JOB_END
 
 
-def _cli(module: str, *args: str) -> str:
+def host_cli(module: str, *args: str) -> str:
     out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)}: {out.stderr.strip()}")
@@ -86,7 +86,6 @@ class PiHome:
     async def __aenter__(self) -> PiHome:
         from safebox.tools import tlsca
         from safebox.tools.sim.air import Air
-        from safebox.tools.sim.processes import ChildProcess
         from safebox.tools.vm import kernel
         from safebox.tools.vm.airside import firmware_device
 
@@ -96,16 +95,13 @@ class PiHome:
             await asyncio.to_thread(pi_hub.build_wheels, self.run_dir / "wheels")
             tls = tlsca.make_ca(self.folder / "tls", hostnames=("localhost", "127.0.0.1", "10.0.2.2"))
             self.db.parent.mkdir(parents=True, exist_ok=True)
-            receiver = ChildProcess("receiver", "safebox.tools.receiver.cli", "serve", "--db", str(self.db),
-                                    "--host", "127.0.0.1", "--port", "0", "--cert", str(tls.server_cert_chain),
-                                    "--key", str(tls.server_key))
-            self._stack.push_async_callback(receiver.stop)
-            url = (await receiver.start(r"listening on (https://\S+)")).group(1)
+            self._tls = tls
+            url = await self.platform_up()
             port = int(url.rsplit(":", 1)[1])
             self.platform_url = f"https://10.0.2.2:{port}"
             host_cfg = pi_hub.host_config(self.folder / "hub", HUB_ID, HOME_ID, tls.ca_cert)
-            ident = json.loads(_cli("safebox.hub.cli", "identity", "--config", str(host_cfg), "--json"))
-            _cli("safebox.tools.receiver.cli", "add-hub", "--db", str(self.db), ident["hub_id"], ident["public_key"])
+            ident = json.loads(host_cli("safebox.hub.cli", "identity", "--config", str(host_cfg), "--json"))
+            host_cli("safebox.tools.receiver.cli", "add-hub", "--db", str(self.db), ident["hub_id"], ident["public_key"])
             self.air = await self._stack.enter_async_context(Air())
             for n, role in enumerate(self.roles, start=1):
                 device = await firmware_device(self.air, self.folder / "home", role, n, hub_config=host_cfg)
@@ -120,6 +116,22 @@ class PiHome:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
+
+    async def platform_up(self) -> str:
+        """Start the receiver (on the port it had, if it ran before); returns its URL."""
+        from safebox.tools.sim.processes import ChildProcess
+
+        port = self.platform_url.rsplit(":", 1)[1] if self.platform_url else "0"
+        tls = self._tls
+        self._receiver = ChildProcess("receiver", "safebox.tools.receiver.cli", "serve", "--db", str(self.db),
+                                      "--host", "127.0.0.1", "--port", port, "--cert", str(tls.server_cert_chain),
+                                      "--key", str(tls.server_key))
+        self._stack.push_async_callback(self._receiver.stop)
+        return (await self._receiver.start(r"listening on (https://\S+)")).group(1)
+
+    async def platform_down(self) -> None:
+        """Stop the receiver: the platform is unreachable until `platform_up()`."""
+        await self._receiver.stop()
 
     @contextlib.asynccontextmanager
     async def virtual_pi(self, job: str = JOB, **options: Any) -> AsyncIterator[Any]:
@@ -173,14 +185,15 @@ class PiHome:
             raise RuntimeError(f"the virtual Pi's job failed ({pi.job_status()}):\n{pi.tail()}")
 
     async def stored(self, count: int, timeout: float) -> list[dict[str, Any]]:
-        """What the platform stored, read from its database (its listing is for hubs, signed)."""
+        """The devices' events the platform stored (not the hub's own, such as its heartbeats),
+        once there are `count`, read from its database (its listing is for hubs, signed)."""
         from safebox.tools.receiver.store import Store
 
         async with asyncio.timeout(timeout):
             while True:
                 store = Store(self.db)
                 try:
-                    events = [e.to_json() for e in store.events()]
+                    events = [j for e in store.events() if (j := e.to_json())["device_id"] is not None]
                 finally:
                     store.close()
                 if len(events) >= count:
