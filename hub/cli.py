@@ -320,13 +320,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _give_back(config_path: Path) -> None:
+    """Run by root (sudo) on a hub whose state folder belongs to its service user, a command
+    must not leave files there the service cannot read: what root made goes to the folder's owner."""
+    if os.geteuid() != 0:
+        return
+    try:
+        state = config.load(config_path).state_dir
+        owner = state.stat()
+        if owner.st_uid == 0:
+            return
+        for path in state.iterdir():
+            if path.is_file() and path.stat().st_uid == 0:
+                os.chown(path, owner.st_uid, owner.st_gid)
+    except (OSError, config.ConfigError):
+        pass  # the command itself has said what was wrong, if anything
+
+
 def main(argv: list[str] | None = None, *, ble: Any = None) -> int:
     """The command line; `ble` gives `run` the bleak backends of a simulated air (tools/sim)."""
     args = build_parser().parse_args(argv)
     args.ble = ble
     _setup_logging(args.log_level)
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        finally:
+            if args.command != "run":
+                _give_back(args.config)
     except _USER_ERRORS as exc:
         print(f"safebox-hub: {exc}", file=sys.stderr)
         return 2
