@@ -12,7 +12,9 @@ and at once when the platform becomes reachable or not (state folder, status.jso
 first for devices and the outbox, the second for what only the running hub knows (radio
 health, platform reachability). A hub that is not running, or has not rewritten its status
 for three periods (stuck), is said to be not running. `test-alarm` signals the running hub
-(SIGUSR1) to look at its outbox at once. Exit status: 0, or 1 when `test-alarm` did not reach the platform.
+(SIGUSR1) to look at its outbox at once. Exit status: 0; 1 when `test-alarm` did not reach the
+platform; 3 when `status` finds no running hub (what it knows is printed all the same).
+`safebox-hub --version` says the installed version.
 
 Mistakes (a bad config field, an unreadable key file) end with one line naming the
 problem and exit status 2, never a traceback.
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import safebox
 from safebox.hub import clock as hub_clock
 from safebox.hub import config, keys, walk_test
 from safebox.hub.devices import Devices, DevicesError
@@ -41,6 +44,7 @@ from safebox.hub.uplink.held import held
 from safebox.protocol import events
 
 DEFAULT_CONFIG = Path("/etc/safebox/hub.toml")
+NOT_RUNNING = 3  # `status`'s exit status when no hub runs (as `systemctl status` says of a stopped unit)
 # Problems a user can fix; anything else is a bug and keeps its traceback.
 _USER_ERRORS = (config.ConfigError, keys.KeyFileError, DevicesError, PrivateFileError, StoreError, OSError,
                 events.EventError)
@@ -177,10 +181,12 @@ def status_doc(cfg: config.HubConfig) -> dict[str, Any]:
 
 def _status(args: argparse.Namespace) -> int:
     doc = status_doc(config.load(args.config))
+    code = 0 if doc["running"] else NOT_RUNNING
     if args.json:
         print(json.dumps(doc))
-        return 0
-    state = f"running (pid {doc['pid']}, up {doc['uptime_s']} s)" if doc["running"] else "NOT RUNNING"
+        return code
+    state = (f"running (pid {doc['pid']}, up {doc['uptime_s']} s)" if doc["running"] else
+             "NOT RUNNING (systemctl status safebox-hub; journalctl -u safebox-hub -n 50)")
     print(f"hub {doc['hub_id']} (home {doc['home_id']}): {state}")
     oldest = "" if doc["oldest_waiting_s"] is None else f", oldest waiting {doc['oldest_waiting_s']} s"
     print(f"  outbox {doc['outbox_depth']} ({doc['outbox_urgent']} urgent{oldest}), dead letters "
@@ -218,7 +224,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  modem {m['port']}: {m['state']}, signal {m['signal']}, SMS {m['sms']}"
               + (f", PROBLEM: {m['problem']}" if m["problem"] else ""))
     _print_devices(doc["devices"])
-    return 0
+    return code
 
 
 def _print_devices(rows: list[dict[str, Any]]) -> None:
@@ -295,6 +301,7 @@ def _test_alarm(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="safebox-hub", description="The home safety box hub.")
+    parser.add_argument("--version", action="version", version=f"safebox-hub {safebox.__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (("run", _run, "run the hub until stopped"),
@@ -313,13 +320,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _give_back(config_path: Path) -> None:
+    """Run by root (sudo) on a hub whose state folder belongs to its service user, a command
+    must not leave files there the service cannot read: what root made goes to the folder's owner."""
+    if os.geteuid() != 0:
+        return
+    try:
+        state = config.load(config_path).state_dir
+        owner = state.stat()
+        if owner.st_uid == 0:
+            return
+        for path in state.iterdir():
+            if path.is_file() and path.stat().st_uid == 0:
+                os.chown(path, owner.st_uid, owner.st_gid)
+    except (OSError, config.ConfigError):
+        pass  # the command itself has said what was wrong, if anything
+
+
 def main(argv: list[str] | None = None, *, ble: Any = None) -> int:
     """The command line; `ble` gives `run` the bleak backends of a simulated air (tools/sim)."""
     args = build_parser().parse_args(argv)
     args.ble = ble
     _setup_logging(args.log_level)
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        finally:
+            if args.command != "run":
+                _give_back(args.config)
     except _USER_ERRORS as exc:
         print(f"safebox-hub: {exc}", file=sys.stderr)
         return 2

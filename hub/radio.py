@@ -45,7 +45,7 @@ from typing import Any
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError
+from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 from bleak_retry_connector import establish_connection
 
 from safebox.hub.clock import SYSTEM, Clock
@@ -89,7 +89,7 @@ def sysfs_probe(adapter: str | None) -> Probe:
     async def probe() -> None:
         folder = Path("/sys/class/bluetooth") / name
         if not folder.exists():
-            raise BleakError(f"adapter {name} is gone (no {folder})")
+            raise BleakError(f"no Bluetooth adapter {name} (no {folder})")
         for state in folder.glob("rfkill*/state"):
             try:
                 blocked = state.read_text().strip() != "1"
@@ -174,7 +174,7 @@ class Radio:
             # Some adapters and kernels refuse passive scanning: fall back to active.
             if isinstance(exc, BleakError) and self._probe is not None:
                 await self._probe()  # a missing adapter is not a reason to try active
-            log.warning("passive scanning unavailable (%s); scanning actively", exc)
+            log.warning("passive scanning unavailable (%s); scanning actively", _text(exc))
             scanner = BleakScanner(**self._scanner_args("active"))
             async with asyncio.timeout(SCANNER_START_S):
                 await scanner.start()
@@ -395,5 +395,20 @@ class _NotAdvertising(Exception):
     """The device stopped advertising (or never started) before a connection was made."""
 
 
+# What BlueZ, D-Bus and bleak say, in words an owner can act on (the journal, `safebox-hub status`):
+# (a piece of the error's text, the words put before it).
+_WORDS = (
+    ("org.bluez was not provided", "bluetoothd is not running (systemctl start bluetooth)"),
+    ("--experimental", "passive scanning needs bluetoothd --experimental"),
+    ("No Bluetooth adapters found", "no Bluetooth adapter"),
+    ("No powered Bluetooth adapters", "the Bluetooth adapter is off (rfkill unblock bluetooth)"),
+)
+
+
 def _text(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    text = str(exc.args[0]) if isinstance(exc, BleakBluetoothNotAvailableError) else str(exc)  # (text, reason)
+    text = text or type(exc).__name__
+    for piece, words in _WORDS:
+        if piece in text:
+            return f"{words}: {text}"
+    return text

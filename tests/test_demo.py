@@ -79,3 +79,13 @@ async def test_the_console_demo_prints_the_screen_and_a_login_that_works(tmp_pat
                 await asyncio.sleep(0.2)
     assert 'class="toilet' in text
     await demo_task
+
+
+def test_the_demo_on_the_virtual_pi_says_how_to_set_it_up_when_it_is_not(tmp_path):
+    # (the run itself is tests/test_vm_hub.py's: one boot of the VM for everything asked of it)
+    import os
+    out = subprocess.run([sys.executable, "-m", "safebox.tools.sim.cli", "demo", "--pi", "--json"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env=dict(os.environ, SAFEBOX_VM_CACHE=str(tmp_path / "empty")))
+    assert out.returncode == 1 and out.stdout == ""
+    assert "safebox-sim: the virtual Pi" in out.stderr and "vm-setup" in out.stderr, out.stderr

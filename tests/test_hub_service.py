@@ -129,7 +129,7 @@ def test_status_devices_and_test_alarm_when_the_hub_is_not_running(tmp_path) -> 
     assert result["event_id"].startswith("hub-cli-0001-")
 
     status = _cli("status", "--config", str(cfg), "--json")
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == 3, status.stderr  # no hub running: says so in its exit status too
     doc = json.loads(status.stdout)
     assert doc["running"] is False and doc["radio"] is None and doc["platform"]["reachable"] is None
     assert (doc["outbox_depth"], doc["outbox_urgent"], doc["dead_letters"]) == (1, 1, 0)  # the test alarm waits
@@ -138,7 +138,7 @@ def test_status_devices_and_test_alarm_when_the_hub_is_not_running(tmp_path) -> 
     assert set(doc["clock"]) == {"synchronized", "source", "platform_offset_s", "problem"}
 
     text = _cli("status", "--config", str(cfg))
-    assert "NOT RUNNING" in text.stdout and "outbox 1 (1 urgent" in text.stdout
+    assert text.returncode == 3 and "NOT RUNNING" in text.stdout and "outbox 1 (1 urgent" in text.stdout
     devices = _cli("devices", "--config", str(cfg), "--json")
     assert json.loads(devices.stdout)[0]["mac"] == device.address
     for out in (status.stdout, text.stdout, devices.stdout, _cli("devices", "--config", str(cfg)).stdout):

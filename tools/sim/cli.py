@@ -1,6 +1,7 @@
 """`safebox-sim`: the simulated home.
 
   safebox-sim demo [--json] [--presses N] [--workdir DIR]
+  safebox-sim demo --pi [--json] [--presses N] [--workdir DIR]   (the hub in the virtual Pi: tools/vm)
   safebox-sim demo --console [--for SECONDS] [--workdir DIR]   (the call-centre screen, until Ctrl-C)
   safebox-sim run SCENARIO.toml [--json] [--workdir DIR]   (tools/sim/SCENARIOS.md)
 """
@@ -22,7 +23,16 @@ def _demo(args: argparse.Namespace) -> int:
         asyncio.run(console_demo.run(workdir=args.workdir, seconds=args.for_s,
                                      say=lambda text: print(text, flush=True)))
         return 0
-    from safebox.tools.sim import demo
+    if args.pi:
+        from safebox.tools.vm import kernel
+        from safebox.tools.vm import pi_demo as demo
+        try:
+            kernel.require()
+        except kernel.SetupError as exc:
+            print(f"safebox-sim: {exc}", file=sys.stderr)
+            return 1
+    else:
+        from safebox.tools.sim import demo  # type: ignore[no-redef]
     result = asyncio.run(demo.run(presses=args.presses, workdir=args.workdir))
     print(json.dumps(result, indent=1) if args.json else demo.render(result))
     return 0
@@ -52,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object: stored events and latencies")
     p.add_argument("--presses", type=int, default=1, help="how many presses (the median latency is shown)")
     p.add_argument("--workdir", type=Path, help="keep the home's files here (default: a temporary folder)")
+    p.add_argument("--pi", action="store_true",
+                   help="the hub in the virtual Pi (BlueZ, systemd; tools/vm), installed as on a Raspberry Pi")
     p.add_argument("--console", action="store_true",
                    help="keep the home running with the call-centre screen; print its address and a one-time login")
     p.add_argument("--for", dest="for_s", type=float, metavar="SECONDS", help="with --console: stop after this long")

@@ -134,7 +134,8 @@ def write_etc(etc: Path, *, air_spec: str | None, job: bool, bluetoothd_args: tu
                 link.symlink_to("/dev/null")
     files = {
         TARGET: target(air_spec is not None, job),
-        "bluetooth.service.d/safebox-vm.conf": bluetooth_dropin(bluetoothd_args),
+        # none without arguments: Debian's own unit as it is (the hub's installer adds its own)
+        **({"bluetooth.service.d/safebox-vm.conf": bluetooth_dropin(bluetoothd_args)} if bluetoothd_args else {}),
         **({VHCI: vhci_service(air_spec)} if air_spec is not None else {}),
         **({JOB: job_service()} if job else {}),
         **(extra or {}),
