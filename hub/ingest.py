@@ -166,14 +166,15 @@ class Ingest:
         if test:
             data["test"] = True
         occurred_at = reading.timestamp
+        offset, trusted = self._time_check() if self._time_check is not None else (None, True)
         if occurred_at is None:
             occurred_at = heard_at
-            offset, trusted = self._time_check() if self._time_check is not None else (None, True)
             if offset is not None:
                 occurred_at += offset
                 data["hub_clock_offset_s"] = round(offset, 1)
             elif not trusted:
                 data["time_untrusted"] = True
+        data["hub_stored_at"] = events.timestamp(heard_at + (offset or 0.0))  # SPEC 2: the timeline's step
         body = events.make(event_id=event_id, type=reading.type, hub_id=self._hub_id, home_id=self._home_id,
                            occurred_at=occurred_at,
                            device=device.event_device(), counter=counter, data=data)

@@ -61,6 +61,9 @@ def store(ingest: Ingest) -> HubStore:
     return ingest._store
 
 
+STORED = events.timestamp(NOW)  # data.hub_stored_at (SPEC 2): when the hub stored it, by its clock
+
+
 def body_of(store: HubStore, event_id: str) -> dict:
     return json.loads(store.get(event_id).body)
 
@@ -76,7 +79,7 @@ def test_new_emergency_event(ingest: Ingest, store: HubStore) -> None:
     assert body_of(store, "240ac4123456-10") == {
         "event_id": "240ac4123456-10", "type": "emergency", "hub_id": "hub-7f3a9c", "home_id": "home-0001",
         "device": {"id": "240ac4123456", "role": "pendant", "room": "bedroom"}, "counter": 10,
-        "occurred_at": events.timestamp(NOW), "data": {"battery": 87, "action": "press", "rssi": -61}}
+        "occurred_at": events.timestamp(NOW), "data": {"battery": 87, "action": "press", "rssi": -61, "hub_stored_at": STORED}}
     assert store.seen(PENDANT.id) == SeenDevice(PENDANT.id, NOW, 10, 87, -61)
 
 
@@ -88,7 +91,7 @@ def test_other_buttons(ingest: Ingest, store: HubStore, button: str, action: int
     out = ingest.handle("24:0a:c4:12:34:56", press(3, button, action), None)  # lower-case address too
     assert (out.kind, out.event_id) == ("event", "240ac4123456-3")
     body = body_of(store, "240ac4123456-3")
-    assert (body["type"], body["data"]) == (type_, {"battery": 87, "action": word})
+    assert (body["type"], body["data"]) == (type_, {"battery": 87, "action": word, "hub_stored_at": STORED})
 
 
 def test_device_timestamp_is_occurred_at(ingest: Ingest, store: HubStore) -> None:
@@ -211,9 +214,9 @@ def test_door_events(ingest: Ingest, store: HubStore) -> None:
     assert ingest.handle(TOILET.address, closed, -75).event_id == "240ac4000002-5"
     front, toilet = body_of(store, "240ac4000001-20"), body_of(store, "240ac4000002-5")
     assert (front["type"], front["device"], front["data"]) == (
-        "door_opened", {"id": "240ac4000001", "role": "front_door", "room": "hall"}, {"battery": 99, "rssi": -55})
+        "door_opened", {"id": "240ac4000001", "role": "front_door", "room": "hall"}, {"battery": 99, "rssi": -55, "hub_stored_at": STORED})
     assert (toilet["type"], toilet["device"]["role"], toilet["data"]) == (
-        "door_closed", "toilet_door", {"rssi": -75, "occupancy": True})
+        "door_closed", "toilet_door", {"rssi": -75, "occupancy": True, "hub_stored_at": STORED})
     assert [i.type for i in store.due(NOW, 5)] == ["door_opened", "door_closed"]
 
 
@@ -230,7 +233,7 @@ def test_by_default_door_moves_and_rssi_stay_at_the_hub(state: Path) -> None:
         assert ingest.handle(TOILET.address, frame(TOILET, 5, [(bthome.OBJ_DOOR, 0)]), -70).kind == "event"
         assert store.depth() == 0
         ingest.handle(PENDANT.address, press(10), -61)
-        assert body_of(store, "240ac4123456-10")["data"] == {"battery": 87, "action": "press"}  # no rssi
+        assert body_of(store, "240ac4123456-10")["data"] == {"battery": 87, "action": "press", "hub_stored_at": STORED}  # no rssi
         assert store.seen(PENDANT.id).rssi == -61 and store.seen(FRONT.id).rssi == -55
     finally:
         store.close()

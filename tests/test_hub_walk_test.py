@@ -12,7 +12,7 @@ from safebox.hub.devices import Devices
 from safebox.hub.ingest import Ingest
 from safebox.hub.store import HubStore
 from safebox.hub.walk_test import MAX_WINDOW_S, WindowReader
-from safebox.protocol import bthome
+from safebox.protocol import bthome, events
 from tests.test_hub_ingest import FRONT, NOW, PENDANT, TOILET, frame, press
 
 
@@ -58,7 +58,7 @@ def test_a_walk_test_sends_the_door_moves_it_covers(tmp_path: Path) -> None:
     ingest, store = _ingest(tmp_path, clock)
     walk_test.open_window(tmp_path, [FRONT.id], now=NOW, seconds=120)
     door = ingest.handle(FRONT.address, frame(FRONT, 1, [(bthome.OBJ_DOOR, 1)]), -58)
-    assert _data(store, door.event_id) == {"test": True, "rssi": -58}  # in the outbox, marked, with its signal
+    assert _data(store, door.event_id) == {"test": True, "rssi": -58, "hub_stored_at": events.timestamp(NOW)}  # in the outbox, marked, with its signal
     store.close()
 
 

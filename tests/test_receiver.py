@@ -363,3 +363,18 @@ def test_the_production_receiver_takes_no_fault_injection(tmp_path: Path, capsys
         with pytest.raises(SystemExit) as exit_:
             cli.main(["serve", "--db", str(tmp_path / "r.db"), flag, "1"])
         assert exit_.value.code == 2 and f"unrecognized arguments: {flag} 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("later", [0, 1, 30, 59, 60])
+def test_the_receivers_nonce_store_refuses_a_replay_anywhere_in_the_window(tmp_path, later: int) -> None:
+    """tests/test_signing.py's replay-later check on the receiver's SQLite nonce store."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.test_signing import NOW, replay_later_is_refused
+
+    now = [float(NOW)]
+    store = Store(tmp_path / "r.db")
+    try:
+        replay_later_is_refused(Ed25519PrivateKey.generate(), store.nonce_store(lambda: now[0]), now, later)
+    finally:
+        store.close()
