@@ -138,9 +138,13 @@ class _Hubs:
         return None
 
 
-async def _start_receiver(work: Path, tls: tlsca.TlsFiles, screen: bool) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+async def _start_receiver(work: Path, tls: tlsca.TlsFiles, screen: bool,
+                          concurrency: int) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    # Every simulated hub connects from this one address, where real hubs each have their own:
+    # the receiver's per-address cap (guard.py) is raised to the load's concurrency.
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "safebox.tools.receiver.cli", "serve", "--db", str(work / "events.db"),
+        "--max-per-peer", str(concurrency + 64),
         "--port", "0", *(("--operator-port", "0") if screen else ()), "--cert", str(tls.server_cert_chain),
         "--key", str(tls.server_key), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
@@ -225,7 +229,7 @@ async def _run_one(n_homes: int, steady_s: float, screen: bool, shot_name: str,
         work = Path(tmp)
         tls = tlsca.make_ca(work / "tls")
         homes.enrol(work / "events.db")
-        proc, urls = await _start_receiver(work, tls, screen)
+        proc, urls = await _start_receiver(work, tls, screen, concurrency)
         client_tls = ssl.create_default_context(cafile=str(tls.ca_cert))
         try:
             async with contextlib.AsyncExitStack() as stack:
