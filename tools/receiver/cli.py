@@ -139,8 +139,7 @@ def _purge(args: argparse.Namespace) -> int:
         raise _UserError(str(exc)) from None
     finally:
         store.close()
-    print(f"deleted {deleted} routine events received more than {args.keep_routine_days:g} days ago; "
-          f"alarms kept")
+    print(f"deleted {deleted} routine events received more than {args.keep_routine_days:g} days ago; alarms kept")
     return 0
 
 
@@ -313,8 +312,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="serve the operators' screen on this port, apart from the hubs' (0 picks one); "
                             "none without it")
     serve.add_argument("--keep-routine-days", type=float, default=retention.KEEP_ROUTINE_DAYS, metavar="N",
-                       help="delete routine events (door moves, toilet occupancy, heartbeats) after N days, "
-                            f"hourly; alarms are kept (default {retention.KEEP_ROUTINE_DAYS}; 0 keeps all)")
+                       help="delete routine events after N days, hourly; alarms kept (0 keeps all; retention.py)")
     serve.add_argument("--tz", default=i18n.DEFAULT_ZONE, help="the screen's time zone (default Asia/Shanghai)")
     serve.add_argument("--deadline", type=_deadline, action="append", metavar="TYPE=TAKE,RESOLVE",
                        help="seconds within which an alarm type is to be taken up and resolved (repeatable; "
