@@ -26,6 +26,7 @@ from safebox.tools.sim import lines
 PENDANT_BUTTON_WAIT_S = 5.0
 LOG_WAIT_S = 2.0
 _STRANGER_PREFIX = "24:0A:C4:EE:EE:"
+_MARKER_PREFIX = "24:0A:C4:EF:"
 
 
 @dataclass
@@ -72,14 +73,16 @@ def advertisement(service_data: bytes) -> bytes:
     return b"\x02\x01\x06" + bytes((len(sd) + 1, 0x16)) + sd
 
 
-async def _wait_refusal(output: list[str], start: int, address: str, timeout: float) -> lines.Refused | None:
-    """The hub's next `refused frame from <address>` line from index `start`, or None after `timeout`."""
+async def _wait_refusal(output: list[str], start: int, address: str, timeout: float,
+                        end: int | None = None) -> tuple[int, lines.Refused] | None:
+    """The hub's first `refused frame from <address>` line from index `start` (before `end`, when
+    given: then nothing is waited for), with its index; None when none came in `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        for line in output[start:]:
+        for n, line in enumerate(output[start:end], start):
             if (refused := lines.Refused.read(line)) is not None and refused.address == address:
-                return refused
-        if time.monotonic() > deadline:
+                return n, refused
+        if end is not None or time.monotonic() > deadline:
             return None
         await asyncio.sleep(0.02)
 
@@ -92,6 +95,7 @@ class Attacker:
         self.ledger = Ledger(home)
         self.report = Report()
         self._strangers = 0
+        self._markers = 0
         self._ssl = ssl.create_default_context(cafile=str(Path(home.workdir) / "tls" / "ca.pem"))
         from safebox.hub import keys
         self.hub_key = keys.load_or_create(Path(home.hub_state) / "hub_key.pem")
@@ -139,18 +143,32 @@ class Attacker:
                 return adv.adv_data
         raise LookupError(f"no advertisement for counter {counter} of {device.id}")
 
+    async def heard_up_to_now(self, start: int) -> int | None:
+        """Put a frame from a fresh stranger on the air and wait for the hub's refusal of it; its
+        index in the hub's lines, or None when it never came. The hub handles frames one at a
+        time, in the order the air brings them, and logs or stores each before the next: so
+        whatever an earlier transmission made the hub do (a refusal, a stored event) is done
+        and said before this line. (A fixed pause would prove nothing on a slow machine.)"""
+        self._markers += 1
+        marker = f"{_MARKER_PREFIX}{self._markers >> 8:02X}:{self._markers & 0xFF:02X}"
+        await self.home.transmit(marker, advertisement(bytes((0x45,)) + os.urandom(23)), duration_s=0.1)
+        found = await _wait_refusal(self.home.hub.lines, start, marker, LOG_WAIT_S)
+        return found[0] if found else None
+
     # -- one BLE attempt -------------------------------------------------------------------
     async def ble(self, attack: str, address: str, adv: bytes, expected: str, *,
                   expect_log: bool = True, duration_s: float = 0.25) -> Attempt:
-        """Put `adv` on the air from `address`; refused when the hub logs `expected` (a regex) for it."""
+        """Put `adv` on the air from `address`; refused when the hub logs `expected` (a regex) for
+        it, and nothing stored changed once the hub has handled every frame up to a later one."""
         before = self.ledger.snapshot()
         mark = len(self.home.hub.lines)
         await self.home.transmit(address, adv, duration_s=duration_s)
-        refusal = await _wait_refusal(self.home.hub.lines, mark, address, LOG_WAIT_S if expect_log else 0.3)
-        await asyncio.sleep(0.1)  # anything wrongly accepted is in SQLite by now (stored before acked)
+        end = await self.heard_up_to_now(mark)
+        found = await _wait_refusal(self.home.hub.lines, mark, address, 0, end=end)
+        refusal = found[1] if found else None
         after = self.ledger.snapshot()
         intact, stored = self.ledger.judge(before, after)
-        alive = self.home.hub.running
+        alive = self.home.hub.running and end is not None
         if expect_log:
             reason = refusal.reason if refusal else ""
             refused = bool(refusal) and re.search(expected, reason) is not None and alive
@@ -159,8 +177,10 @@ class Attacker:
             refused = refusal is None and alive
             seen = "nothing logged, nothing stored; hub still running" if refused else (
                 f"refused frame from {address}: {refusal.reason}" if refusal else "hub not running")
-        if not alive:
+        if not self.home.hub.running:
             seen += " (HUB PROCESS ENDED)"
+        elif end is None:
+            seen += " (the hub never refused the later stranger frame: not listening)"
         return self.add(Attempt("BLE", attack, expected, refused, seen, intact, stored, clear=True))
 
     # -- one HTTPS attempt ------------------------------------------------------------------
