@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from safebox.tools.sim.home import SimDevice, SimHome
@@ -23,6 +24,41 @@ async def device_events(home: SimHome, device: SimDevice, count: int, timeout: f
             if len(mine) >= count:
                 return sorted(mine, key=lambda e: e["counter"])
             await asyncio.sleep(0.05)
+
+
+async def events_before_a_later_one(home: SimHome, device: SimDevice, make: Callable[[], Awaitable[Any] | None],
+                                    what: str, *, idle_from: int, timeout: float = 40.0
+                                    ) -> tuple[list[dict[str, Any]], int]:
+    """The device's events at the platform made before a later one, and that one's counter.
+
+    First the device goes idle after line `idle_from` (`sleep <ms> idle`: it sleeps so only
+    with no input being judged, nothing to send, no receipt owed), so it has made and sent all
+    it will of what came before. Then `make` has it make one more event (a press, a door
+    move), the firmware's line for it ending in `what` ("life_service press", "door open");
+    once the platform has that one, it has everything the device made before it: the device
+    sends in counter order, the hub stores and relays one device's events in that order. So a
+    wrong extra event cannot hide behind a pause that was too short, and the test waits only
+    as long as the device takes."""
+    fw = device.firmware
+    await fw.wait_for_line(r"^(deep)?sleep \d+ idle$", timeout=timeout, start=idle_from)
+    mark = len(fw.lines)
+    made = make()
+    if made is not None:
+        await made
+    line = await fw.wait_for_line(rf"^event \d+ {what}$", timeout=timeout, start=mark)
+    counter = int(line.split()[1])
+    async with asyncio.timeout(timeout):
+        while True:
+            mine = [e for e in await home.stored_events() if e["device_id"] == device.id]
+            if any(e["counter"] == counter for e in mine):
+                exactly_once(mine)
+                return sorted((e for e in mine if e["counter"] < counter), key=lambda e: e["counter"]), counter
+            await asyncio.sleep(0.05)
+
+
+def event_lines(device: SimDevice, before: int) -> list[str]:
+    """The firmware's `event <counter> ...` lines for counters below `before`."""
+    return [line for line in device.firmware.lines if line.startswith("event ") and int(line.split()[1]) < before]
 
 
 def exactly_once(events: list[dict[str, Any]]) -> None:
@@ -47,13 +83,15 @@ async def test_bounce_press_and_long_press_each_reach_the_platform_once(tmp_path
             await asyncio.sleep(hold)
         await pendant.firmware.wait_for_line(r"^acked 1 kind [12]$", timeout=10)
         await home.press(pendant, "emergency", hold_s=2.3)
-        events = await device_events(home, pendant, 2)
-        await asyncio.sleep(0.5)  # room for a wrong extra event
-        events = await device_events(home, pendant, 2)
+        released = len(pendant.firmware.lines)
+        await device_events(home, pendant, 2)
+        # idle after the release (the buttons judged), then another press: an extra event made
+        # of a bounce came before it
+        events, later = await events_before_a_later_one(home, pendant, lambda: home.press(pendant, "life_service"),
+                                                        "life_service press", idle_from=released)
         assert [(e["type"], e["body"]["data"]["action"]) for e in events] == \
             [("community_service", "press"), ("emergency", "long_press")]
-        exactly_once(events)
-        assert sum(line.startswith("event ") for line in pendant.firmware.lines) == 2
+        assert len(event_lines(pendant, later)) == 2, pendant.firmware.lines
 
 
 async def test_power_cut_while_sending_then_a_fresh_battery_the_event_arrives_once(tmp_path):
@@ -91,13 +129,14 @@ async def test_power_cut_while_sending_then_a_fresh_battery_the_event_arrives_on
         third = int((await fw.wait_for_line(r"^event \d+ community_service", timeout=5, start=fw_mark)).split()[1])
         await home.hub.wait_for_line(rf"event {pendant.id}-{third} stored", timeout=10, start=mark)
         await fw.kill()
+        restarted = len(fw.lines)
         await fw.restart()
-        await fw.wait_for_line(r"^ready pendant", timeout=10, start=len(fw.lines) - 5)
-        events = await device_events(home, pendant, 3)
-        await asyncio.sleep(1.5)
-        events = await device_events(home, pendant, 3)
+        await fw.wait_for_line(r"^ready pendant", timeout=10, start=restarted)
+        await device_events(home, pendant, 3)
+        # a press after the reboot: a second copy of the third, if stored, was stored before it
+        events, _ = await events_before_a_later_one(home, pendant, lambda: home.press(pendant, "life_service"),
+                                                    "life_service press", idle_from=restarted)
         assert [e["counter"] for e in events] == [1, second, third] and third > second
-        exactly_once(events)
 
 
 async def test_full_store_keeps_the_emergency_and_the_newest_and_each_arrives_once(tmp_path):
@@ -114,12 +153,14 @@ async def test_full_store_keeps_the_emergency_and_the_newest_and_each_arrives_on
         dropped = [line for line in fw.lines if line.startswith("store full: dropped")]
         assert dropped == ["store full: dropped [2]", "store full: dropped [3]"]
         home.air.drop_filter = None
-        events = await device_events(home, pendant, 3, timeout=40)
-        await asyncio.sleep(1.0)
-        events = await device_events(home, pendant, 3)
+        heard = len(fw.lines)
+        await device_events(home, pendant, 3, timeout=40)
+        # idle (the store empty: the next press drops nothing), then a later press: a dropped
+        # event sent after all, or one sent twice, came before it
+        events, _ = await events_before_a_later_one(home, pendant, lambda: home.press(pendant, "life_service"),
+                                                    "life_service press", idle_from=heard)
         assert [(e["counter"], e["type"]) for e in events] == \
             [(1, "emergency"), (4, "community_service"), (5, "community_service")]
-        exactly_once(events)
 
 
 async def test_lossy_air_doors_and_pendant_every_event_once_and_in_order(tmp_path):
@@ -131,10 +172,14 @@ async def test_lossy_air_doors_and_pendant_every_event_once_and_in_order(tmp_pat
         await asyncio.sleep(0.4)
         door.set_door(False)  # opened and closed within half a second
         await home.press(pendant, "life_service")
-        door_events = await device_events(home, door, 2, timeout=40)
-        pendant_events = await device_events(home, pendant, 1, timeout=40)
-        await asyncio.sleep(1.0)
-        door_events = await device_events(home, door, 2)
+        marks = len(door.firmware.lines), len(pendant.firmware.lines)
+        await device_events(home, door, 2, timeout=40)
+        await device_events(home, pendant, 1, timeout=40)
+        # then each device, once idle, makes one more: anything extra came before it
+        door_events, _ = await events_before_a_later_one(home, door, lambda: door.set_door(True), "door open",
+                                                         idle_from=marks[0])
+        pendant_events, _ = await events_before_a_later_one(home, pendant, lambda: home.press(pendant, "emergency"),
+                                                            "emergency press", idle_from=marks[1])
         assert [e["type"] for e in door_events] == ["door_opened", "door_closed"]
         assert door_events[0]["counter"] < door_events[1]["counter"]
         exactly_once(door_events + pendant_events)
