@@ -15,7 +15,7 @@ import asyncio
 import pytest
 
 from safebox.tools.sim.home import SimDevice, SimHome
-from tests.test_firmware_home import device_events, exactly_once
+from tests.test_firmware_home import device_events, events_before_a_later_one, exactly_once
 
 DEEPSLEEP_RESET, EXT1_WAKE, TIMER_WAKE, GPIO_WAKE = 4, 3, 4, 7
 SETTINGS = {"linger_ms": 0}  # asleep again as soon as the hub heard (hourly heartbeats: an owed ack
@@ -54,15 +54,17 @@ async def test_a_60ms_press_of_each_button_while_asleep_becomes_that_buttons_eve
                                            1, EXT1_WAKE]
         buttons = ["life_service", "emergency", "community_service"]
         for n, button in enumerate(buttons, start=1):
+            mark = len(pendant.firmware.lines)
             await pendant.press(button, 0.06)
             events = await device_events(home, pendant, n)
             assert kinds(events)[-1] == (button, "press")
             await deep_asleep(pendant, n)
-        await asyncio.sleep(0.5)  # room for a wrong extra event
-        events = await device_events(home, pendant, 3)
+        assert wake_boots(pendant) == 3
+        # one more press: a wrong extra event came before it
+        events, _ = await events_before_a_later_one(home, pendant, lambda: pendant.press("emergency", 0.06),
+                                                    "emergency press", idle_from=mark)
         assert kinds(events) == [(b, "press") for b in buttons]
         exactly_once(events)
-        assert wake_boots(pendant) == 3
         for button in buttons:  # each boot knew which button: the pin was already low again
             assert f"input: {button} woke the device (released)" in pendant.firmware.lines
         no_faults(pendant)
@@ -73,17 +75,19 @@ async def test_two_buttons_pressed_together_while_asleep_are_two_events(tmp_path
         pendant = await home.add_device("pendant", "bedroom", settings=SETTINGS)
         bridge = pendant.firmware.bridge
         await deep_asleep(pendant, 0)
+        mark = len(pendant.firmware.lines)
         bridge.set_pin(pendant.pin("community_service"), 1)
         bridge.set_pin(pendant.pin("emergency"), 1)
         await asyncio.sleep(0.08)
         bridge.set_pin(pendant.pin("community_service"), 0)
         bridge.set_pin(pendant.pin("emergency"), 0)
-        events = await device_events(home, pendant, 2)
-        await asyncio.sleep(0.5)
-        events = await device_events(home, pendant, 2)
+        await device_events(home, pendant, 2)
+        await deep_asleep(pendant, 1)
+        assert wake_boots(pendant) == 1
+        events, _ = await events_before_a_later_one(home, pendant, lambda: pendant.press("life_service", 0.06),
+                                                    "life_service press", idle_from=mark)
         assert kinds(events) == [("emergency", "press"), ("community_service", "press")]  # emergency first
         exactly_once(events)
-        assert wake_boots(pendant) == 1
         no_faults(pendant)
 
 
@@ -101,13 +105,15 @@ async def test_bounce_on_the_press_that_wakes_it_is_one_event_and_a_hold_is_a_lo
             await asyncio.sleep(hold)
         events = await device_events(home, pendant, 1)
         await deep_asleep(pendant, 1)
+        mark = len(pendant.firmware.lines)
         await pendant.press("emergency", 3.5)  # held through the boot and 2 s past the firmware's first look
-        events = await device_events(home, pendant, 2)
-        await asyncio.sleep(0.5)
-        events = await device_events(home, pendant, 2)
+        await device_events(home, pendant, 2)
+        await deep_asleep(pendant, 2)
+        assert wake_boots(pendant) == 2
+        events, _ = await events_before_a_later_one(home, pendant, lambda: pendant.press("community_service", 0.06),
+                                                    "community_service press", idle_from=mark)
         assert kinds(events) == [("life_service", "press"), ("emergency", "long_press")]
         exactly_once(events)
-        assert wake_boots(pendant) == 2
         no_faults(pendant)
 
 
@@ -119,6 +125,7 @@ async def test_a_press_during_the_boot_counts_too(tmp_path):
         bridge = pendant.firmware.bridge
         await deep_asleep(pendant, 0)
         boots = len(pendant.firmware.exits)
+        mark = len(pendant.firmware.lines)
         bridge.set_pin(pendant.pin("emergency"), 1)
         await asyncio.sleep(0.06)
         bridge.set_pin(pendant.pin("emergency"), 0)
@@ -128,12 +135,12 @@ async def test_a_press_during_the_boot_counts_too(tmp_path):
             await pendant.firmware.wait_for_line(r"^input: life_service held at boot$", timeout=20)
         await asyncio.sleep(0.12)
         bridge.set_pin(pendant.pin("life_service"), 0)
-        events = await device_events(home, pendant, 2)
-        await asyncio.sleep(0.5)
-        events = await device_events(home, pendant, 2)
-        assert kinds(events) == [("emergency", "press"), ("life_service", "press")]
+        await device_events(home, pendant, 2)
         await deep_asleep(pendant, 1)  # after its receipt (SPEC 1.7), back to sleep
         assert len(pendant.firmware.exits) == boots + 1  # one boot for both
+        events, _ = await events_before_a_later_one(home, pendant, lambda: pendant.press("community_service", 0.06),
+                                                    "community_service press", idle_from=mark)
+        assert kinds(events) == [("emergency", "press"), ("life_service", "press")]
         exactly_once(events)
         no_faults(pendant)
 
