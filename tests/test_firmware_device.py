@@ -48,6 +48,14 @@ async def ready(fw) -> None:
     await fw.wait_for_line(r"^ready ", timeout=10)
 
 
+async def idle_after(fw, line: str, timeout: float = 10.0) -> None:
+    """Until the device sleeps idle after the line matching `line`: it sleeps so only once no
+    feedback is playing, nothing is to be sent and no input is being judged, so every beep
+    and frame it was to make of what came before is made (no pause long enough "by luck")."""
+    start = fw.lines.index(await fw.wait_for_line(line, timeout=timeout))
+    await fw.wait_for_line(r"^(deep)?sleep \d+ idle$", timeout=timeout, start=start)
+
+
 async def test_lost_ack_the_event_is_re_sent_with_its_re_send_number_until_heard(tmp_path, device_image):
     async with bench_device(tmp_path, image=device_image, deaf_s=1.7) as (fw, hub):
         await ready(fw)
@@ -79,21 +87,19 @@ async def test_linger_until_delivered_then_owed_operator_ack_at_the_heartbeat(tm
                             settings={"heartbeat_s": 3, "deep_sleep": 0}) as (fw, hub):
         await ready(fw)
         pressed = await tap(fw.bridge, "emergency", 0.12)
-        await fw.wait_for_line(r"^linger 1 ended kind 2$", timeout=10)
+        await idle_after(fw, r"^linger 1 ended kind 2$")
         lingered = [a for a in fw.bridge.advertising if a.interval_us == sender_linger_us()]
         assert lingered and {a.adv_data for a in lingered} == {a.adv_data for a in fw.bridge.advertising
                                                                 if a.interval_us == 30000}
-        await asyncio.sleep(0.5)
-        # the click of the press, heard (one 150 ms beep), delivered (two 100 ms beeps)
+        # the click of the press, heard (one 150 ms beep), delivered (two 100 ms beeps); no more
         assert like(beep_ms(fw, pressed), [40, 150, 100, 100]), beep_ms(fw, pressed)
 
         hub.owed = [(bthome.ACK_OPERATOR, 1)]
-        await fw.wait_for_line(r"^ack 1 kind 3 shown$", timeout=10)
+        await idle_after(fw, r"^ack 1 kind 3 shown$")
         heartbeat = next(f for f in hub.frames if not f.event)
         assert heartbeat.counter > 1, "frames in counter order"
         assert any(line.startswith("woke timer") for line in fw.lines), "it slept until the heartbeat was due"
-        await asyncio.sleep(1.0)
-        # operator: "help is coming", three 200 ms beeps
+        # operator: "help is coming", three 200 ms beeps; no more
         assert like(beep_ms(fw, pressed)[4:], [200, 200, 200]), beep_ms(fw, pressed)
 
         # a power cut: RAM is gone, so an old "delivered" is taken silently
@@ -123,9 +129,10 @@ async def test_unheard_event_no_heartbeat_meanwhile_failed_shown_then_a_newer_ev
         pressed = await tap(fw.bridge, "community_service", 0.12)
         await fw.wait_for_line(r"^not heard 2 after \d+ ms: still trying$", timeout=10)
         # "could not reach anyone": three long beeps, after the click
-        await asyncio.sleep(3.5)
+        await fw.bridge.wait_for(lambda: len(beeps(fw, pressed)) >= 4, timeout=10)
         assert like(beep_ms(fw, pressed)[1:4], [600, 600, 600]), beep_ms(fw, pressed)
         # while the event waited (heartbeat_s is 1) no heartbeat was made: nothing after counter 2
+        # on the air so far, and (below) the next counter goes to the next press
         assert all(f.counter <= 2 for f in hub.frames)
         assert [f.counter for f in hub.frames] == sorted(f.counter for f in hub.frames), "counter order on the air"
 
@@ -139,6 +146,7 @@ async def test_unheard_event_no_heartbeat_meanwhile_failed_shown_then_a_newer_ev
         await fw.wait_for_line(r"^linger 2 ended newer event$", timeout=5)
         await fw.wait_for_line(r"^acked 3 kind 1$", timeout=5)
         assert hub.event_counters() == [2, 3]
+        assert "event 3 life_service press" in fw.lines, "no heartbeat took a counter while 2 waited"
 
 
 async def test_a_hung_device_is_reset_by_the_watchdog_and_still_delivers_its_event(tmp_path, device_image):
@@ -200,7 +208,7 @@ async def test_low_and_implausible_battery_are_reported(tmp_path, device_image):
         await fw.wait_for_line(r"^(deep)?sleep \d+ idle$", timeout=10)  # the power-on chirps are over
         pressed = await tap(fw.bridge, "emergency", 0.12)
         await fw.wait_for_line(r"^acked 1 kind 1$", timeout=10)
-        await asyncio.sleep(2.6)
+        await fw.bridge.wait_for(lambda: len(beeps(fw, pressed)) >= 4, timeout=10)
         # click, heard, then the two battery chirps
         assert like(beep_ms(fw, pressed)[:4], [40, 150, 50, 50]), beep_ms(fw, pressed)
         assert hub.frames[0].objects[0] == (bthome.OBJ_BATTERY, 11)
