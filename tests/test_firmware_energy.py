@@ -19,13 +19,30 @@ from safebox.tools.bench import firmware as bench
 from safebox.tools.sim import energy
 from safebox.tools.sim.shimlink import Advertising
 
+from .conftest import ROOT
 
-def test_datasheet_currents_are_the_ones_written_down():
-    assert (energy.ESP32.light_sleep_ma, energy.ESP32.deep_sleep_ma, energy.ESP32.tx_ma) == (0.8, 0.010, 130.0)
-    assert (energy.ESP32_C3.light_sleep_ma, energy.ESP32_C3.deep_sleep_ma) == (0.130, 0.005)
-    # the documentation table in the module says the same
-    doc = energy.__doc__ or ""
-    assert "| light sleep                             | 0.8    | 0.130" in doc
+
+# The rows of the module's sourced table (its first column), and the Chip field each one is.
+TABLE_FIELDS = {"CPU awake, radio idle (modem-sleep)": "cpu_ma", "radio transmitting, BLE 0 dBm": "tx_ma",
+                "radio receiving / listening, BLE": "rx_ma", "light sleep": "light_sleep_ma",
+                "deep sleep, RTC timer + RTC memory": "deep_sleep_ma"}
+
+
+def test_the_model_computes_with_every_current_its_sourced_table_gives():
+    """Every figure of the datasheet table (tools/sim/energy.py's documentation, each row with
+    its source), for both chips, is the one the model computes with; and the figure the
+    firmware's README quotes for the ESP32's light sleep."""
+    rows = {}
+    for line in (energy.__doc__ or "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in TABLE_FIELDS:
+            rows[cells[0]] = (float(cells[1]), float(cells[2]))
+    assert set(rows) == set(TABLE_FIELDS), rows
+    for state, (esp32, c3) in rows.items():
+        field = TABLE_FIELDS[state]
+        assert (getattr(energy.ESP32, field), getattr(energy.ESP32_C3, field)) == (esp32, c3), state
+    readme = (ROOT / "firmware" / "README.md").read_text()
+    assert f"the ESP32's {energy.ESP32.light_sleep_ma:g} mA" in readme
 
 
 def test_sleep_current_counts_slice_wakes_and_the_board():
