@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from safebox.protocol import events, signing
+from safebox.protocol import signing
 from safebox.tools.fuzz import targets
 
 # SAFEBOX_FUZZ_EXAMPLES=5000 for a deeper local run; the suite stays bounded.
@@ -174,6 +174,6 @@ def test_a_signed_body_with_a_list_as_role_is_refused_with_json(harness):
     harness.check("POST", "/v1/events", targets.sign(raw, body["event_id"], harness.events_url), raw)
 
 
-def test_events_module_limits_are_what_the_receiver_enforces():
-    assert events.MAX_BODY == 16 * 1024
+def test_the_idempotency_key_is_the_last_covered_component():
+    # (the body limits: tests/test_receiver_limits.py sends bodies of the SPEC's sizes)
     assert copy.deepcopy(signing.COVERED_COMPONENTS)[-1] == "idempotency-key"
