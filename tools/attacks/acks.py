@@ -74,7 +74,9 @@ async def ack_attacks(a: Attacker) -> None:
         async with asyncio.timeout(WAIT_S):
             while not spoofer.writes:
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
+        # the hub records a write (owed until confirmed, or settled) before it logs it: judged
+        # after that line, not after a pause
+        await _wait(_hub_line(home, rf"{device.address}: ack kind 3 for counter {counter} written"))
         await spoofer.stop()
         intact, stored = a.ledger.judge(before, a.ledger.snapshot())
         taken = [_read(device, w) for w in spoofer.writes]
