@@ -16,6 +16,7 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -482,7 +483,11 @@ async def test_an_urgent_event_refused_is_held_loudly_never_dead_lettered(store,
     [late, told] = [events.decode(r.body) for r in platform.received[-2:]]
     assert late["event_id"] == event_id
     assert told["type"] == events.URGENT_REFUSED and told["data"]["event_ids"] == [event_id]
-    assert told["data"]["reason"] == "401 rejected: unknown keyid" and told["data"]["held_s"] >= 0
+    assert told["data"]["reason"] == "401 rejected: unknown keyid"
+    # held from the first refusal (START, the fake clock) to the news itself, in seconds
+    assert told["data"]["refused_since"] == events.timestamp(START)
+    held_for = datetime.fromisoformat(told["occurred_at"]).timestamp() - START
+    assert held_for > 0 and told["data"]["held_s"] == round(held_for), (told, held_for)
 
 
 async def test_the_platforms_clock_offset_is_reported_for_keeping(store, platform, ca_file, fake_time) -> None:
