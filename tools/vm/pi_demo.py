@@ -17,7 +17,6 @@ its time from the press.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from safebox.tools.sim import lines
-from safebox.tools.sim.demo import HOLD_S, _summary
+from safebox.tools.sim.demo import HOLD_S, press_figures, summary
 from safebox.tools.sim.home import parse_time
 from safebox.tools.vm.pi_home import HUB_ID, PiHome
 
@@ -86,14 +85,9 @@ async def run(*, presses: int = 1, workdir: Path | None = None, roles: tuple[str
                 "radio": stack["radio"],
                 "hub_service": stack["hub_service"],
                 "vm": {"boot_s": round(pi.boot_s or 0.0, 1), "installed_and_running_s": installed_s},
-                "press_hold_ms": HOLD_S * 1000,
-                "latency_ms": [r["latency_ms"] for r in results],
-                "latency_ms_median": statistics.median(r["latency_ms"] for r in results),
-                "device_ack_ms": [r["device_ack_ms"] for r in results],
-                "device_ack_kind": [r["device_ack_kind"] for r in results],
-                "device_delivered_ms": [r["device_delivered_ms"] for r in results],
+                **press_figures(results),
                 "acks": acks,
-                "events": [_summary(e) for e in stored[:presses]],
+                "events": [summary(e) for e in stored[:presses]],
             }
 
 
