@@ -13,6 +13,7 @@ from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailabl
 
 import safebox
 from safebox.hub.radio import _text
+from safebox.tools.sim import hub_toml
 
 
 def test_version() -> None:
@@ -44,9 +45,8 @@ def test_a_command_run_as_root_leaves_the_hubs_files_to_the_hubs_user(tmp_path) 
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     os.chown(state, 65534, 65534)  # the service user's folder (here: nobody)
-    cfg = tmp_path / "hub.toml"
-    cfg.write_text(f'hub_id = "hub-root-0001"\nhome_id = "home-0001"\nstate_dir = "{state}"\n'
-                   '[platform]\nurl = "https://127.0.0.1:1"\n')
+    cfg = hub_toml.write(tmp_path / "hub.toml", hub_id="hub-root-0001", home_id="home-0001", state_dir=state,
+                         platform_url="https://127.0.0.1:1")
     out = subprocess.run([sys.executable, "-m", "safebox.hub.cli", "identity", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
