@@ -12,7 +12,7 @@ import sys
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDBusError, BleakError
 
 import safebox
-from safebox.hub.radio import _text
+from safebox.hub.radio_words import in_words
 from safebox.tools.sim import hub_toml
 
 
@@ -25,14 +25,14 @@ def test_version() -> None:
 def test_radio_errors_say_what_is_wrong_in_words() -> None:
     stopped = BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown",
                              ["The name org.bluez was not provided by any .service files"])
-    assert _text(stopped).startswith("bluetoothd is not running (systemctl start bluetooth): ")
+    assert in_words(stopped).startswith("bluetoothd is not running (systemctl start bluetooth): ")
     no_monitor = BleakError("passive scanning on Linux requires BlueZ >= 5.56 with --experimental enabled and "
                             "Linux kernel >= 5.10")
-    assert _text(no_monitor).startswith("passive scanning needs bluetoothd --experimental: passive scanning on")
+    assert in_words(no_monitor).startswith("passive scanning needs bluetoothd --experimental: passive scanning on")
     none = BleakBluetoothNotAvailableError("No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
-    assert _text(none) == "no Bluetooth adapter: No Bluetooth adapters found."
-    assert _text(BleakError("Not connected")) == "Not connected"  # nothing to add: as it was
-    assert _text(TimeoutError()) == "TimeoutError"
+    assert in_words(none) == "no Bluetooth adapter: No Bluetooth adapters found."
+    assert in_words(BleakError("Not connected")) == "Not connected"  # nothing to add: as it was
+    assert in_words(TimeoutError()) == "TimeoutError"
 
 
 def test_a_command_run_as_root_leaves_the_hubs_files_to_the_hubs_user(tmp_path) -> None:
