@@ -63,11 +63,12 @@ def _acks(firmware_lines: list[str]) -> list[dict[str, Any]]:
 
 
 async def run(*, presses: int = 1, workdir: Path | None = None, roles: tuple[str, ...] = ("pendant",),
-              then: Then | None = None) -> dict[str, Any]:
+              scripted: int = 0, then: Then | None = None) -> dict[str, Any]:
     """The demo (see the module's docstring); `then(home, pi)`, if given, runs after it in the
-    same boot of the virtual Pi (the tests go on from there), before the VM is powered off."""
+    same boot of the virtual Pi (the tests go on from there), before the VM is powered off.
+    `scripted`: more pendants on the air for them (PiHome's)."""
     with tempfile.TemporaryDirectory(prefix="safebox-demo-pi-") as tmp:
-        async with PiHome(workdir or Path(tmp), roles) as home:
+        async with PiHome(workdir or Path(tmp), roles, scripted) as home:
             pendant = home.devices[0]
             async with home.virtual_pi(bluetoothd_args=()) as pi:  # --experimental: the installer's
                 installed_s = await home.wait_installed(pi)
