@@ -6,7 +6,7 @@ Raspberry Pi by default, the simulator's bumble backend in the simulated home.
 Scanning is passive where BlueZ allows it (an advertisement-monitor or-pattern on our
 service data), active otherwise. A supervisor watches the scanner: when the adapter goes
 away (the `probe` fails: on BlueZ, /sys/class/bluetooth/<adapter> is gone or its rfkill is
-on), when nothing at all has been heard for `stale_s`, or when the scanner could not be
+on), when bluetoothd stops or restarts (hub/radio_bluez.py), when nothing at all has been heard for `stale_s`, or when the scanner could not be
 started, it stops the scanner and starts it again with a jittered exponential backoff,
 logging each step, until it works. `health` says how the radio is, for `status` and the
 hub heartbeat; the hub keeps relaying and keeping time whatever the radio does.
@@ -23,9 +23,10 @@ link while another discovers services), each waits its turn here, starts only if
 was heard in the last `ADVERTISING_S` when its turn comes, and is abandoned once the device
 has been silent for `ASLEEP_S` (asleep in its backoff). BlueZ scanning passively reports a
 repeated advertisement only once, so "heard" also counts the time the protocol says a
-device stays on the air after a frame or an ack (`expect`, told by the ack policy). Its next frame asks for the ack
-again. The ack itself is made (`ack` may be a function) once the link is up, so it says
-the most the hub knows by then (heard, or already delivered: one connection, not two).
+device stays on the air after a frame or an ack (`expect`, told by the ack policy). Its next
+frame asks for the ack again. Every ack a device is due goes in one connection, each made
+once the link is up, so it says the most the hub knows by then (heard, or already delivered:
+one connection, not two).
 Without this, a burst of lost acks leaves many devices asleep at once, each attempt to
 reach one holds the initiator for the whole connect timeout, the devices that are awake
 wait behind them, and the home's acks stall for minutes (`python -m safebox.tools.probe
@@ -37,19 +38,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakBluetoothNotAvailableError, BleakError
+from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
 
 from safebox.hub.clock import SYSTEM, Clock
 from safebox.hub.health import RadioHealth
+from safebox.hub.radio_bluez import BluezWatch, Probe, sysfs_probe
+from safebox.hub.radio_words import in_words
 from safebox.protocol import bthome
 
 log = logging.getLogger("safebox.hub.radio")
@@ -71,7 +73,6 @@ IN_FLIGHT = 2  # connection attempts at once
 WRITE_TIMEOUT_S = 5.0  # an ack write and its response (the device stays connected up to 5 s)
 
 FrameCallback = Callable[[str, bytes, "int | None"], None]
-Probe = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -82,30 +83,11 @@ class Backends:
     client: type | None = None
 
 
-def sysfs_probe(adapter: str | None) -> Probe:
-    """A BlueZ adapter is there and not soft- or hard-blocked (USB unplugged, rfkill on)."""
-    name = adapter or "hci0"
-
-    async def probe() -> None:
-        folder = Path("/sys/class/bluetooth") / name
-        if not folder.exists():
-            raise BleakError(f"no Bluetooth adapter {name} (no {folder})")
-        for state in folder.glob("rfkill*/state"):
-            try:
-                blocked = state.read_text().strip() != "1"
-            except OSError:
-                continue
-            if blocked:
-                raise BleakError(f"adapter {name} is blocked by rfkill")
-
-    return probe
-
-
 class Radio:
     """Scans for BTHome service data 0xFCD2 and hands each frame to `on_frame`.
 
-    Use as an async context manager; `write_ack` connects to a device that is advertising
-    and writes one acknowledgement. `heard_recently(address, within_s)` tells whether a
+    Use as an async context manager; `write_acks` connects to a device that is advertising
+    and writes its acknowledgements. `heard_recently(address, within_s)` tells whether a
     device was heard in the last `within_s` seconds (it is then likely still advertising).
     """
 
@@ -124,8 +106,10 @@ class Radio:
         self._connect_timeout_s = connect_timeout_s
         self._connect_attempts = connect_attempts
         self._adapter = adapter
-        if probe is None and backends.scanner is None:
-            probe = sysfs_probe(adapter)
+        self._watch: BluezWatch | None = None
+        if probe is None and backends.scanner is None:  # BlueZ: the adapter, and bluetoothd restarts
+            self._watch = BluezWatch(self.report_trouble)
+            probe = _both(sysfs_probe(adapter), self._watch.probe)
         self._probe = probe
         self._stale_s = stale_s
         self._check_s = check_s
@@ -174,7 +158,7 @@ class Radio:
             # Some adapters and kernels refuse passive scanning: fall back to active.
             if isinstance(exc, BleakError) and self._probe is not None:
                 await self._probe()  # a missing adapter is not a reason to try active
-            log.warning("passive scanning unavailable (%s); scanning actively", _text(exc))
+            log.warning("passive scanning unavailable (%s); scanning actively", in_words(exc))
             scanner = BleakScanner(**self._scanner_args("active"))
             async with asyncio.timeout(SCANNER_START_S):
                 await scanner.start()
@@ -194,12 +178,14 @@ class Radio:
                 log.debug("scanner stop: %s", exc)
 
     async def __aenter__(self) -> Radio:
+        if self._watch is not None:
+            await self._watch.start()
         try:
             await self._start_scanner()
         except (BleakError, ValueError, OSError, asyncio.TimeoutError) as exc:
             # The hub still relays and keeps its timers; the supervisor keeps trying.
-            self._problem(f"scanner did not start: {_text(exc)}")
-            log.error("radio: scanner did not start (%s); retrying in the background", _text(exc))
+            self._problem(f"scanner did not start: {in_words(exc)}")
+            log.error("radio: scanner did not start (%s); retrying in the background", in_words(exc))
             self._trouble.set()
         self._supervisor = asyncio.create_task(self._supervise(), name="radio-supervisor")
         return self
@@ -214,6 +200,8 @@ class Radio:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
         await self._stop_scanner()
+        if self._watch is not None:
+            await self._watch.close()
         self.health.state = "stopped"
 
     def report_trouble(self, what: str) -> None:
@@ -245,7 +233,7 @@ class Radio:
             try:
                 await self._probe()
             except Exception as exc:
-                return _text(exc)
+                return in_words(exc)
         if self._stale_s is not None and self._clock.monotonic() - self._last_any > self._stale_s:
             return f"nothing heard for {self._stale_s:g} s"
         return None
@@ -266,9 +254,13 @@ class Radio:
             except (BleakError, ValueError, OSError, asyncio.TimeoutError) as exc:
                 delay = self._rng.uniform(0.5, 1.0) * min(self._restart_max_s,
                                                            self._restart_first_s * 2 ** min(attempt - 1, 20))
-                self._problem(_text(exc))
-                log.warning("radio: scanner restart %d failed (%s); next try in %.1f s", attempt, _text(exc), delay)
-                await asyncio.sleep(delay)
+                self._problem(in_words(exc))
+                log.warning("radio: scanner restart %d failed (%s); next try in %.1f s", attempt, in_words(exc), delay)
+                self._trouble.clear()
+                try:  # or sooner, when told (bluetoothd back: hub/radio_bluez.py)
+                    await asyncio.wait_for(self._trouble.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
                 continue
             self.health.restarts += 1
             self._trouble.clear()
@@ -311,18 +303,21 @@ class Radio:
 
     # -- acks -------------------------------------------------------------------------
 
-    async def write_ack(self, address: str, ack: bytes | Callable[[], bytes], *, quick: bool = False) -> bool:
-        """Connect to `address`, write `ack` (or what `ack()` returns once connected),
-        disconnect. False (logged) when it could not be done: the device re-sends its frame
-        and the hub answers that repeat.
+    async def write_acks(self, address: str, next_ack: Callable[[], bytes | None], *, quick: bool = False) -> int:
+        """Connect to `address` once and write every ack `next_ack()` gives (each made once the
+        link is up, so it says the most the hub knows by then) until it gives None; disconnect.
+        Returns how many were written (0, logged, when the link could not be made: the device
+        re-sends its frame and the hub answers that repeat). One connection for all a device is
+        owed: a device leaves the air soon after it is answered, and a second connection made
+        then finds it gone (seen on BlueZ, issue 10).
 
-        `quick`: one connection attempt, for an ack that waits for the device's next frame
-        anyway (kinds 2 and 3); else up to `connect_attempts`. Each attempt is made only
-        while the device is advertising (see the module's docstring)."""
+        `quick`: one connection attempt, for acks that wait for the device's next frame anyway
+        (kinds 2 and 3); else up to `connect_attempts`. Each attempt is made only while the
+        device is advertising (see the module's docstring)."""
         device = self._seen.get(address)
         if device is None:
             log.warning("ack to %s not sent: device not seen by the scanner", address)
-            return False
+            return 0
         lock = self._locks.setdefault(address, asyncio.Lock())
         attempts = 1 if quick else self._connect_attempts
         async with lock:
@@ -334,30 +329,32 @@ class Radio:
                 except _NotAdvertising:
                     self.health.ack_failures += 1
                     log.info("ack to %s not sent: not advertising now; its next frame asks again", address)
-                    return False
+                    return 0
                 except (BleakError, asyncio.TimeoutError, OSError) as exc:
                     # establish_connection's error names the tier and what to do about it.
                     self.health.ack_failures += 1
                     log.warning("ack to %s not delivered (attempt %d of %d): %s", address, attempt, attempts,
-                                _text(exc))
+                                in_words(exc))
                     continue
+                written = 0
                 try:
-                    async with asyncio.timeout(WRITE_TIMEOUT_S):
-                        await client.write_gatt_char(ACK_CHAR_UUID, ack() if callable(ack) else ack, response=True)
-                    self.health.acks_written += 1
-                    return True
+                    while (ack := next_ack()) is not None:
+                        async with asyncio.timeout(WRITE_TIMEOUT_S):
+                            await client.write_gatt_char(ACK_CHAR_UUID, ack, response=True)
+                        written += 1
+                        self.health.acks_written += 1
                 except (BleakError, asyncio.TimeoutError, OSError) as exc:
                     self.health.ack_failures += 1
-                    log.warning("ack to %s not delivered: %s", address, _text(exc) if str(exc) else
+                    log.warning("ack to %s not delivered: %s", address, in_words(exc) if str(exc) else
                                 f"no write response within {WRITE_TIMEOUT_S:.0f} s")
-                    return False
                 finally:
                     try:
                         async with asyncio.timeout(WRITE_TIMEOUT_S):
                             await client.disconnect()
                     except (BleakError, asyncio.TimeoutError, OSError) as exc:
-                        log.debug("disconnect from %s: %s", address, _text(exc))
-            return False
+                        log.debug("disconnect from %s: %s", address, in_words(exc))
+                return written
+            return 0
 
     async def _connect(self, device: BLEDevice, address: str) -> BleakClient:
         """One connection attempt, in turn, while `address` advertises."""
@@ -391,24 +388,12 @@ class Radio:
                     attempt.cancel()
 
 
+def _both(first: Probe, second: Probe) -> Probe:
+    async def probe() -> None:
+        await first()
+        await second()
+    return probe
+
+
 class _NotAdvertising(Exception):
     """The device stopped advertising (or never started) before a connection was made."""
-
-
-# What BlueZ, D-Bus and bleak say, in words an owner can act on (the journal, `safebox-hub status`):
-# (a piece of the error's text, the words put before it).
-_WORDS = (
-    ("org.bluez was not provided", "bluetoothd is not running (systemctl start bluetooth)"),
-    ("--experimental", "passive scanning needs bluetoothd --experimental"),
-    ("No Bluetooth adapters found", "no Bluetooth adapter"),
-    ("No powered Bluetooth adapters", "the Bluetooth adapter is off (rfkill unblock bluetooth)"),
-)
-
-
-def _text(exc: BaseException) -> str:
-    text = str(exc.args[0]) if isinstance(exc, BleakBluetoothNotAvailableError) else str(exc)  # (text, reason)
-    text = text or type(exc).__name__
-    for piece, words in _WORDS:
-        if piece in text:
-            return f"{words}: {text}"
-    return text

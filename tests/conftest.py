@@ -58,3 +58,13 @@ def vm_kernel():  # type: ignore[no-untyped-def]
         if os.geteuid() == 0:
             raise
         pytest.skip(str(exc))
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
+    """The virtual Pi's tests first, as one group: `./dev test` runs the suite on several
+    workers (pytest-xdist, `--dist loadgroup`), and the VM tier (minutes, one VM at a time: two
+    would share the machine's two cores) then runs on one worker while the others take the rest."""
+    vm = [item for item in items if item.path.name.startswith("test_vm_")]
+    for item in vm:
+        item.add_marker(pytest.mark.xdist_group("virtual-pi"))
+    items[:] = vm + [item for item in items if item not in vm]

@@ -15,7 +15,8 @@ from aiohttp import web
 from safebox.tools.receiver.console import make_console_app
 from safebox.tools.receiver.console.accounts import Accounts
 from safebox.tools.receiver.store import Store
-from safebox.tools.tlsca import make_ca
+
+from .tls_site import serving
 
 PASSWORD = "correct horse battery"
 
@@ -45,21 +46,14 @@ class Console:
 
 @asynccontextmanager
 async def console_running(tmp_path: Path, **options) -> AsyncIterator[Console]:
-    tls = make_ca(tmp_path / "tls")
     store = Store(tmp_path / "events.db")
     accounts = Accounts(store)
     accounts.add("li", PASSWORD, display="李明", now=0)
     accounts.add("wang", PASSWORD, role="supervisor", now=0)
     accounts.add("zhou", PASSWORD, now=0)
     app = make_console_app(store, **options)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(tls.server_cert_chain, tls.server_key)
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls).start()
-        yield Console(f"https://127.0.0.1:{runner.addresses[0][1]}", store, app,
-                      ssl.create_default_context(cafile=str(tls.ca_cert)))
+        async with serving(app, tmp_path / "tls") as site:
+            yield Console(site.url, store, app, site.client_ssl)
     finally:
-        await runner.cleanup()
         store.close()

@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from safebox.hub import config as hub_config
 from safebox.hub import keys
 from safebox.hub.app import Hub
 from safebox.hub.devices import Device, Devices
@@ -25,6 +24,7 @@ from safebox.tools.receiver.app import make_app
 from safebox.tools.sim.receiver_faults import fault_middleware
 from safebox.tools.receiver.store import Store
 from safebox.tools.sim.air import Air
+from safebox.tools.sim import hub_toml
 from safebox.tools.sim.hub_process import in_process_backends
 from safebox.tools.sim.scripted import ScriptedDevice
 
@@ -60,11 +60,9 @@ class HubWorld:
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server).start()
             port = self._runner.addresses[0][1]
-            self.cfg = hub_config.parse({
-                "hub_id": HUB_ID, "home_id": HOME_ID, "state_dir": str(self.workdir / "state"),
-                "platform": {"url": f"https://127.0.0.1:{port}", "ca_file": str(tls.ca_cert), "timeout_s": 5},
-                "relay": self.relay,
-            }, base_dir=self.workdir)
+            self.cfg = hub_toml.parsed(self.workdir, hub_id=HUB_ID, home_id=HOME_ID, state_dir=self.workdir / "state",
+                                       platform_url=f"https://127.0.0.1:{port}", ca_file=tls.ca_cert, timeout_s=5,
+                                       relay=self.relay)
             self.cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             key = keys.load_or_create(self.cfg.key_path)
             self.platform.add_hub(HUB_ID, keys.public_key_text(key), now=0)

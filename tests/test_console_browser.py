@@ -15,7 +15,7 @@ PASSWORD = "correct horse battery"
 
 async def test_login_live_alarm_take_up_to_the_pendant_toilet_board_and_chinese(tmp_path) -> None:
     home = SimHome(tmp_path / "home", console=True)
-    home.hub_config_extra = "operator_poll_s = 1\n"  # the [relay] table: the hub asks for operator acks every 1 s
+    home.hub_settings = {"relay": {"operator_poll_s": 1}}  # the hub asks for operator acks every 1 s
     async with home:
         await home.add_operator("li", PASSWORD)
         pendant = await home.add_device("pendant", "bedroom", settings={"heartbeat_s": 3})

@@ -111,6 +111,7 @@ class FakeRadio:
         self.fail = False
         self.before_link = None
         self.windows: list[tuple[str, float]] = []  # what the ack policy told the radio to expect
+        self.links: list[list[tuple[int, int]]] = []  # (kind, counter) written, per connection
 
     def heard_recently(self, address: str, within_s: float) -> bool:
         return address in self.recent
@@ -118,15 +119,19 @@ class FakeRadio:
     def expect(self, address: str, seconds: float) -> None:
         self.windows.append((address, seconds))
 
-    async def write_ack(self, address: str, ack, *, quick: bool = False) -> bool:
+    async def write_acks(self, address: str, next_ack, *, quick: bool = False) -> int:
         if self.before_link is not None:
             self.before_link()  # what happens while the link is being made
-        frame = ack() if callable(ack) else ack  # made once the link is up
+        await asyncio.sleep(0)  # the link: more acks may be asked for meanwhile
         device = self.devices[address]
-        kind, counter, _hub_time, number = bthome.unseal_ack(device.key, device.mac, frame)
-        self.written.append((address, kind, counter, quick))
-        self.numbers.append(number)
-        return not self.fail
+        written = []
+        while (frame := next_ack()) is not None:  # each made once the link is up
+            kind, counter, _hub_time, number = bthome.unseal_ack(device.key, device.mac, frame)
+            written.append((address, kind, counter, quick))
+            self.numbers.append(number)
+        self.written += written
+        self.links.append([(kind, counter) for _a, kind, counter, _q in written])
+        return 0 if self.fail else len(written)
 
 
 class FakeDevices(list):
@@ -230,7 +235,7 @@ def test_settling_a_delivery_owes_kind_2_to_pendants_and_awaits_an_operator_for_
         assert store.operator_acked(press, now + 900).counter == 1
         assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR), (2, DELIVERED)]
         pendant = Device.new("24:0A:C4:00:00:09", "pendant")
-        policy._record(pendant, 2, DELIVERED, 77, 10.0)
+        policy._record(pendant, 2, DELIVERED, 77, 77, 10.0)
         assert len(store.owed_acks(None, now)) == 2  # written, not confirmed
         policy.receipt(pendant, 77)  # kind 2 confirmed: settles kind 2 before it, not 3
         assert [(a.counter, a.kind) for a in store.owed_acks(None, now)] == [(1, OPERATOR)]
@@ -254,6 +259,42 @@ async def test_only_the_newest_kind_2_is_written_and_never_a_lower_kind_after_a_
         acks.writer.request(device, 3, DELIVERED)  # e.g. a late repeat of frame 3 answered "delivered"
         await _settle(acks)
         assert len(radio.written) == 2
+
+
+async def test_everything_a_device_is_due_goes_in_one_connection_and_its_receipt_confirms_it(tmp_path) -> None:
+    """On BlueZ an owed kind 3 written in a second connection, after the pendant had taken its
+    kind 1 and left the air, never reached it (issue 10). Now a new event's kind 1 and every
+    ack owed go in one connection; the device's receipt names the last ack it took, and that
+    confirms those before it in the same connection, but never an ack of another connection (a
+    spoofer at the device's address may have taken that one)."""
+    device = Device.new("24:0A:C4:00:00:0B", "pendant")
+    until = time.time() + 900
+    with HubStore.open(tmp_path / "hub.db") as store:
+        store.owe_ack(device.id, 1, OPERATOR, f"{device.id}-1", until=until)
+        store.owe_ack(device.id, 2, DELIVERED, f"{device.id}-2", until=until)
+        radio = FakeRadio()
+        acks = _policy(radio, store, [device])
+        acks.writer.request(device, 3, HEARD)  # a new press heard...
+        acks.heard(device)  # ...brings what it is owed
+        await _settle(acks)
+        assert radio.links == [[(HEARD, 3), (OPERATOR, 1), (DELIVERED, 2)]]
+        acks.receipt(device, radio.numbers[-1])  # one receipt, naming the last
+        assert store.owed_acks(device.id, time.time()) == []
+
+        # a spoofer takes the kind 3 owed for press 4 (that connection gets no receipt); in a
+        # later connection the real pendant takes kind 2 of press 5 and a kind 1 of press 6
+        # after it, and names that kind 1 in its receipt: kind 2 of press 5 is confirmed, kind 3
+        # of press 4 (another connection) is still owed
+        store.owe_ack(device.id, 4, OPERATOR, f"{device.id}-4", until=until)
+        acks.heard(device)
+        await _settle(acks)
+        store.owe_ack(device.id, 5, DELIVERED, f"{device.id}-5", until=until)
+        acks.writer.request(device, 5, DELIVERED)
+        acks.writer.request(device, 6, HEARD)
+        await _settle(acks)
+        assert radio.links[1:] == [[(OPERATOR, 4)], [(DELIVERED, 5), (HEARD, 6)]]
+        acks.receipt(device, radio.numbers[-1])
+        assert [(a.counter, a.kind) for a in store.owed_acks(device.id, time.time())] == [(4, OPERATOR)]
 
 
 async def test_heard_becomes_delivered_when_the_platform_answers_while_the_link_is_made(tmp_path) -> None:
@@ -302,8 +343,8 @@ def test_a_v4_database_migrates_keeping_what_is_owed_and_numbers_acks_from_the_c
         assert numbers == [1_800_000_001, 1_800_000_002, 1_800_000_003]
         store.ack_sent("240ac4000007", 5, OPERATOR, numbers[2])
         assert store.owed_acks("240ac4000007", 1_800_000_000.0)  # sent, not confirmed
-        assert store.ack_confirmed("240ac4000007", numbers[1]) is None
-        assert store.ack_confirmed("240ac4000007", numbers[2]) == (5, OPERATOR)
+        assert store.ack_confirmed("240ac4000007", numbers[1]) == []
+        assert store.ack_confirmed("240ac4000007", numbers[2]) == [(5, OPERATOR)]
         assert store.owed_acks("240ac4000007", 1_800_000_000.0) == []
     with HubStore.open(path, clock=lambda: 1_700_000_000.0) as store:  # a restart, the clock behind
         assert store.next_ack_number() == 1_800_000_004

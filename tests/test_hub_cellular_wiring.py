@@ -16,6 +16,7 @@ from safebox.hub.cellular import CellularConfig
 from safebox.hub import cli
 from safebox.hub.cli import status_doc
 from safebox.protocol import sms
+from safebox.tools.sim import hub_toml
 from safebox.tools.sim.modem.emulator import ModemEmulator
 from safebox.tools.sim.modem.network import CellularNetwork
 
@@ -66,10 +67,9 @@ async def test_the_hub_sends_an_emergency_by_sms_when_its_platform_is_unreachabl
             hub.service.write_status()
             doc = status_doc(world.cfg)
             assert doc["cellular"]["state"] == "registered" and doc["cellular"]["sms"] == {"sent": 1}
-            toml = tmp_path / "hub.toml"
-            toml.write_text(f'hub_id = "{HUB_ID}"\nhome_id = "home-world-0001"\n'
-                            f'state_dir = "{world.cfg.state_dir}"\n[platform]\nurl = "https://127.0.0.1:1"\n'
-                            f'[cellular]\nport = "{modem.link}"\nplatform_number = "{PLATFORM}"\n')
+            toml = hub_toml.write(tmp_path / "hub.toml", hub_id=HUB_ID, home_id="home-world-0001",
+                                  state_dir=world.cfg.state_dir, platform_url="https://127.0.0.1:1",
+                                  cellular={"port": str(modem.link), "platform_number": PLATFORM})
             assert cli.main(["status", "--config", str(toml)]) == 0
             assert f"  modem {modem.link}: registered, signal 22, SMS {{'sent': 1}}" in capsys.readouterr().out
             modem.unplug()

@@ -12,7 +12,8 @@ import sys
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDBusError, BleakError
 
 import safebox
-from safebox.hub.radio import _text
+from safebox.hub.radio_words import in_words
+from safebox.tools.sim import hub_toml
 
 
 def test_version() -> None:
@@ -24,14 +25,14 @@ def test_version() -> None:
 def test_radio_errors_say_what_is_wrong_in_words() -> None:
     stopped = BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown",
                              ["The name org.bluez was not provided by any .service files"])
-    assert _text(stopped).startswith("bluetoothd is not running (systemctl start bluetooth): ")
+    assert in_words(stopped).startswith("bluetoothd is not running (systemctl start bluetooth): ")
     no_monitor = BleakError("passive scanning on Linux requires BlueZ >= 5.56 with --experimental enabled and "
                             "Linux kernel >= 5.10")
-    assert _text(no_monitor).startswith("passive scanning needs bluetoothd --experimental: passive scanning on")
+    assert in_words(no_monitor).startswith("passive scanning needs bluetoothd --experimental: passive scanning on")
     none = BleakBluetoothNotAvailableError("No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
-    assert _text(none) == "no Bluetooth adapter: No Bluetooth adapters found."
-    assert _text(BleakError("Not connected")) == "Not connected"  # nothing to add: as it was
-    assert _text(TimeoutError()) == "TimeoutError"
+    assert in_words(none) == "no Bluetooth adapter: No Bluetooth adapters found."
+    assert in_words(BleakError("Not connected")) == "Not connected"  # nothing to add: as it was
+    assert in_words(TimeoutError()) == "TimeoutError"
 
 
 def test_a_command_run_as_root_leaves_the_hubs_files_to_the_hubs_user(tmp_path) -> None:
@@ -44,9 +45,8 @@ def test_a_command_run_as_root_leaves_the_hubs_files_to_the_hubs_user(tmp_path) 
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     os.chown(state, 65534, 65534)  # the service user's folder (here: nobody)
-    cfg = tmp_path / "hub.toml"
-    cfg.write_text(f'hub_id = "hub-root-0001"\nhome_id = "home-0001"\nstate_dir = "{state}"\n'
-                   '[platform]\nurl = "https://127.0.0.1:1"\n')
+    cfg = hub_toml.write(tmp_path / "hub.toml", hub_id="hub-root-0001", home_id="home-0001", state_dir=state,
+                         platform_url="https://127.0.0.1:1")
     out = subprocess.run([sys.executable, "-m", "safebox.hub.cli", "identity", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

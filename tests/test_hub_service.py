@@ -19,6 +19,7 @@ import pytest
 from safebox.hub import cli, clock
 from safebox.hub.devices import Device, Devices
 from safebox.hub.notify import Notifier
+from safebox.tools.sim import hub_toml
 from tests.hub_world import HubWorld
 
 UNIT = Path(cli.__file__).with_name("systemd") / "safebox-hub.service"
@@ -92,10 +93,11 @@ def test_clock_check_says_plainly_when_time_cannot_be_trusted(tmp_path) -> None:
 
 # -- the CLI -----------------------------------------------------------------------------------
 
-def _config(tmp_path: Path, extra: str = "") -> Path:
+def _config(tmp_path: Path, broken: str = "") -> Path:
+    """A good hub.toml, and `broken` (a table the hub must refuse) after it."""
     path = tmp_path / "hub.toml"
-    path.write_text(f'hub_id = "hub-cli-0001"\nhome_id = "home-cli-0001"\nstate_dir = "state"\n'
-                    f'[platform]\nurl = "https://127.0.0.1:9"\n{extra}')
+    path.write_text(hub_toml.text(hub_id="hub-cli-0001", home_id="home-cli-0001", platform_url="https://127.0.0.1:9",
+                                  base_dir=tmp_path) + broken)
     return path
 
 

@@ -21,6 +21,7 @@ from babel.messages.pofile import read_po
 
 from safebox.tools.installer import catalogue, cli, messages
 from safebox.tools.installer.messages import placeholders, t
+from safebox.tools.sim import hub_toml
 
 INSTALLER = Path(catalogue.__file__).resolve().parent
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -238,9 +239,9 @@ def test_the_chinese_screen_shows_no_english_sentence(argv, capsys):
 
 
 def test_a_bad_hub_config_field_is_named_in_chinese(tmp_path, capsys):
-    config = tmp_path / "hub.toml"
-    config.write_text('hub_id = "hub-0001"\nhome_id = "home-0001"\nstate_dir = "state"\n\n'
-                      '[platform]\nurl = "https://platform.example.org"\n\n[relay]\nheartbeat_s = 5\n')
+    config = tmp_path / "hub.toml"  # a good config, then a table the hub refuses
+    config.write_text(hub_toml.text(hub_id="hub-0001", home_id="home-0001", platform_url="https://platform.example.org")
+                      + "\n[relay]\nheartbeat_s = 5\n")
     text = _run_zh(["walk-test", "--hub-config", str(config)], capsys)
     assert f"网关配置文件 {config} 里的 relay.heartbeat_s 一项有错" in text
     assert not _english_prose(text)

@@ -23,7 +23,7 @@ import pytest
 from safebox.hub import config as hub_config
 from safebox.hub.cli import status_doc
 from safebox.hub.devices import Devices
-from safebox.tools.installer import cli
+from safebox.tools.installer import cli, commands
 from safebox.tools.installer.lab import LAB_MAC, Lab
 from safebox.tools.receiver import cli as receiver_cli
 from safebox.tools.receiver.store import Store
@@ -40,13 +40,13 @@ def _no_reconnect_pause(monkeypatch):
 def said(monkeypatch):
     """Every message key the command line says, with an event per key to wait on."""
     seen: dict[str, threading.Event] = {}
-    original = cli.say
+    original = commands.say
 
     def say(key, **params):
         seen.setdefault(key, threading.Event()).set()
         original(key, **params)
 
-    monkeypatch.setattr(cli, "say", say)
+    monkeypatch.setattr(commands, "say", say)
     return lambda key: seen.setdefault(key, threading.Event())
 
 

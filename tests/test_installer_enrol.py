@@ -31,6 +31,7 @@ from safebox.tools.receiver import cli as receiver_cli
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.enrol import EnrolCodes, normalise
 from safebox.tools.receiver.store import Store
+from safebox.tools.sim import hub_toml
 from safebox.tools.tlsca import make_ca
 
 HUB = "hub-enrol-0001"
@@ -59,11 +60,8 @@ async def platform(tmp_path):
 
 
 def _hub(tmp_path: Path, platform: Platform, *, hub_id: str = HUB, ca: bool = True) -> Path:
-    path = tmp_path / f"{hub_id}.toml"
-    ca_line = f'ca_file = "{platform.ca}"\n' if ca else ""
-    path.write_text(f'hub_id = "{hub_id}"\nhome_id = "home-0001"\nstate_dir = "state-{hub_id}"\n\n'
-                    f'[platform]\nurl = "{platform.url}"\n{ca_line}')
-    return path
+    return hub_toml.write(tmp_path / f"{hub_id}.toml", hub_id=hub_id, home_id="home-0001", state_dir=f"state-{hub_id}",
+                          platform_url=platform.url, ca_file=platform.ca if ca else None)
 
 
 def _issue(platform: Platform, hub_id: str = HUB, *extra: str) -> str:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from safebox.tools.sim import hub_toml
+
 REPO = Path(__file__).resolve().parent.parent
 _SETUPTOOLS_WARNING = re.compile(r"Warning\b|would be ignored|deprecated", re.IGNORECASE)
 
@@ -31,10 +33,8 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _hub_config(folder: Path) -> Path:
-    config = folder / "hub.toml"
-    config.write_text('hub_id = "hub-0001"\nhome_id = "home-0001"\nstate_dir = "state"\n\n'
-                      '[platform]\nurl = "https://platform.example.org"\n')
-    return config
+    return hub_toml.write(folder / "hub.toml", hub_id="hub-0001", home_id="home-0001",
+                          platform_url="https://platform.example.org")
 
 
 def _tree(folder: Path) -> Path:

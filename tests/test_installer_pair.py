@@ -21,6 +21,7 @@ from safebox.hub.store import HubStore
 from safebox.tools.installer import cli
 from safebox.tools.installer.fakeboard_thread import FakeBoardThread
 from safebox.tools.installer.flash import MANIFEST, Image
+from safebox.tools.sim import hub_toml
 
 MAC = "24:0A:C4:00:00:01"
 DEVICE_ID = "240ac4000001"
@@ -39,11 +40,7 @@ def image(device_image: Path) -> Image:
 
 
 def _hub(folder: Path, home: str = "home-0001", hub: str = "hub-test-0001") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "hub.toml"
-    path.write_text(f'hub_id = "{hub}"\nhome_id = "{home}"\nstate_dir = "state"\n\n'
-                    '[platform]\nurl = "https://platform.example.org"\n')
-    return path
+    return hub_toml.write(folder / "hub.toml", hub_id=hub, home_id=home, platform_url="https://platform.example.org")
 
 
 def _flashed(folder: Path, image: Image) -> Path:

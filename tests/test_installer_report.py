@@ -8,6 +8,7 @@ import pytest
 
 from safebox.tools.installer import cli, report
 from safebox.tools.installer.walktest import BATTERY_LOW_PCT, RSSI_GOOD_DBM, RSSI_MARGINAL_DBM, signal_verdict
+from safebox.tools.sim import hub_toml
 
 
 @pytest.mark.parametrize(("rssi", "verdict"), [
@@ -76,9 +77,8 @@ def test_report_command_rerenders_a_saved_report_and_says_if_it_failed(tmp_path,
 
 
 def test_walk_test_of_a_home_with_nothing_paired_says_so(tmp_path, capsys):
-    config = tmp_path / "hub.toml"
-    config.write_text('hub_id = "hub-0001"\nhome_id = "home-0001"\nstate_dir = "state"\n\n'
-                      '[platform]\nurl = "https://platform.example.org"\n')
+    config = hub_toml.write(tmp_path / "hub.toml", hub_id="hub-0001", home_id="home-0001",
+                            platform_url="https://platform.example.org")
     assert cli.main(["walk-test", "--hub-config", str(config)]) == cli.EXIT_REFUSED
     assert "No device is paired in this home yet" in capsys.readouterr().err
     (tmp_path / "state").mkdir()

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from safebox.tools import probe
+from safebox.protocol import bthome
 from safebox.tools.chaos import ack_loss
 
 
@@ -18,7 +19,8 @@ def _l2cap_att(pdu: bytes) -> bytes:
 
 def test_ack_loss_loses_only_ack_writes_and_write_responses():
     lose, lost = ack_loss(1.0, random.Random(1))
-    ack_write = _l2cap_att(b"\x12" + b"\x2a\x00" + bytes(13))  # Write Request, handle, 13-byte ack
+    # Write Request, handle, an ack as the hub seals it (its length is the protocol's, not this test's)
+    ack_write = _l2cap_att(b"\x12" + b"\x2a\x00" + bthome.seal_ack(bytes(16), bytes(6), 1, 1, 1_800_000_000, 1))
     response = _l2cap_att(b"\x13")
     read = _l2cap_att(b"\x0a\x2a\x00")
     other_channel = len(b"\x12" + bytes(15)).to_bytes(2, "little") + b"\x05\x00" + b"\x12" + bytes(15)

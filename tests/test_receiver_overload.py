@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import ssl
 import time
 
 import aiohttp
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.hub.uplink import batch_key
@@ -18,7 +16,8 @@ from safebox.protocol import events, signing
 from safebox.tools.receiver.app import make_app
 from safebox.tools.receiver.overload import HOLD_S, RETRY_AFTER_S, Overload
 from safebox.tools.receiver.store import Store
-from safebox.tools.tlsca import make_ca
+
+from .tls_site import serving
 
 HUB = "hub-busy-0001"
 
@@ -30,22 +29,16 @@ def _body(counter: int, type_: str) -> dict:
 
 
 async def test_a_late_loop_sends_batches_back_later_and_still_stores_an_emergency(tmp_path) -> None:
-    tls = make_ca(tmp_path / "tls")
     key = Ed25519PrivateKey.generate()
     store = Store(tmp_path / "events.db")
     store.add_hub(HUB, signing.public_key_to_text(key.public_key()), now=time.time())
     app = make_app(store)
     overload = Overload(lag_limit_s=0.5, rng=random.Random(3))  # a lower limit than serve's, for a short test
     overload.install(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(tls.server_cert_chain, tls.server_key)
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls).start()
-        base = f"https://127.0.0.1:{runner.addresses[0][1]}"
-        client_tls = ssl.create_default_context(cafile=str(tls.ca_cert))
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_tls)) as http:
+        async with serving(app, tmp_path / "tls") as site, \
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=site.client_ssl)) as http:
+            base = site.url
 
             async def batch(counters: list[int]) -> aiohttp.ClientResponse:
                 bodies = [_body(n, events.DOOR_OPENED) for n in counters]
@@ -78,5 +71,4 @@ async def test_a_late_loop_sends_batches_back_later_and_still_stores_an_emergenc
             assert (await batch([1, 2])).status == 200
             assert store.count_events() == 3 and overload.shed == 2
     finally:
-        await runner.cleanup()
         store.close()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from binascii import unhexlify
+from typing import Any
 
 import pytest
 
@@ -105,16 +106,15 @@ def test_a_re_sent_ack_never_reuses_a_nonce_with_other_bytes():
     assert bthome.unseal_ack(key, mac, unhexlify(b["ack"]))[3] == b["number"]
 
 
-def test_receipt_vector_reads_in_home_assistants_parser():
-    """The receipt's ack number is BTHome's own count object (0x3E, uint32): Home Assistant's
-    parser reads the frame (battery, buttons, and the count) with the key."""
+def _home_assistant_reads(v: dict) -> tuple[Any, dict]:
+    """A vector's frame through Home Assistant's BTHome parser, with its key: the update and
+    its values by key (the key checked)."""
     import time
 
     from bleak.backends.device import BLEDevice
     from bthome_ble import BTHomeBluetoothDeviceData
     from habluetooth import BluetoothServiceInfoBleak
 
-    [v] = [v for v in DOC["frames"] if "ack_seen" in v]
     info = BluetoothServiceInfoBleak(
         name="device", address=v["mac"], rssi=-60, manufacturer_data={},
         service_data={bthome.SERVICE_UUID: unhexlify(v["service_data"])}, service_uuids=[bthome.SERVICE_UUID],
@@ -123,31 +123,24 @@ def test_receipt_vector_reads_in_home_assistants_parser():
     parser = BTHomeBluetoothDeviceData(bindkey=unhexlify(v["key"]))
     update = parser.update(info)
     assert parser.bindkey_verified
-    values = {k.key: x.native_value for k, x in update.entity_values.items()}
+    return update, {k.key: x.native_value for k, x in update.entity_values.items()}
+
+
+def test_receipt_vector_reads_in_home_assistants_parser():
+    """The receipt's ack number is BTHome's own count object (0x3E, uint32): Home Assistant's
+    parser reads the frame (battery, buttons, and the count) with the key."""
+    [v] = [v for v in DOC["frames"] if "ack_seen" in v]
+    _, values = _home_assistant_reads(v)
     assert values["count"] == v["ack_seen"] and values["battery"] == v["objects"][0][1]
 
 
 def test_boot_frame_vectors_read_in_home_assistants_parser():
     """The boot frame's objects are BTHome's own (0x09 count, 0xF2 firmware version): Home
     Assistant's parser reads the battery, the reset cause as a count and the version."""
-    import time
-
-    from bleak.backends.device import BLEDevice
-    from bthome_ble import BTHomeBluetoothDeviceData
-    from habluetooth import BluetoothServiceInfoBleak
-
     boots = [v for v in DOC["frames"] if "boot" in v]
     assert {v["name"] for v in boots} == {"pendant_boot", "toilet_door_boot"}
     for v in boots:
-        info = BluetoothServiceInfoBleak(
-            name="device", address=v["mac"], rssi=-60, manufacturer_data={},
-            service_data={bthome.SERVICE_UUID: unhexlify(v["service_data"])}, service_uuids=[bthome.SERVICE_UUID],
-            source="local", device=BLEDevice(v["mac"], "device", {}), advertisement=None, connectable=True,
-            time=time.monotonic(), tx_power=None)
-        parser = BTHomeBluetoothDeviceData(bindkey=unhexlify(v["key"]))
-        update = parser.update(info)
-        assert parser.bindkey_verified
-        values = {k.key: x.native_value for k, x in update.entity_values.items()}
+        update, values = _home_assistant_reads(v)
         assert values["count"] == v["boot"]["reset_cause"]
         assert values["battery"] == v["objects"][0][1]
         assert [d.sw_version for d in update.devices.values()] == [v["boot"]["version"]]

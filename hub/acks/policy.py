@@ -18,8 +18,9 @@ confirms it in a receipt (a new frame, authentic, with a counter above the last 
 object 0x3E names the number of the ack it took; a repeat of the last frame proves nothing).
 Once confirmed, a kind is never owed again, and kind 2 confirmed for one counter settles kind 2
 for the device's earlier counters (one device's events reach the platform in order). An owed
-ack gets one connection attempt (`Radio.write_ack(quick=True)`): the next frame heard brings
-the next. Every ack is sealed under a fresh ack number from the store (its nonce: a re-sent
+ack gets one connection attempt (`Radio.write_acks(quick=True)`): the next frame heard brings
+the next. Everything a device is due goes in one connection (the writer's), and a receipt
+naming the last ack of a connection confirms the ones written before it in that connection. Every ack is sealed under a fresh ack number from the store (its nonce: a re-sent
 ack never reuses one). The writing itself is hub/acks/writer.py's.
 """
 
@@ -136,18 +137,20 @@ class AckPolicy:
 
     def receipt(self, device: Device, number: int) -> None:
         """`device` says, in a new authentic frame, that ack `number` is the last it took."""
+        link = self.writer.link_of(device, number) if self.writer is not None else None
         try:
-            confirmed = self._store.ack_confirmed(device.id, number)
+            confirmed = self._store.ack_confirmed(device.id, number, link)
         except StoreError as exc:
             log.error("%s: receipt of ack %d not recorded: %s", device.address, number, exc)
             return
-        if confirmed is None:
+        if not confirmed:
             log.debug("%s: receipt of ack %d: nothing awaited it", device.address, number)
             return
-        counter, kind = confirmed
-        if self.writer is not None:
-            self.writer.confirmed(device, counter, kind)
-        log.info("%s: the device confirmed ack %d (kind %d for counter %d)", device.address, number, kind, counter)
+        for counter, kind in confirmed:
+            if self.writer is not None:
+                self.writer.confirmed(device, counter, kind)
+            log.info("%s: the device confirmed ack %d: kind %d for counter %d%s", device.address, number, kind,
+                     counter, "" if len(confirmed) == 1 else f" (one of {len(confirmed)} in one connection)")
 
     def owed(self, device_id: str) -> None:
         """`device_id` is newly owed an ack: write it now if the device is likely still
@@ -179,14 +182,14 @@ class AckPolicy:
         number = self._store.next_ack_number()  # StoreError: nothing sealed (the writer logs it)
         return kind, number, bthome.seal_ack(device.key, device.mac, kind, counter, int(self._clock()), number)
 
-    def _record(self, device: Device, counter: int, kind: int, number: int, ms: float) -> None:
+    def _record(self, device: Device, counter: int, kind: int, number: int, link: int, ms: float) -> None:
         if self.writer is not None:
             # After kind 1 the device lingers on the air for its kind 2; kind 2 or 3 ends that.
             linger = bthome.LINGER_MS.get(device.role, 0) if kind == bthome.ACK_HEARD else 0
             self.writer.expect(device, linger / 1000)
         if kind >= bthome.ACK_DELIVERED:
             try:
-                self._store.ack_sent(device.id, counter, kind, number)
+                self._store.ack_sent(device.id, counter, kind, number, link)
             except StoreError as exc:  # owed still: written again next time, which is harmless
                 log.error("%s: ack kind %d for counter %d written but not recorded: %s",
                           device.address, kind, counter, exc)

@@ -1,14 +1,18 @@
 """Writing acks to devices over GATT, without holding up anything else: the mechanism.
 
-Which kind to send, and when, is the policy's (hub/acks/policy.py); this module only gets an
-ack onto a device. One connection per device at a time: while an ack for a (device, counter,
-kind) is on its way, or was written in the last `quiet_s`, further requests for it are dropped;
-an ack whose turn comes after one that said as much is not written; a lower kind never follows
-a higher one for the same event ("help is coming" stays). "Said" is kind 1 written, or kind 2
-or 3 CONFIRMED by the device (`confirmed`, from its receipt, SPEC 1.7): a kind 2 or 3 written
-to whoever answered at the device's address may have reached a spoofer, so it can be written
-again. The ack's bytes are made by `seal` once the link is up, so they say the newest thing
-known by then, under a fresh ack number.
+Which kind to send, and when, is the policy's (hub/acks/policy.py); this module only gets acks
+onto a device. Every ack a device is due goes in ONE connection: requests for a device queue
+while its link is being made and are all written in it, in order (a device leaves the air
+soon after it is answered: on BlueZ a second connection for the next ack found it gone). While
+an ack for a (device, counter, kind) is on its way, or was written in the last `quiet_s`,
+further requests for it are dropped; an ack whose turn comes after one that said as much is
+not written; a lower kind never follows a higher one for the same event ("help is coming"
+stays). "Said" is kind 1 written, or kind 2 or 3 CONFIRMED by the device (`confirmed`, from
+its receipt, SPEC 1.7): a kind 2 or 3 written to whoever answered at the device's address may
+have reached a spoofer, so it can be written again. Each ack's bytes are made by `seal` once
+the link is up, so they say the newest thing known by then, under a fresh ack number; the
+acks of one connection are told to `written` with the number of its first ack (`link`), so a
+receipt naming the last confirms them all.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from safebox.protocol import bthome
 
 Key = tuple[str, int, int]  # (address, counter, kind)
 Seal = Callable[[Device, int, int], tuple[int, int, bytes]]  # (device, counter, kind) -> (kind, ack number, bytes)
-Written = Callable[[Device, int, int, int, float], None]  # (device, counter, kind, number, ms) once written
+# (device, counter, kind, number, link, ms) once written; link: the number of the connection's first ack
+Written = Callable[[Device, int, int, int, int, float], None]
 
 log = logging.getLogger("safebox.hub.acks")
 
@@ -40,7 +45,9 @@ class AckWriter:
         self._busy: set[Key] = set()
         self._done: dict[Key, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._device_locks: dict[str, asyncio.Lock] = {}
+        self._queues: dict[str, list[Key]] = {}  # address -> acks waiting for its connection
+        self._links: set[str] = set()  # addresses with a connection under way
+        self._link_of: dict[tuple[str, int], int] = {}  # (address, ack number) -> its connection's first number
         self._written: dict[tuple[str, int], int] = {}  # (address, counter) -> highest kind said (see above)
         self.sent = 0
 
@@ -62,40 +69,69 @@ class AckWriter:
         if kind < max(higher + [self._written.get((device.address, counter), 0)]):
             return
         self._busy.add(key)
-        task = asyncio.get_running_loop().create_task(self._send(device, counter, kind, key))
+        self._queues.setdefault(device.address, []).append(key)
+        if device.address in self._links:
+            return  # its connection is being made or is up: written in it
+        self._links.add(device.address)
+        task = asyncio.get_running_loop().create_task(self._send(device))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, device: Device, counter: int, kind: int, key: Key) -> None:
-        try:
-            async with self._device_locks.setdefault(device.address, asyncio.Lock()):
+    async def _send(self, device: Device) -> None:
+        """One connection to `device` for everything queued for it (more may queue meanwhile)."""
+        queue = self._queues[device.address]
+        sent: list[tuple[int, int, int]] = []  # (counter, kind, number) sealed, in order written
+        link_kinds: dict[int, int] = {}  # counter -> highest kind sealed in this connection
+
+        def next_ack() -> bytes | None:
+            while queue:
+                _address, counter, kind = key = queue.pop(0)
+                self._busy.discard(key)
                 done_at = self._done.get(key)
-                if self._written.get((device.address, counter), 0) >= kind or (
+                if max(self._written.get((device.address, counter), 0), link_kinds.get(counter, 0)) >= kind or (
                         done_at is not None and self._clock.monotonic() - done_at < self._quiet_s):
-                    return  # the ack before this one said as much, or was just this one
-                sent = [kind, 0]
+                    continue  # an ack before this one said as much, or was just this one
+                kind, number, ack = self._seal(device, counter, kind)
+                sent.append((counter, kind, number))
+                link_kinds[counter] = max(kind, link_kinds.get(counter, 0))
+                return ack
+            return None
 
-                def payload() -> bytes:
-                    sent[0], sent[1], ack = self._seal(device, counter, kind)
-                    return ack
-
-                started = self._clock.monotonic()
-                try:
-                    ok = await self._radio.write_ack(device.address, payload, quick=kind >= bthome.ACK_DELIVERED)
-                except Exception as exc:  # noqa: BLE001 - no ack number (the store): nothing sealed, nothing sent
-                    log.error("%s: ack kind %d for counter %d not sealed: %s", device.address, kind, counter, exc)
-                    ok = False
-            if ok:
-                self._record(device, counter, sent[0], sent[1], (self._clock.monotonic() - started) * 1000)
+        started = self._clock.monotonic()
+        try:
+            quick = all(kind >= bthome.ACK_DELIVERED for _a, _c, kind in queue)
+            written = await self._radio.write_acks(device.address, next_ack, quick=quick)
+        except Exception as exc:  # noqa: BLE001 - no ack number (the store): nothing sealed, nothing sent
+            log.error("%s: acks not sealed: %s", device.address, exc)
+            written = 0
         finally:
-            self._busy.discard(key)
+            self._links.discard(device.address)
+            late = list(queue)  # requested after the last write, or never written
+            queue.clear()
+            for key in late:
+                self._busy.discard(key)
+        ms = (self._clock.monotonic() - started) * 1000
+        for counter, kind, number in sent[:written]:
+            self._record(device, counter, kind, number, sent[0][2], ms)
+        if written:  # the device took what it was given: what came too late gets its own connection
+            for _address, counter, kind in late:
+                self.request(device, counter, kind)
+        # else: owed acks stay owed (written with the next frame heard), a repeat asks for kind 1 again
 
-    def _record(self, device: Device, counter: int, kind: int, number: int, ms: float) -> None:
+    def link_of(self, device: Device, number: int) -> int | None:
+        """The number of the first ack written in the connection that wrote ack `number` (None:
+        not one this hub wrote since it started)."""
+        return self._link_of.get((device.address, number))
+
+    def _record(self, device: Device, counter: int, kind: int, number: int, link: int, ms: float) -> None:
+        if len(self._link_of) > 4096:
+            self._link_of.clear()
+        self._link_of[(device.address, number)] = link
         self._done[(device.address, counter, kind)] = self._clock.monotonic()
         self.sent += 1
         if kind == bthome.ACK_HEARD:
             self.confirmed(device, counter, kind)
-        self._written_cb(device, counter, kind, number, ms)
+        self._written_cb(device, counter, kind, number, link, ms)
 
     def confirmed(self, device: Device, counter: int, kind: int) -> None:
         """`device` has said (or, for kind 1, been written) `kind` for `counter`: no lower kind follows."""

@@ -66,29 +66,35 @@ class AckTables(OutboxTable):
             raise StoreError(f"{self.path}: ack numbers used up")
         return int(number)
 
-    def ack_sent(self, device_id: str, counter: int, kind: int, number: int) -> None:
-        """Ack `number` (of `kind`, for `counter`) reached a device at `device_id`'s address: still
-        owed until the device confirms that number (a spoofer of its address can take writes)."""
+    def ack_sent(self, device_id: str, counter: int, kind: int, number: int, link: int | None = None) -> None:
+        """Ack `number` (of `kind`, for `counter`) reached a device at `device_id`'s address, in the
+        connection whose first ack was `link`: still owed until the device confirms that number,
+        or a later one of the same connection (a spoofer of its address can take writes)."""
         with self._tx() as db:
-            db.execute("UPDATE owed_acks SET sent_number = ?, sent_kind = ? WHERE device_id = ? AND counter = ?",
-                       (number, kind, device_id, counter))
+            db.execute("""UPDATE owed_acks SET sent_number = ?, sent_kind = ?, sent_link = ?
+                          WHERE device_id = ? AND counter = ?""", (number, kind, link, device_id, counter))
 
-    def ack_confirmed(self, device_id: str, number: int) -> tuple[int, int] | None:
-        """The device says (in a fresh, authentic frame) it took ack `number`: what that ack
-        said is no longer owed; kind 2 also stands for the device's earlier counters. Returns
-        (counter, kind) confirmed, or None when no ack awaiting confirmation has that number."""
+    def ack_confirmed(self, device_id: str, number: int, link: int | None = None) -> list[tuple[int, int]]:
+        """The device says (in a fresh, authentic frame) it took ack `number`, and so also those
+        written before it in the same connection (`link`: its first ack's number, when the
+        caller knows it; else as recorded for `number`): what they said is no longer owed; kind 2
+        also stands for the device's earlier counters. Returns (counter, kind) of each ack
+        confirmed, [] when none awaiting confirmation has that number or came before it then."""
         with self._tx() as db:
-            row = db.execute("SELECT counter, sent_kind FROM owed_acks WHERE device_id = ? AND sent_number = ?",
+            row = db.execute("SELECT sent_link FROM owed_acks WHERE device_id = ? AND sent_number = ?",
                              (device_id, number)).fetchone()
-            if row is None or row[1] < 2:
-                return None
-            counter, kind = row
-            db.execute("UPDATE owed_acks SET written = MAX(written, ?) WHERE device_id = ? AND counter = ?",
-                       (kind, device_id, counter))
-            if kind == 2:
-                db.execute("UPDATE owed_acks SET written = MAX(written, 2) WHERE device_id = ? AND counter < ?",
-                           (device_id, counter))
-        return counter, kind
+            if link is None and row is not None:
+                link = row[0]
+            taken = db.execute("""SELECT counter, sent_kind FROM owed_acks WHERE device_id = ? AND sent_kind >= 2
+                                  AND (sent_number = ? OR (sent_link = ? AND sent_number BETWEEN ? AND ?))
+                                  ORDER BY sent_number""", (device_id, number, link, link, number)).fetchall()
+            for counter, kind in taken:
+                db.execute("UPDATE owed_acks SET written = MAX(written, ?) WHERE device_id = ? AND counter = ?",
+                           (kind, device_id, counter))
+                if kind == 2:
+                    db.execute("UPDATE owed_acks SET written = MAX(written, 2) WHERE device_id = ? AND counter < ?",
+                               (device_id, counter))
+        return [(counter, kind) for counter, kind in taken]
 
     def awaiting_operator(self, now: float) -> list[Awaiting]:
         rows = self._read("""SELECT event_id, device_id, counter, delivered_at, until FROM awaiting_operator

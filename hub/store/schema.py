@@ -1,6 +1,6 @@
 """The hub database's schema, one migration per version (hub/store/database.py applies them)."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA_V1 = """
 CREATE TABLE counters (
@@ -112,5 +112,11 @@ CREATE TABLE ack_number (
     value INTEGER NOT NULL CHECK (value BETWEEN 0 AND 4294967295)
 );
 """
+# v6: every ack a device is due goes in one connection; sent_link is the number of that
+# connection's first ack, so a receipt naming the last confirms those before it (they reached
+# the same device, in order, over the same link).
+SCHEMA_V6 = """
+ALTER TABLE owed_acks ADD COLUMN sent_link INTEGER;
+"""
 # Version n of the schema is reached by running MIGRATIONS[n] on version n-1.
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5}
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5, 6: SCHEMA_V6}

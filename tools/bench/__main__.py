@@ -36,6 +36,7 @@ MODULES = [
     ("firmware", "firmware peak heap, device-side latency, modelled battery life (issue 3)"),
     ("console", "call-centre screen: stored -> visible in a real browser under 10,000 homes' load (issue 12)"),
     ("cellular", "broadband down: press -> platform and family, with and without the modem (issue 16)"),
+    ("pi", "the hub on a Pi's real stack (virtual Pi: BlueZ, systemd) vs the bumble backend, side by side (issue 10)"),
 ]
 
 

@@ -50,10 +50,9 @@ class ChaosModem:
     def receiver_args(self) -> tuple[str, ...]:
         return ("--sms-token-file", str(self.token_file))
 
-    def hub_config(self) -> str:
-        """The hub's `[cellular]` table (TOML)."""
-        return (f'\n[cellular]\nport = "{self.modem.link}"\nplatform_number = "{PLATFORM_NUMBER}"\n'
-                f"after_s = {AFTER_S}\n")
+    def hub_table(self) -> dict[str, Any]:
+        """The hub's `[cellular]` table."""
+        return {"port": str(self.modem.link), "platform_number": PLATFORM_NUMBER, "after_s": AFTER_S}
 
     async def attach(self, home: Any) -> None:
         """Once the platform is up: it learns the hub's number, and the gateway posts to it

@@ -7,16 +7,19 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+from safebox.protocol import bthome
+
 
 def ack_loss(share: float, rng: random.Random) -> tuple[Callable[[str, str, bytes], bool], Counter[str]]:
-    """An Air.acl_filter that loses `share` of ack writes (ATT Write Request, 20-byte ack) and of
-    write responses, and the counts of what it lost ("write", "response")."""
+    """An Air.acl_filter that loses `share` of ack writes (ATT Write Request carrying an ack,
+    bthome.ACK_LEN bytes) and of write responses, and the counts of what it lost ("write",
+    "response")."""
     lost = Counter[str]()
 
     def lose(source: str, destination: str, data: bytes) -> bool:
         if len(data) < 5 or data[2:4] != b"\x04\x00":
             return False  # not ATT
-        is_ack_write = data[4] == 0x12 and len(data) == 4 + 3 + 13
+        is_ack_write = data[4] == 0x12 and len(data) == 4 + 3 + bthome.ACK_LEN  # L2CAP, ATT op + handle
         is_write_response = data[4] == 0x13 and len(data) == 5
         if (is_ack_write or is_write_response) and rng.random() < share:
             lost["write" if is_ack_write else "response"] += 1

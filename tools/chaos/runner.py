@@ -83,9 +83,9 @@ class ChaosRun(Residents, Injectors, Broadband):
         # door_moves: every device event is counted at the platform, door moves too
         home = SimHome(self.workdir, receiver_args=self.modem.receiver_args() if self.modem else (), door_moves=True)
         home.hub_platform_url = self.proxy.url
-        home.hub_config_extra = (f"\n[rules]\nstartup_grace_s = {STARTUP_GRACE_S}\n\n"
-                                 f"[rules.toilet]\noverdue_after_s = {TOILET_LIMIT_S}\n"
-                                 + (self.modem.hub_config() if self.modem else ""))
+        home.hub_settings = {"rules": {"startup_grace_s": STARTUP_GRACE_S,
+                                       "toilet": {"overdue_after_s": TOILET_LIMIT_S}},
+                             **({"cellular": self.modem.hub_table()} if self.modem else {})}
         self.home = home
         try:
             async with home:

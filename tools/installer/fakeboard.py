@@ -20,29 +20,22 @@ flash folder:
 With `on_boot`, a boot that finds `main.py` runs the firmware (the practice lab starts
 the real firmware on the simulated air there) and relays its output to the serial line;
 Ctrl-C stops it and drops to the REPL, as on a board. Without it, a boot goes to the REPL.
+
+The REPL's protocol is read in fakeboard_repl.py, the code run in fakeboard_cpu.py; this module
+is the board: its serial port, its cable, its power and boots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
 from safebox.tools.installer.fakeboard_cpu import EXIT_SOFT_RESET, BoardCpu
-
-CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
-RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
-PASTE_WINDOW = 256  # what an ESP32 grants (MICROPY_REPL_STDIN_BUFFER_MAX)
-# Bytes that mean something in each mode; everything between them is code.
-_CONTROL = {"raw": re.compile(rb"[\x01-\x04]"), "paste": re.compile(rb"\x04")}
-
-
-class _Unplugged(Exception):
-    """The cable is pulled at this very moment."""
+from safebox.tools.installer.fakeboard_repl import CTRL_C, RAW_BANNER, ReplSide, Unplugged, cook
 
 
 class Running(Protocol):
@@ -57,12 +50,7 @@ class Running(Protocol):
 OnBoot = Callable[["FakeBoard", Callable[[bytes], None]], Awaitable["Running | None"]]
 
 
-def _cook(data: bytes) -> bytes:
-    """What a board's UART does to printed text: every newline goes out as CR LF."""
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-class FakeBoard:
+class FakeBoard(ReplSide):
     """One board: its flash (a folder), its REPL, its serial port. `async with` or start()/aclose()."""
 
     def __init__(self, flash_dir: str | os.PathLike[str], *, mac: str = "24:0A:C4:00:00:01",
@@ -185,7 +173,7 @@ class FakeBoard:
                 try:
                     async with self._lock:
                         await self._feed_bytes(data)
-                except _Unplugged:
+                except Unplugged:
                     self._budget = 0
                 if self._budget == 0:
                     await self.unplug()
@@ -235,7 +223,7 @@ class FakeBoard:
     async def _run_main_or_repl(self) -> None:
         if self.on_boot is not None and (self.flash_dir / "main.py").exists():
             self._mode = "firmware"
-            self._firmware = await self.on_boot(self, lambda data: self._send(_cook(data)))
+            self._firmware = await self.on_boot(self, lambda data: self._send(cook(data)))
             if self._firmware is not None:
                 asyncio.get_running_loop().create_task(self._watch_firmware(self._firmware))
                 return
@@ -261,125 +249,15 @@ class FakeBoard:
         else:
             await self._run_main_or_repl()
 
-    # -- the REPL -------------------------------------------------------------------------
-    async def _feed_bytes(self, data: bytes) -> None:
-        """Byte by byte, except runs of code in raw and raw-paste mode, which are taken whole."""
-        i = 0
-        while i < len(data):
-            if self._mode in ("raw", "paste"):
-                found = _CONTROL[self._mode].search(data, i)
-                stop = len(data) if found is None else found.start()
-                if stop > i:
-                    self._take_code(data[i:stop])
-                    i = stop
-                    continue
-            await self._feed(data[i])
-            i += 1
-
-    def _take_code(self, chunk: bytes) -> None:
-        self._line += chunk
-        if self._mode != "paste":
-            return
-        left = len(chunk)
-        while left >= self._paste_left:  # one \x01 for every window of bytes taken
-            left -= self._paste_left
-            self._paste_left = PASTE_WINDOW
-            self._send(b"\x01")
-        self._paste_left -= left
-
-    async def _feed(self, c: int) -> None:
-        mode = self._mode
-        if mode == "firmware":
-            if c == CTRL_C:
-                await self._stop_firmware()
-                await self._start_cpu()
-                self._mode = "friendly"
-                self._send(b"Traceback (most recent call last):\r\n  File \"main.py\", line 2, in <module>\r\n"
-                           b"KeyboardInterrupt: \r\n" + self._banner() + b">>> ")
-            return
-        if mode == "friendly":
-            await self._feed_friendly(c)
-        elif mode == "raw":
-            await self._feed_raw(c)
-        elif mode == "paste":
-            await self._feed_paste(c)
-
-    async def _feed_friendly(self, c: int) -> None:
-        if c == CTRL_A:
-            self._line.clear()
-            self._mode = "raw"
-            self._send(b"\r\n" + RAW_BANNER + b">")
-        elif c == CTRL_B:
-            self._line.clear()
-            self._send(b"\r\n" + self._banner() + b">>> ")
-        elif c == CTRL_C:
-            self._line.clear()
-            self._send(b"\r\n>>> ")
-        elif c == CTRL_D:
-            if not self._line:
-                await self._soft_reboot(then_raw=False)
-        elif c == 0x0D:
-            line, self._line = bytes(self._line), bytearray()
-            self._send(b"\r\n")
-            if line.strip():  # the friendly REPL compiles in "single" mode: expressions print
-                out, err = await self._exec(b"exec(compile(%r, '<stdin>', 'single'))" % line.decode(errors="replace"))
-                if out is not None:
-                    self._send(_cook(out + err))
-            if self._mode == "friendly":
-                self._send(b">>> ")
-        elif c == 0x08 or c == 0x7F:
-            if self._line:
-                self._line.pop()
-                self._send(b"\x08 \x08")
-        elif c >= 0x20 or c == 0x09:
-            self._line.append(c)
-            self._send(bytes([c]))
-
-    async def _feed_raw(self, c: int) -> None:
-        if c == CTRL_A:
-            if bytes(self._line) == b"\x05A":
-                self._line.clear()
-                self._mode = "paste"
-                self._paste_left = PASTE_WINDOW
-                self._send(b"R\x01" + PASTE_WINDOW.to_bytes(2, "little"))
-            else:
-                self._line.clear()
-                self._send(RAW_BANNER + b">")
-        elif c == CTRL_B:
-            self._line.clear()
+    # -- what the REPL asks of the board (fakeboard_repl.ReplSide) -------------------------
+    async def _on_firmware_byte(self, c: int) -> None:
+        """While the firmware runs, only Ctrl-C means something: it stops it, as on a board."""
+        if c == CTRL_C:
+            await self._stop_firmware()
+            await self._start_cpu()
             self._mode = "friendly"
-            self._send(b"\r\n" + self._banner() + b">>> ")
-        elif c == CTRL_C:
-            self._line.clear()
-        elif c == CTRL_D:
-            self._send(b"OK")
-            line, self._line = bytes(self._line), bytearray()
-            if not line:
-                self._send(b"\r\n")
-                await self._soft_reboot(then_raw=True)
-                return
-            await self._exec_raw(line)
-        else:
-            self._line.append(c)
-
-    async def _feed_paste(self, c: int) -> None:
-        if c == CTRL_D:
-            self._send(b"\x04")
-            line, self._line = bytes(self._line), bytearray()
-            self._mode = "raw"
-            await self._exec_raw(line)
-            return
-        self._line.append(c)
-        self._paste_left -= 1
-        if self._paste_left == 0:
-            self._paste_left = PASTE_WINDOW
-            self._send(b"\x01")
-
-    async def _exec_raw(self, code: bytes) -> None:
-        out, err = await self._exec(code)
-        if out is None:  # the code reset the board
-            return
-        self._send(_cook(out) + b"\x04" + _cook(err) + b"\x04>")
+            self._send(b"Traceback (most recent call last):\r\n  File \"main.py\", line 2, in <module>\r\n"
+                       b"KeyboardInterrupt: \r\n" + self._banner() + b">>> ")
 
     async def _exec(self, code: bytes) -> tuple[bytes | None, bytes]:
         """Run `code` on the board's interpreter: (output, error text), or (None, b"") if it reset the board."""
@@ -387,13 +265,13 @@ class FakeBoard:
             self._exec_budget -= 1
             if self._exec_budget <= 0:
                 self._exec_budget = None
-                raise _Unplugged
+                raise Unplugged
         self.execs += 1
         out, err, ended = await self._cpu.run(code)
         if ended is None:
             return out, err
         # The interpreter ended: machine.reset(), machine.soft_reset() or a crash.
-        self._send(_cook(out))
+        self._send(cook(out))
         if ended == EXIT_SOFT_RESET:
             await self._soft_reboot(then_raw=False)
         else:

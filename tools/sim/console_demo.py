@@ -28,7 +28,7 @@ async def run(*, workdir: Path | None = None, seconds: float | None = None,
               say: Callable[[str], None] = print) -> None:
     with tempfile.TemporaryDirectory(prefix="safebox-demo-console-") as tmp:
         home = SimHome(workdir or Path(tmp), console=True)
-        home.hub_config_extra = "operator_poll_s = 1\n"  # [relay]: operator acks reach the pendant within a second
+        home.hub_settings = {"relay": {"operator_poll_s": 1}}  # operator acks reach the pendant within a second
         async with home:
             password = secrets.token_urlsafe(12)
             await home.add_operator(OPERATOR, password)

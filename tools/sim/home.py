@@ -30,7 +30,7 @@ from safebox.hub import keys
 from safebox.hub.devices import Device
 from safebox.protocol import signing
 from safebox.tools import build, tlsca
-from safebox.tools.sim import lines
+from safebox.tools.sim import hub_toml, lines
 from safebox.tools.sim.air import Air
 from safebox.tools.sim.firmware_process import FirmwareProcess
 from safebox.tools.sim.processes import ChildProcess
@@ -97,8 +97,9 @@ class SimHome:
         # Where the hub is told the platform is, when not platform_url itself: the chaos run
         # (tools/chaos/proxy.py) puts a fault-injecting TCP proxy here, in front of the receiver.
         self.hub_platform_url: str | None = None
-        # TOML appended to the hub's config (e.g. a [rules] table with short timers for the chaos run).
-        self.hub_config_extra = ""
+        # hub.toml tables over the simulated home's (tools/sim/hub_toml.py `document`'s keyword
+        # arguments, e.g. {"rules": {...}} with short timers for the chaos run).
+        self.hub_settings: dict[str, Any] = {}
         self.door_moves = door_moves
         self._ssl: ssl.SSLContext | None = None
         self.ca_file: Path | None = None  # the throwaway CA the platform's certificate is signed by
@@ -170,13 +171,11 @@ class SimHome:
             raise RuntimeError(f"operator add {name} failed: {err.decode().strip()}")
 
     def _write_hub_config(self, ca_file: Path) -> None:
-        self.hub_config.parent.mkdir(parents=True, exist_ok=True)
-        self.hub_config.write_text(
-            f'hub_id = "{self.hub_id}"\nhome_id = "{self.home_id}"\nstate_dir = "state"\n\n'
-            f'[platform]\nurl = "{self.hub_platform_url or self.platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 5\n\n'
-            f'[relay]\nbackoff_initial_s = 0.2\nbackoff_max_s = 5\n'
-            + ('\n[privacy]\nsend_door_moves = ["front_door", "toilet_door"]\n' if self.door_moves else "")
-            + self.hub_config_extra)
+        extra = dict(self.hub_settings)
+        relay = {"backoff_initial_s": 0.2, "backoff_max_s": 5, **extra.pop("relay", {})}
+        hub_toml.write(self.hub_config, hub_id=self.hub_id, home_id=self.home_id,
+                       platform_url=self.hub_platform_url or self.platform_url, ca_file=ca_file, timeout_s=5,
+                       relay=relay, door_moves=self.door_moves, **extra)
 
     async def _run_cli(self, module: str, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(

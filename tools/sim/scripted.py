@@ -35,7 +35,11 @@ log = logging.getLogger("safebox.sim.scripted")
 
 class ScriptedDevice:
     def __init__(self, air: Air, device: Device, *, interval_ms: int = 40, battery: int = 90,
-                 counter: int = 0, receipts: bool = True) -> None:
+                 counter: int = 0, receipts: bool = True, resend_s: float | None = None) -> None:
+        """`resend_s`: re-send an event frame not yet acknowledged every `resend_s`, its re-send
+        number changed (SPEC 1.2), as the firmware does: a hub on BlueZ scanning passively hears
+        a repeat of the same bytes once, a re-send every time. None: the same bytes until told
+        otherwise (a hub scanning actively, or the bumble backend, hears every repeat)."""
         self.air = air
         self.device = device
         self.interval_ms = interval_ms
@@ -45,6 +49,7 @@ class ScriptedDevice:
         self.refused_acks = 0
         self.connections = 0
         self.ack_number = 0  # the last ack number taken: a later ack must be above it (SPEC 1.7)
+        self.resend_s = resend_s
         self.receipts = receipts  # as the firmware: a receipt (heartbeat + 0x3E) after kind 2 or 3
         self._receipt_due = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -125,7 +130,20 @@ class ScriptedDevice:
         objects = self._objects(button, door_open)
         frame = bthome.seal(self.device.key, self.device.mac, self.counter, objects, event=True)
         await self._advertise(bthome.advertisement(frame))
+        if self.resend_s is not None:
+            task = asyncio.get_running_loop().create_task(self._resend(self.counter, objects))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return self.counter
+
+    async def _resend(self, counter: int, objects: list[tuple[int, int]]) -> None:
+        assert self.resend_s is not None
+        for resend in range(1, 1000):
+            await asyncio.sleep(self.resend_s)
+            if counter != self.counter or self._adv is None or any(c == counter for _, c in self.acks):
+                return  # a newer frame, gone quiet, or acknowledged
+            frame = bthome.seal(self.device.key, self.device.mac, counter, objects, event=True, resend=resend)
+            await self._advertise(bthome.advertisement(frame))
 
     async def send_heartbeat(self) -> int:
         """A heartbeat; a receipt (SPEC 1.7) when an ack of kind 2 or 3 was taken since the last one."""
@@ -155,6 +173,9 @@ class ScriptedDevice:
                 await self._ack_written.wait()
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.go_quiet()
         if self._controller is not None:
             self.air.unplug(self._controller)

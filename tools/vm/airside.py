@@ -20,6 +20,7 @@ from safebox.hub.devices import Device
 from safebox.protocol import bthome
 from safebox.tools import build
 from safebox.tools.sim.air import Air
+from safebox.tools.sim import hub_toml
 from safebox.tools.sim.firmware_process import FirmwareProcess
 from safebox.tools.sim.home import BOARD, FRESH_BATTERY_UV
 
@@ -64,11 +65,8 @@ class FirmwareDevice:
 
 
 def _hub_config(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "hub.toml"
-    path.write_text('hub_id = "hub-vm-0001"\nhome_id = "home-vm-0001"\nstate_dir = "state"\n\n'
-                    '[platform]\nurl = "https://10.0.2.2:8443"\n')
-    return path
+    return hub_toml.write(folder / "hub.toml", hub_id="hub-vm-0001", home_id="home-vm-0001",
+                          platform_url="https://10.0.2.2:8443")
 
 
 async def firmware_device(air: Air, workdir: Path, role: str = "pendant", n: int = 1,

@@ -17,7 +17,6 @@ its time from the press.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from safebox.tools.sim import lines
-from safebox.tools.sim.demo import HOLD_S, _summary
+from safebox.tools.sim.demo import HOLD_S, press_figures, summary
 from safebox.tools.sim.home import parse_time
 from safebox.tools.vm.pi_home import HUB_ID, PiHome
 
@@ -64,11 +63,12 @@ def _acks(firmware_lines: list[str]) -> list[dict[str, Any]]:
 
 
 async def run(*, presses: int = 1, workdir: Path | None = None, roles: tuple[str, ...] = ("pendant",),
-              then: Then | None = None) -> dict[str, Any]:
+              scripted: int = 0, then: Then | None = None) -> dict[str, Any]:
     """The demo (see the module's docstring); `then(home, pi)`, if given, runs after it in the
-    same boot of the virtual Pi (the tests go on from there), before the VM is powered off."""
+    same boot of the virtual Pi (the tests go on from there), before the VM is powered off.
+    `scripted`: more pendants on the air for them (PiHome's)."""
     with tempfile.TemporaryDirectory(prefix="safebox-demo-pi-") as tmp:
-        async with PiHome(workdir or Path(tmp), roles) as home:
+        async with PiHome(workdir or Path(tmp), roles, scripted) as home:
             pendant = home.devices[0]
             async with home.virtual_pi(bluetoothd_args=()) as pi:  # --experimental: the installer's
                 installed_s = await home.wait_installed(pi)
@@ -86,14 +86,9 @@ async def run(*, presses: int = 1, workdir: Path | None = None, roles: tuple[str
                 "radio": stack["radio"],
                 "hub_service": stack["hub_service"],
                 "vm": {"boot_s": round(pi.boot_s or 0.0, 1), "installed_and_running_s": installed_s},
-                "press_hold_ms": HOLD_S * 1000,
-                "latency_ms": [r["latency_ms"] for r in results],
-                "latency_ms_median": statistics.median(r["latency_ms"] for r in results),
-                "device_ack_ms": [r["device_ack_ms"] for r in results],
-                "device_ack_kind": [r["device_ack_kind"] for r in results],
-                "device_delivered_ms": [r["device_delivered_ms"] for r in results],
+                **press_figures(results),
                 "acks": acks,
-                "events": [_summary(e) for e in stored[:presses]],
+                "events": [summary(e) for e in stored[:presses]],
             }
 
 

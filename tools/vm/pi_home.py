@@ -73,9 +73,13 @@ def host_cli(module: str, *args: str) -> str:
 class PiHome:
     """The host's side of a virtual-Pi run (see the module's docstring)."""
 
-    def __init__(self, folder: Path, roles: tuple[str, ...] = ("pendant",)) -> None:
+    def __init__(self, folder: Path, roles: tuple[str, ...] = ("pendant",), scripted: int = 0) -> None:
+        """`scripted`: that many more pendants, paired and on the air, played by Python
+        (tools/sim/scripted.py: the cheap stand-in when a test needs many devices)."""
         self.folder = Path(folder)
         self.roles = roles
+        self.scripted_count = scripted
+        self.scripted: list[Any] = []
         self.db = self.folder / "platform" / "events.db"
         self.run_dir = self.folder / "vm"
         self.platform_url = ""
@@ -107,6 +111,7 @@ class PiHome:
                 device = await firmware_device(self.air, self.folder / "home", role, n, hub_config=host_cfg)
                 self._stack.push_async_callback(device.firmware.aclose)
                 self.devices.append(device)
+            await self._scripted(host_cfg.parent / "state" / "devices.json")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             pi_hub.prepare(self.run_dir, host_cfg.parent, port, tls.ca_cert, HUB_ID, HOME_ID)
         except BaseException:
@@ -116,6 +121,19 @@ class PiHome:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
+
+    async def _scripted(self, paired_file: Path) -> None:
+        from safebox.hub.devices import Device, Devices
+        from safebox.tools.sim.scripted import ScriptedDevice
+
+        paired = Devices.load(paired_file)
+        for n in range(self.scripted_count):
+            device = Device.new(f"24:0A:C4:01:00:{n:02X}", "pendant")
+            paired.add(device)
+            played = ScriptedDevice(self.air, device, resend_s=2.0)  # re-sends as the firmware does
+            await played.start()
+            self._stack.push_async_callback(played.stop)
+            self.scripted.append(played)
 
     async def platform_up(self) -> str:
         """Start the receiver (on the port it had, if it ran before); returns its URL."""

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import safebox
+from safebox.tools.sim import hub_toml as sim_hub_toml
 
 VM_STATE_DIR = "/var/lib/safebox"
 VM_CONFIG = "/etc/safebox/hub.toml"
@@ -35,12 +36,10 @@ exec sh /vmjob/install.sh --wheels /vmjob/wheels --from "$(ls /vmjob/wheels/safe
 
 
 def hub_toml(platform_url: str, state_dir: str, ca_file: str, hub_id: str, home_id: str) -> str:
-    return (f'hub_id = "{hub_id}"\nhome_id = "{home_id}"\nstate_dir = "{state_dir}"\n\n'
-            f'[platform]\nurl = "{platform_url}"\nca_file = "{ca_file}"\ntimeout_s = 10\n\n'
-            '[ble]\nconnect_attempts = 3\n\n'
-            # the virtual Pi's tests follow each door event to the platform (hub/privacy.py keeps
-            # them at home by default)
-            '[privacy]\nsend_door_moves = ["front_door", "toilet_door"]\n')
+    # door_moves: the virtual Pi's tests follow each door event to the platform (hub/privacy.py
+    # keeps them at home by default)
+    return sim_hub_toml.text(hub_id=hub_id, home_id=home_id, state_dir=state_dir, platform_url=platform_url,
+                             ca_file=ca_file, timeout_s=10, ble={"connect_attempts": 3}, door_moves=True)
 
 
 def host_config(folder: Path, hub_id: str, home_id: str, ca_cert: Path) -> Path:

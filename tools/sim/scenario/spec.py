@@ -14,6 +14,7 @@ from typing import Any
 
 from safebox.hub import config as hub_config
 from safebox.protocol import events
+from safebox.tools.sim import hub_toml
 from safebox.tools.sim.scenario.cellular_home import ModemSettings
 
 ROLES = ("pendant", "front_door", "toilet_door")
@@ -225,10 +226,9 @@ def hub_settings(hub: dict[str, Any], heartbeat_s: int) -> dict[str, Any]:
 
 def _check_hub_settings(hub: dict[str, Any], heartbeat_s: int) -> None:
     """The [hub] tables judged by the hub's own config code now, not as a traceback mid-run."""
-    doc = {**hub_settings(hub, heartbeat_s), "hub_id": "hub-check", "home_id": "home-check",
-           "state_dir": "state", "platform": {"url": "https://127.0.0.1:1"}}
     try:
-        hub_config.parse(doc, base_dir=Path("/nonexistent"))
+        hub_toml.document(hub_id="hub-check", home_id="home-check", platform_url="https://127.0.0.1:1",
+                          **hub_settings(hub, heartbeat_s))
     except hub_config.ConfigError as exc:
         raise ScenarioError(f"hub.{exc}") from None
 

@@ -43,6 +43,7 @@ from safebox.tools.sim.cpython_port import PortDevice
 from safebox.firmware import config as firmware_config
 from safebox.tools.sim.cpython_port.device import HARD_RESET, PWRON_RESET, Boot, board_task_factory
 from safebox.tools.sim.cpython_port.loader import FirmwareImporter
+from safebox.tools.sim import hub_toml
 from safebox.tools.sim.hub_process import in_process_backends
 from safebox.tools.sim.scenario import spec
 from safebox.tools.sim.scenario.cellular_home import HUB_SIM, SMS_TOKEN, CellularHome, HomeRouter, ModemSettings
@@ -195,14 +196,11 @@ class World:
     # -- the hub -------------------------------------------------------------------------
     def _hub_config(self) -> hub_config.HubConfig:
         assert self.tls is not None
-        doc = spec.hub_settings(self.hub_settings, self.heartbeat_s)
         port = self.platform_port if self.router is None else self.router.port
-        doc.update(hub_id=self.hub_id, home_id=self.home_id, state_dir=str(self.hub_state),
-                   platform={"url": f"https://127.0.0.1:{port}", "ca_file": str(self.tls.ca_cert),
-                             "timeout_s": 10})
-        if self.cellular is not None:
-            doc["cellular"] = self.cellular.table()
-        return hub_config.parse(doc, base_dir=self.workdir)
+        return hub_toml.parsed(self.workdir, hub_id=self.hub_id, home_id=self.home_id, state_dir=self.hub_state,
+                               platform_url=f"https://127.0.0.1:{port}", ca_file=self.tls.ca_cert, timeout_s=10,
+                               cellular=None if self.cellular is None else self.cellular.table(),
+                               **spec.hub_settings(self.hub_settings, self.heartbeat_s))
 
     def _hub_name(self) -> str:
         self.hub_starts += 1
