@@ -50,17 +50,15 @@ from bleak_retry_connector import establish_connection
 
 from safebox.hub.clock import SYSTEM, Clock
 from safebox.hub.health import RadioHealth
-from safebox.hub.radio_bluez import BluezWatch, Probe, sysfs_probe
+from safebox.hub.radio_bluez import BluezWatch, Probe, bluez_scanner_args, sysfs_probe
 from safebox.hub.radio_words import in_words
+from safebox.hub.waiting import wait_set
 from safebox.protocol import bthome
 
 log = logging.getLogger("safebox.hub.radio")
 
 ACK_CHAR_UUID = bthome.ACK_CHAR_UUID
 ACK_SERVICE_UUID = bthome.ACK_SERVICE_UUID
-# BlueZ passive scanning needs an advertisement-monitor pattern: service data
-# (AD type 0x16) starting with our UUID, little-endian.
-_BLUEZ_PATTERN = (0, 0x16, b"\xd2\xfc")
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
 CHECK_S = 30.0  # how often the supervisor looks at the adapter
@@ -70,6 +68,7 @@ ADVERTISING_S = 1.0  # heard this recently: advertising now (ours advertise ever
 ASLEEP_S = 3.0  # silent this long during an attempt: asleep (connected, it would be silent too, but the
 # link and the service discovery that follows take well under this)
 IN_FLIGHT = 2  # connection attempts at once
+REPEAT_S = 1.0  # the same frame from the same address is handled again only after this
 WRITE_TIMEOUT_S = 5.0  # an ack write and its response (the device stays connected up to 5 s)
 
 FrameCallback = Callable[[str, bytes, "int | None"], None]
@@ -119,6 +118,7 @@ class Radio:
         self._scanner: BleakScanner | None = None
         self._seen: dict[str, BLEDevice] = {}
         self._heard: dict[str, float] = {}  # address -> monotonic time last heard
+        self._last_data: dict[str, tuple[bytes, float]] = {}  # address -> (frame, when) last handled
         self._on_air_until: dict[str, float] = {}  # address -> monotonic time it is known to advertise until
         self._locks: dict[str, asyncio.Lock] = {}
         self._initiator = asyncio.Semaphore(IN_FLIGHT)
@@ -134,17 +134,7 @@ class Radio:
         args: dict[str, Any] = {"detection_callback": self._detected, "backend": self._backends.scanner,
                                 "scanning_mode": mode}
         if self._backends.scanner is None:
-            from bleak.args.bluez import BlueZScannerArgs, OrPattern
-            from bleak.assigned_numbers import AdvertisementDataType
-            bluez = BlueZScannerArgs()
-            if self._adapter:
-                bluez["adapter"] = self._adapter
-            if mode == "passive":
-                bluez["or_patterns"] = [OrPattern(_BLUEZ_PATTERN[0], AdvertisementDataType(_BLUEZ_PATTERN[1]),
-                                                  _BLUEZ_PATTERN[2])]
-            else:
-                bluez["filters"] = {"DuplicateData": True}  # every repeat, so repeats get answered
-            args["bluez"] = bluez
+            args["bluez"] = bluez_scanner_args(self._adapter, mode)
         return args
 
     async def _start_scanner(self) -> None:
@@ -164,6 +154,7 @@ class Radio:
                 await scanner.start()
             mode = "active"
         self._scanner = scanner
+        self._last_data.clear()  # a new scanner's first report of each device is news
         self._last_any = self._clock.monotonic()
         self.health.mode = mode
         self.health.state = "scanning"
@@ -215,10 +206,7 @@ class Radio:
 
     async def _supervise(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._trouble.wait(), self._check_s)
-            except asyncio.TimeoutError:
-                pass
+            await wait_set(self._trouble, self._check_s)
             problem = await self._check()
             if problem is not None:
                 await self._recover(problem)
@@ -257,10 +245,7 @@ class Radio:
                 self._problem(in_words(exc))
                 log.warning("radio: scanner restart %d failed (%s); next try in %.1f s", attempt, in_words(exc), delay)
                 self._trouble.clear()
-                try:  # or sooner, when told (bluetoothd back: hub/radio_bluez.py)
-                    await asyncio.wait_for(self._trouble.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_set(self._trouble, delay)  # or sooner, when told (bluetoothd back: hub/radio_bluez.py)
                 continue
             self.health.restarts += 1
             self._trouble.clear()
@@ -276,7 +261,17 @@ class Radio:
             return
         address = device.address.upper()
         self.health.last_frame_at = self._clock.time()
-        self._on_frame(address, bytes(data), adv.rssi)  # first: it notices a device paired just now
+        data = bytes(data)
+        # The same bytes again within REPEAT_S: heard, not handled again. Scanning actively,
+        # BlueZ reports every advertisement (25 a second from a device advertising every 40 ms);
+        # the protocol needs each change only (SPEC 1.9), and on the virtual Pi 18 devices'
+        # repeats starved the hub's loop until systemd's watchdog killed it.
+        last = self._last_data.get(address)
+        if last is None or last[0] != data or now - last[1] >= REPEAT_S:
+            if len(self._last_data) >= 1024:  # strangers at random addresses: bounded
+                self._last_data.clear()
+            self._last_data[address] = (data, now)
+            self._on_frame(address, data, adv.rssi)  # first: it notices a device paired just now
         if self._wanted is None or self._wanted(address):
             self._seen[address] = device
             self._heard[address] = now

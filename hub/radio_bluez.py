@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from bleak.exc import BleakError
 
@@ -28,6 +29,24 @@ _DBUS = dict(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", i
 _MATCH = f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{BLUEZ}'"
 
 Probe = Callable[[], Awaitable[None]]
+# Passive scanning needs an advertisement-monitor pattern: service data (AD type 0x16)
+# starting with our UUID, little-endian.
+_PATTERN = (0, 0x16, b"\xd2\xfc")
+
+
+def bluez_scanner_args(adapter: str | None, mode: str) -> dict[str, Any]:
+    """bleak's BlueZ arguments: passive with our or-pattern, or active with every repeat."""
+    from bleak.args.bluez import BlueZScannerArgs, OrPattern
+    from bleak.assigned_numbers import AdvertisementDataType
+
+    bluez = BlueZScannerArgs()
+    if adapter:
+        bluez["adapter"] = adapter
+    if mode == "passive":
+        bluez["or_patterns"] = [OrPattern(_PATTERN[0], AdvertisementDataType(_PATTERN[1]), _PATTERN[2])]
+    else:
+        bluez["filters"] = {"DuplicateData": True}  # every repeat (the radio handles each change once)
+    return dict(bluez)
 
 
 def sysfs_probe(adapter: str | None) -> Probe:

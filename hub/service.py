@@ -24,6 +24,7 @@ from typing import Any
 import safebox
 from safebox.hub import clock as hub_clock
 from safebox.hub.cellular import CellularPath
+from safebox.hub.waiting import wait_set
 from safebox.hub.devices import Devices
 from safebox.hub.health import Health
 from safebox.hub.notify import Notifier
@@ -155,11 +156,8 @@ class Service:
         tick = self._status_every_s if watchdog_s is None else min(self._status_every_s, watchdog_s / 2)
         last_status = self._time.monotonic()
         while True:
-            try:
-                await asyncio.wait_for(self._changed.wait(), tick)
+            if await wait_set(self._changed, tick):
                 await asyncio.sleep(0.2)  # a burst of changes makes one write
-            except asyncio.TimeoutError:
-                pass
             poked = self._changed.is_set()
             self._changed.clear()
             if watchdog_s is not None and self.healthy():

@@ -214,3 +214,42 @@ def test_a_flood_of_made_up_addresses_costs_the_radio_no_memory() -> None:
     assert len(handed) == 20_001
     assert set(radio._seen) == set(radio._heard) == {paired}
     assert radio.heard_recently(paired, 1.0) and not radio.heard_recently("66:00:00:01:00:01", 1.0)
+
+
+def test_the_same_frame_again_is_heard_but_handled_once_a_second() -> None:
+    """Scanning actively, BlueZ reports every advertisement: 18 devices repeating theirs every
+    40 ms starved the hub's loop on the virtual Pi until systemd's watchdog killed it. The same
+    bytes from the same address are now handled once per REPEAT_S (the device still counts as
+    heard each time); a change is handled at once; strangers' addresses are kept bounded."""
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+    class Clock:
+        now = 1000.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def time(self) -> float:
+            return 1_800_000_000.0 + self.now
+
+    clock, handled = Clock(), []
+    radio = Radio(lambda address, data, rssi: handled.append((address, data)), backends=Backends(scanner=object),
+                  clock=clock)  # type: ignore[arg-type]
+
+    def report(address: str, data: bytes) -> None:
+        adv = AdvertisementData(local_name=None, manufacturer_data={}, service_data={bthome.SERVICE_UUID: data},
+                                service_uuids=[], tx_power=None, rssi=-60, platform_data=())
+        radio._detected(BLEDevice(address, None, None), adv)
+
+    pendant = "24:0A:C4:00:00:01"
+    for _ in range(50):  # 2 s of a frame repeated every 40 ms
+        report(pendant, b"frame-1")
+        assert radio.heard_recently(pendant, 0.01)
+        clock.now += 0.04
+    assert handled == [(pendant, b"frame-1")] * 2  # at 0 s and once a second later
+    report(pendant, b"frame-2")  # a change (a re-send number, a new frame): at once
+    assert handled[-1] == (pendant, b"frame-2")
+    for n in range(3000):  # strangers at random addresses
+        report(f"C0:00:00:00:{n >> 8:02X}:{n & 0xFF:02X}", b"x")
+    assert len(radio._last_data) <= 1024 and len(handled) == 3 + 3000

@@ -228,6 +228,8 @@ async def _lost_acks_and_a_burst(home: Any, pi: Any, seen: dict[str, Any], lap: 
                         acked_at[n] = round(time.monotonic() - started, 1)
                 await asyncio.sleep(0.1)
     seen["burst_acked_s"] = sorted(acked_at.values())
+    for d in home.scripted:  # answered: quiet, as the firmware is once its event is acknowledged
+        await d.go_quiet()
     lap("burst_of_16_stored_and_acked_s")
 
     # many random addresses advertising (strangers: new addresses every 2 s, as phones and

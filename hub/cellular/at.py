@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import serial_asyncio_fast
 
+from safebox.hub.waiting import wait_set
+
 log = logging.getLogger("safebox.hub.cellular")
 
 FINAL_OK = "OK"
@@ -177,8 +179,9 @@ class AtPort:
                 if remaining <= 0:
                     raise AtTimeout(f"{command}: no answer in {timeout_s:g} s")
                 try:
-                    line = await asyncio.wait_for(self._lines.get(), remaining)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(remaining):  # (not wait_for: hub/waiting.py)
+                        line = await self._lines.get()
+                except TimeoutError:
                     raise AtTimeout(f"{command}: no answer in {timeout_s:g} s") from None
                 if line is None:
                     raise ModemGone(f"{self.path}: the modem went away during {command}")
@@ -209,7 +212,6 @@ class AtPort:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise AtTimeout(f"{command}: no '> ' prompt")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._prompt.wait(), min(remaining, 0.2))
+            await wait_set(self._prompt, min(remaining, 0.2))
         if self.gone:
             raise ModemGone(f"{self.path}: the modem went away during {command}")

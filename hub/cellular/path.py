@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebox.protocol import events, sms
+from safebox.hub.waiting import wait_set
 
 from .at import AtError, AtTimeout, ModemGone
 from .config import CellularConfig
@@ -108,10 +109,7 @@ class CellularPath:
                 self._judge()
                 if self.modem.open and self.modem.health.can_send:
                     await self._send_due()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._check_s)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_set(self._wake, self._check_s)
                 self._wake.clear()
         finally:
             await self.modem.stop()
