@@ -149,8 +149,8 @@ class AckPolicy:
         for counter, kind in confirmed:
             if self.writer is not None:
                 self.writer.confirmed(device, counter, kind)
-            log.info("%s: the device confirmed ack %d: kind %d for counter %d%s", device.address, number, kind,
-                     counter, "" if len(confirmed) == 1 else f" (one of {len(confirmed)} in one connection)")
+            log.info("%s: the device confirmed ack %d (kind %d for counter %d)%s", device.address, number, kind,
+                     counter, "" if len(confirmed) == 1 else f"; {len(confirmed)} acks of one connection")
 
     def owed(self, device_id: str) -> None:
         """`device_id` is newly owed an ack: write it now if the device is likely still
