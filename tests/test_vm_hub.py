@@ -269,7 +269,9 @@ async def test_the_demo_on_the_virtual_pi_and_the_hub_as_its_systemd_service(vm_
         journal = journal_file.read_text() if journal_file.exists() else ""
         print("\n--- the hub's journal ---\n" + journal[-4000:])
     print(f"\ndemo --pi: {result['radio']}; {result['vm']}; latency {result['latency_ms']} ms; "
-          f"acks {[a['line'] for a in result['acks']]}\nsteps (s): {seen['times']}\n{seen.get('unit')}")
+          f"acks {[a['line'] for a in result['acks']]}\nsteps (s): {seen['times']}\n{seen.get('unit')}\n"
+          f"16 at once, acked at (s): {seen.get('burst_acked_s')}; hub RSS among strangers (KiB): "
+          f"{seen.get('strangers_rss_kib')}; {seen.get('watchdog', '').strip()}")
 
     # -- the demo's JSON names the stack the VM ran ----------------------------------------
     bluez_deb = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "bluez"], capture_output=True, text=True,

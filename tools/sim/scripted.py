@@ -16,6 +16,7 @@ last frame (and starts again after the hub disconnects) until told otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -31,6 +32,7 @@ from safebox.protocol import bthome
 from safebox.tools.sim.air import Air
 
 log = logging.getLogger("safebox.sim.scripted")
+CENTRAL_MAX_S = 5.0  # the firmware's CENTRAL_MAX_MS
 
 
 class ScriptedDevice:
@@ -79,6 +81,18 @@ class ScriptedDevice:
         self.connections += 1
         self._advertising = False  # a controller stops advertising when a central connects
         connection.on("disconnection", lambda reason: self._resume())
+        # As the firmware (firmware/radio.py): no central stays longer than CENTRAL_MAX_MS, so a
+        # link its central has lost track of cannot keep the device from being reached again.
+        task = asyncio.get_running_loop().create_task(self._drop_after(connection, CENTRAL_MAX_S))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drop_after(self, connection: Connection, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        radio = self._radio
+        if radio is not None and radio.connections.get(connection.handle) is connection:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
 
     def _resume(self) -> None:
         if self._adv is not None and self._radio is not None:
