@@ -131,7 +131,9 @@ async def _service_checks(home: Any, pi: Any, seen: dict[str, Any]) -> None:
     await pendant.firmware.wait_for_line(r"^acked \d+ kind [123]$", timeout=120, start=start)
     lap("adapter_out_and_back_to_press_acked_s")
     missing = []
-    for line in (r"^ack 1 kind 3 shown$", rf"^ack {counter} kind [23] shown$"):
+    # taken by the pendant; shown, or not when a newer press has the light by then (its "stale")
+    taken = r"( shown| \(not shown: stale\))"
+    for line in (rf"^ack 1 kind 3{taken}$", rf"^(acked {counter} kind [23]|ack {counter} kind [23]{taken})$"):
         try:
             await pendant.firmware.wait_for_line(line, timeout=30 if not missing else 1)
         except TimeoutError:
