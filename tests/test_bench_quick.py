@@ -96,3 +96,17 @@ def test_console_benchmark_quick():
     assert set(result["stored_to_screen_ms"]) >= {"p50", "p99"} and "Chromium" in result["browser"]
     assert result["hub_requests"]["failed"] == 0 and result["baseline_without_screen"]["hub_requests"]["count"] > 0
     _check([console.table(result)], "p99")
+
+
+def test_only_some_modules_written_keeps_the_others_figures():
+    """`--only hub --write` once replaced every other module's figures with nothing."""
+    from safebox.tools.bench import __main__ as runner
+
+    previous = ("## Benchmarks\n\nGenerated earlier\n\n### codec: decode\n\nold codec table\n\n"
+                "### hub: hub\n\nold hub table\n\n### firmware: fw\n\nold firmware table\n")
+    now = "## Benchmarks\n\nGenerated now\n\n### hub: hub\n\nnew hub table\n"
+    merged = runner.keep_others(previous, now)
+    assert "Generated now" in merged and "new hub table" in merged and "old hub table" not in merged
+    assert merged.index("old codec table") < merged.index("new hub table") < merged.index("old firmware table")
+    assert "Run now: hub; the figures of codec, firmware are from their last run." in merged
+    assert runner.keep_others("", now).count("### ") == 1

@@ -153,6 +153,16 @@ replaces only its own part of this page). Figures depend on the machine named wi
 """
 
 
+def read_section(path: str | Path, name: str) -> str | None:
+    """Section `name` of the results page at `path` as it is now (None: no such section)."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    begin, end = _MARK.format("begin", name), _MARK.format("end", name)
+    if begin not in text or end not in text:
+        return None
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
 def update_section(path: str | Path, name: str, markdown: str) -> None:
     """Replace section `name` of the results page at `path` (made if missing), keeping the others.
 

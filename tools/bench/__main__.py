@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from safebox.tools.bench import Table, as_table, default_results_path, generated_line, machine, \
-    machine_line, update_section
+    machine_line, read_section, update_section
 
 # (module, what it measures, who owns it)
 MODULES = [
@@ -141,6 +141,24 @@ def render_markdown(outcomes: list[Outcome], quick: bool, command: str) -> str:
     return "\n".join(lines)
 
 
+def _modules(markdown: str) -> tuple[str, dict[str, str]]:
+    """(the text before the first module, {module name: its subsection})."""
+    head, *parts = markdown.split("\n### ")
+    return head, {part.split(":", 1)[0]: "### " + part.rstrip() + "\n" for part in parts}
+
+
+def keep_others(previous: str, markdown: str) -> str:
+    """`markdown` (some modules run now) with every other module's subsection kept from
+    `previous`, in the order of MODULES."""
+    head, new = _modules(markdown)
+    _, old = _modules(previous)
+    names = [m for m, _ in MODULES if m in new or m in old]
+    kept = [m for m in names if m not in new]
+    note = (f"(Run now: {', '.join(new)}; the figures of {', '.join(kept)} are from their last run.)\n\n"
+            if kept else "")
+    return head.rstrip() + "\n\n" + note + "\n".join(new.get(m) or old[m] for m in names)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m safebox.tools.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts: checks that everything runs")
@@ -170,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         command = "python -m safebox.tools.bench" + (" --quick" if args.quick else "") + \
                   (f" --only {args.only}" if args.only else "") + " --write"
-        update_section(args.write, "bench", render_markdown(outcomes, args.quick, command))
+        markdown = render_markdown(outcomes, args.quick, command)
+        if args.only:  # the modules not run keep the figures of their last run
+            markdown = keep_others(read_section(args.write, "bench") or "", markdown)
+        update_section(args.write, "bench", markdown)
         print(f"wrote the benchmarks section of {args.write}")
     if args.json:
         print(json.dumps({

@@ -92,7 +92,11 @@ async def _latency_and_memory(workdir: Path, presses: int, rss_s: float) -> tupl
                         await asyncio.sleep(0.002)
                 to_log.append((logged - started) * 1000)
                 to_store.append((stored - started) * 1000)
-                await device.wait_ack(counter, 2, timeout=10)  # settled before the next press
+                await device.wait_ack(counter, 2, timeout=10)  # settled before the next press:
+                # the device's receipt for it heard (SPEC 1.7: it takes the next counter; a press
+                # made before it would be advertised only until the receipt replaced it)
+                await home.hub.wait_for_line(rf"{pendant.address}: the device confirmed ack \d+ ", start=start_line,
+                                             timeout=10)
                 await device.go_quiet()
         finally:
             await device.stop()

@@ -54,9 +54,9 @@ def _hub_stored_ms(db: Path, presses: list[float]) -> list[float]:
         store.close()
     out = []
     for event, pressed in zip(sorted(emergencies, key=lambda e: e.received_at), presses):
-        stored = json.loads(event.body).get("data", {}).get("hub_stored_at")
+        stored = json.loads(event.body).get("data", {}).get("hub_stored_at")  # RFC 3339, as occurred_at
         if stored is not None:
-            out.append(round((float(stored) - pressed) * 1000, 1))
+            out.append(round((parse_time(stored) - pressed) * 1000, 1))
     return out
 
 
