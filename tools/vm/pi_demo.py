@@ -41,8 +41,12 @@ async def _one_press(home: PiHome, pendant: Any, n: int) -> dict[str, Any]:
         line = await pendant.firmware.wait_for_line(pattern, timeout=ACK_TIMEOUT_S, start=start)
         return time.time(), line
 
+    # The press's counter: not n, the pendant's receipts (SPEC 1.7) take counters too.
+    made = lines.Event.read(await pendant.firmware.wait_for_line(lines.Event.pattern(), timeout=ACK_TIMEOUT_S,
+                                                                 start=start))
+    assert made is not None
     (heard_at, first), (delivered_at, _), stored = await asyncio.gather(
-        shown(lines.Acked.pattern(counter=n)), shown(f"^(acked|ack) {n} kind [23]( shown)?$"),
+        shown(lines.Acked.pattern(counter=made.counter)), shown(f"^(acked|ack) {made.counter} kind [23]( shown)?$"),
         home.stored(n, ACK_TIMEOUT_S))
     acked = lines.Acked.read(first)
     assert acked is not None
