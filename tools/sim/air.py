@@ -26,6 +26,9 @@ module corrects it (the ESP32 is a Bluetooth 4.2 part: legacy advertising only):
   stays pending. A hub whose connect timed out (the device went to sleep before the hub
   reached it) then waits for ever, and every later connect is refused. `HubController`
   ends the attempt as the spec has it.
+* A hub controller reports no advertisements while it makes a connection: Linux stops
+  scanning for that ("some controllers are not able to scan and connect at the same
+  time", net/bluetooth/hci_sync.c), so a hub on a Pi hears nothing meanwhile.
 
 Faults: `drop_rate` loses that share of advertising PDUs on their way to each hub
 (a seeded `random.Random`, so a run repeats), and `drop_filter(address, data)` can drop
@@ -134,6 +137,8 @@ class HubController(Controller):
             self._pdu = None
 
     def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if isinstance(packet, hci.HCI_LE_Advertising_Report_Event) and self.pending_le_connection is not None:
+            return  # Linux does not scan while it makes a connection (hci_sync): no reports meanwhile
         if self._pdu is not None and isinstance(packet, hci.HCI_LE_Advertising_Report_Event):
             reports = [r for r in map(self._rewrite, packet.reports) if r is not None]
             if not reports:
