@@ -72,18 +72,7 @@ async def _on_the_pi(presses: int, folder: Path) -> tuple[dict[str, Any], dict[s
     extra: dict[str, Any] = {}
 
     async def then(home: Any, pi: Any) -> None:
-        started = time.monotonic()
-        counters = await asyncio.gather(*(d.send_event("emergency") for d in home.scripted))
-        acked: dict[int, float] = {}
-        async with asyncio.timeout(300):
-            while len(acked) < len(counters):
-                for n, (d, c) in enumerate(zip(home.scripted, counters)):
-                    if n not in acked and any(counter == c for _, counter in d.acks):
-                        acked[n] = time.monotonic() - started
-                await asyncio.sleep(0.05)
-        extra["burst_acked_s"] = sorted(round(t, 1) for t in acked.values())
-        for d in home.scripted:
-            await d.go_quiet()
+        _, extra["burst_acked_s"] = await home.scripted_burst(300)
         await asyncio.sleep(2)
         pid = "$(systemctl show safebox-hub -p MainPID --value)"
         extra["rss_kib"] = int((await home.vm(pi, f"ps -o rss= -p {pid}")).strip())
@@ -102,8 +91,9 @@ async def measure(presses: int) -> dict[str, Any]:
         for name in ("bumble", "vm"):
             folder = Path(tmp) / name
             started = time.time()
+            extra: dict[str, Any] = {}
             if name == "bumble":
-                result, extra = await demo.run(presses=presses, workdir=folder), {}
+                result = await demo.run(presses=presses, workdir=folder)
             else:
                 result, extra = await _on_the_pi(presses, folder)
             # each press's time: its stored latency back from received_at

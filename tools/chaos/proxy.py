@@ -10,6 +10,12 @@ from collections.abc import Callable
 from safebox.protocol import bthome
 
 
+def is_ack_write_packet(data: bytes) -> bool:
+    """An LE ACL packet carrying an ATT Write Request of an ack (L2CAP header, ATT channel 4,
+    opcode 0x12, handle, bthome.ACK_LEN bytes)."""
+    return len(data) == 4 + 3 + bthome.ACK_LEN and data[2:4] == b"\x04\x00" and data[4] == 0x12
+
+
 def ack_loss(share: float, rng: random.Random) -> tuple[Callable[[str, str, bytes], bool], Counter[str]]:
     """An Air.acl_filter that loses `share` of ack writes (ATT Write Request carrying an ack,
     bthome.ACK_LEN bytes) and of write responses, and the counts of what it lost ("write",
@@ -19,7 +25,7 @@ def ack_loss(share: float, rng: random.Random) -> tuple[Callable[[str, str, byte
     def lose(source: str, destination: str, data: bytes) -> bool:
         if len(data) < 5 or data[2:4] != b"\x04\x00":
             return False  # not ATT
-        is_ack_write = data[4] == 0x12 and len(data) == 4 + 3 + bthome.ACK_LEN  # L2CAP, ATT op + handle
+        is_ack_write = is_ack_write_packet(data)
         is_write_response = data[4] == 0x13 and len(data) == 5
         if (is_ack_write or is_write_response) and rng.random() < share:
             lost["write" if is_ack_write else "response"] += 1

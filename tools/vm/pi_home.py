@@ -202,6 +202,24 @@ class PiHome:
         if pi.job_status() != 0:
             raise RuntimeError(f"the virtual Pi's job failed ({pi.job_status()}):\n{pi.tail()}")
 
+    async def scripted_burst(self, timeout: float) -> tuple[list[int], list[float]]:
+        """Every scripted pendant presses at once; returns their counters and, sorted, the seconds
+        from the presses until each took its first ack (those that took none by `timeout`
+        missing). Then they go quiet, as the firmware does once its event is acknowledged."""
+        started = time.monotonic()
+        counters = await asyncio.gather(*(d.send_event("emergency") for d in self.scripted))
+        acked: dict[int, float] = {}
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while len(acked) < len(counters):
+                    for n, (d, c) in enumerate(zip(self.scripted, counters)):
+                        if n not in acked and any(counter == c for _, counter in d.acks):
+                            acked[n] = round(time.monotonic() - started, 1)
+                    await asyncio.sleep(0.05)
+        for d in self.scripted:
+            await d.go_quiet()
+        return list(counters), sorted(acked.values())
+
     async def stored(self, count: int, timeout: float) -> list[dict[str, Any]]:
         """The devices' events the platform stored (not the hub's own, such as its heartbeats),
         once there are `count`, read from its database (its listing is for hubs, signed)."""
