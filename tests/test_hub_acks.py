@@ -112,6 +112,7 @@ class FakeRadio:
         self.before_link = None
         self.windows: list[tuple[str, float]] = []  # what the ack policy told the radio to expect
         self.links: list[list[tuple[int, int]]] = []  # (kind, counter) written, per connection
+        self.unmade = 0  # this many next connections fail to be made (nothing written)
 
     def heard_recently(self, address: str, within_s: float) -> bool:
         return address in self.recent
@@ -123,6 +124,10 @@ class FakeRadio:
         if self.before_link is not None:
             self.before_link()  # what happens while the link is being made
         await asyncio.sleep(0)  # the link: more acks may be asked for meanwhile
+        if self.unmade:
+            self.unmade -= 1
+            self.links.append([])
+            return 0
         device = self.devices[address]
         written = []
         while (frame := next_ack()) is not None:  # each made once the link is up
@@ -295,6 +300,33 @@ async def test_everything_a_device_is_due_goes_in_one_connection_and_its_receipt
         assert radio.links[1:] == [[(OPERATOR, 4)], [(DELIVERED, 5), (HEARD, 6)]]
         acks.receipt(device, radio.numbers[-1])
         assert [(a.counter, a.kind) for a in store.owed_acks(device.id, time.time())] == [(4, OPERATOR)]
+
+
+async def test_a_frame_heard_while_a_link_fails_gets_its_acks_in_a_new_link(tmp_path) -> None:
+    """A link that fails to be made (the device stopped advertising as the hub connected) while
+    the device's next frame is heard: that frame asked for the same owed ack, already on its way,
+    so it was dropped, and the ack then waited for yet another frame. Seen in CI: the pendant
+    never heard "help is coming". A frame heard meanwhile means the device is on the air now:
+    one more link. With no frame heard meanwhile, the ack waits for the next one."""
+    device = Device.new("24:0A:C4:00:00:0C", "pendant")
+    with HubStore.open(tmp_path / "hub.db") as store:
+        store.owe_ack(device.id, 1, OPERATOR, f"{device.id}-1", until=time.time() + 900)
+        radio = FakeRadio()
+        radio.recent.add(device.address)
+        acks = _policy(radio, store, [device])
+        radio.unmade = 1
+        acks.heard(device)
+        await _settle(acks)
+        assert radio.links == [[]]  # no frame meanwhile: no second link
+
+        radio.unmade = 1
+        radio.before_link = lambda: (setattr(radio, "before_link", None), acks.heard(device))
+        acks.heard(device)
+        await _settle(acks)
+        await _settle(acks)
+        assert radio.links == [[], [], [(OPERATOR, 1)]]
+        _receipts(acks, radio, device)
+        assert store.owed_acks(device.id, time.time()) == []
 
 
 async def test_heard_becomes_delivered_when_the_platform_answers_while_the_link_is_made(tmp_path) -> None:

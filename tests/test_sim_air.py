@@ -12,11 +12,13 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
 from bumble import hci
 from bumble.controller import Connection
 from bumble.core import PhysicalTransport
@@ -258,6 +260,46 @@ async def test_connect_to_a_device_that_stopped_advertising_times_out_and_the_ne
         await peripheral.wait_for_line(f"^IRQ 3 \\d+ ack {bytes(13).hex()} ")
     await sleeper.power_off()
     air.unplug(asleep)
+
+
+async def test_a_connect_indication_the_device_missed_fails_the_link_at_once(
+    air: Air, peripheral: FirmwareProcess
+) -> None:
+    """The device stops advertising between the advertisement the hub answers and the
+    CONNECT_IND (it had just sent its last one). A real central's controller gives up after six
+    connection events ("Connection Failed to be Established", 0x3E) and BlueZ fails the connect
+    at once; bumble alone kept the link up for ever, the device never on it, and a hub's ack
+    hung until its own timeout (a flaky ack test, seen in CI)."""
+    late = air.plug_device("late", "5C:CF:7F:10:20:97")
+    device = Device(host=Host(late, AsyncPipeSink(late)))
+    await device.power_on()
+    await device.start_advertising(own_address_type=OwnAddressType.PUBLIC, auto_restart=False)
+    take = late.on_le_connect_ind
+
+    def stopped_just_before(packet: Any) -> None:
+        late.le_legacy_advertiser.stop()  # its advertising ended as the CONNECT_IND was on the air
+        take(packet)
+
+    late.on_le_connect_ind = stopped_just_before  # type: ignore[method-assign]
+    sightings, awake = Sightings("5C:CF:7F:10:20:97"), Sightings(MAC)
+    async with attach_hci(air.hci_spec) as hub, BleakScanner(
+        lambda d, a: (sightings(d, a), awake(d, a)), scanning_mode="passive", backend=BumbleScanner
+    ):
+        _, missed, _ = await sightings.nth(1)
+        _, found, _ = await awake.nth(1)
+        started = time.monotonic()
+        with pytest.raises(BleakError, match="device disconnected"):
+            async with BleakClient(missed, backend=BumbleClient, timeout=10):
+                pass
+        took = time.monotonic() - started
+        assert took < 5, took  # its next advertisement (1 s apart) and six connection events, not the 10 s timeout
+        assert not late.le_connections and not any(c.le_connections for c in air.link.controllers if c is not late)
+        async with BleakClient(found, backend=BumbleClient, timeout=5) as client:
+            await client.write_gatt_char(ACK, bytes(13), response=True)
+        await peripheral.wait_for_line(f"^IRQ 3 \\d+ ack {bytes(13).hex()} ")
+        assert hub.device.connections == {} or all(c.is_disconnected for c in hub.device.connections.values())
+    await device.power_off()
+    air.unplug(late)
 
 
 async def _spawn_hub(air: Air, *, connect: bool) -> asyncio.subprocess.Process:

@@ -47,6 +47,7 @@ class AckWriter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._queues: dict[str, list[Key]] = {}  # address -> acks waiting for its connection
         self._links: set[str] = set()  # addresses with a connection under way
+        self._asked_again: set[str] = set()  # ... whose device was heard asking again meanwhile
         self._link_of: dict[tuple[str, int], int] = {}  # (address, ack number) -> its connection's first number
         self._written: dict[tuple[str, int], int] = {}  # (address, counter) -> highest kind said (see above)
         self.sent = 0
@@ -64,6 +65,8 @@ class AckWriter:
         now = self._clock.monotonic()
         self._done = {k: t for k, t in self._done.items() if now - t < self._quiet_s}
         if key in self._busy or key in self._done:
+            if key in self._busy and device.address in self._links:
+                self._asked_again.add(device.address)  # a frame heard while its link is made
             return
         higher = [k for a, c, k in self._busy if a == device.address and c == counter]
         if kind < max(higher + [self._written.get((device.address, counter), 0)]):
@@ -71,6 +74,7 @@ class AckWriter:
         self._busy.add(key)
         self._queues.setdefault(device.address, []).append(key)
         if device.address in self._links:
+            self._asked_again.add(device.address)
             return  # its connection is being made or is up: written in it
         self._links.add(device.address)
         task = asyncio.get_running_loop().create_task(self._send(device))
@@ -80,6 +84,7 @@ class AckWriter:
     async def _send(self, device: Device) -> None:
         """One connection to `device` for everything queued for it (more may queue meanwhile)."""
         queue = self._queues[device.address]
+        self._asked_again.discard(device.address)
         sent: list[tuple[int, int, int]] = []  # (counter, kind, number) sealed, in order written
         link_kinds: dict[int, int] = {}  # counter -> highest kind sealed in this connection
 
@@ -113,10 +118,14 @@ class AckWriter:
         ms = (self._clock.monotonic() - started) * 1000
         for counter, kind, number in sent[:written]:
             self._record(device, counter, kind, number, sent[0][2], ms)
-        if written:  # the device took what it was given: what came too late gets its own connection
-            for _address, counter, kind in late:
+        # The device took what it was given: what came too late gets its own connection. Or the
+        # link failed but the device was heard asking again meanwhile (a new frame, so it is on
+        # the air now): try once more. Else owed acks stay owed (written with the next frame heard).
+        if written or device.address in self._asked_again:
+            self._asked_again.discard(device.address)
+            unwritten = [] if written else [(device.address, counter, kind) for counter, kind, _n in sent]
+            for _address, counter, kind in unwritten + late:
                 self.request(device, counter, kind)
-        # else: owed acks stay owed (written with the next frame heard), a repeat asks for kind 1 again
 
     def link_of(self, device: Device, number: int) -> int | None:
         """The number of the first ack written in the connection that wrote ack `number` (None:

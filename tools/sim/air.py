@@ -29,6 +29,11 @@ module corrects it (the ESP32 is a Bluetooth 4.2 part: legacy advertising only):
 * A hub controller reports no advertisements while it makes a connection: Linux stops
   scanning for that ("some controllers are not able to scan and connect at the same
   time", net/bluetooth/hci_sync.c), so a hub on a Pi hears nothing meanwhile.
+* A CONNECT_IND nobody takes (the device stopped advertising, or left the air, between the
+  advertisement the hub answered and the CONNECT_IND) leaves the central's link up for ever
+  and its host waiting on it. A real central's controller ends it after six connection
+  events without an answer, "Connection Failed to be Established" (0x3E, Core spec Vol 6
+  Part B 4.5.2); `AirLink` does the same.
 
 Faults: `drop_rate` loses that share of advertising PDUs on their way to each hub
 (a seeded `random.Random`, so a run repeats), and `drop_filter(address, data)` can drop
@@ -223,6 +228,20 @@ class AirLink(LocalLink):
                 if self._air.drops(packet):
                     continue
             loop.call_soon(controller.on_ll_advertising_pdu, packet)
+        if isinstance(packet, ll.ConnectInd):
+            link = sender_controller.le_connections.get(packet.advertiser_address)
+            if link is not None:  # six connection events (units of 1.25 ms) for the first answer
+                loop.call_later(6 * max(packet.interval, 6) * 0.00125, self._established, sender_controller, link)
+
+    def _established(self, central: Controller, link: Any) -> None:
+        """End the central's new `link` (0x3E) unless its peripheral took the CONNECT_IND."""
+        if central.le_connections.get(link.peer_address) is not link:
+            return  # ended already
+        peripheral = self.find_le_controller(link.peer_address)
+        if peripheral is not None and link.self_address in peripheral.le_connections:
+            return
+        logger.debug("link to %s failed to be established: the CONNECT_IND went unanswered", link.peer_address)
+        central.on_le_disconnected(link, hci.HCI_CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR)
 
 
 DropFilter = Callable[[str, bytes], bool]

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import struct
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from bleak.args import SizedBuffer
 from bleak.assigned_numbers import gatt_char_props_to_strs
@@ -24,6 +25,7 @@ from bumble.gatt_client import CharacteristicProxy
 from safebox.tools.sim.bumble_host import _BLUEZ_MTU, BumbleHost, _uuid128, current_host
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class BumbleClient(BaseBleakClient):
@@ -77,11 +79,35 @@ class BumbleClient(BaseBleakClient):
         try:
             async with asyncio.timeout(timeout):
                 self._peer = Peer(connection)
-                await self._peer.request_mtu(_BLUEZ_MTU)
-                self.services = await self._discover(self._peer)
+                self.services = await self._on_link(self._set_up(self._peer), "failed to discover services")
         except BaseException:
             await self.disconnect()
             raise
+
+    async def _on_link(self, operation: Coroutine[Any, Any, T], what: str) -> T:
+        """Run `operation` on the link; BleakError when the link drops first. BlueZ fails a
+        pending GATT request as soon as its link is gone (a link that failed to be established,
+        a supervision timeout); bumble's would wait out its 30 s ATT timeout."""
+        if self._connection is None:
+            operation.close()
+            raise BleakError("Not connected")
+        task = asyncio.ensure_future(operation)
+        lost = asyncio.ensure_future(self._disconnected.wait())
+        try:
+            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if task.done() and not task.cancelled():
+            return task.result()
+        raise BleakError(f"{what}, device disconnected")
+
+    async def _set_up(self, peer: Peer) -> BleakGATTServiceCollection:
+        await peer.request_mtu(_BLUEZ_MTU)
+        return await self._discover(peer)
 
     async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()
@@ -141,21 +167,23 @@ class BumbleClient(BaseBleakClient):
 
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> bytearray:
         with _att_errors():
-            return bytearray(await self._need_peer().read_value(characteristic.handle))
+            return bytearray(await self._on_link(self._need_peer().read_value(characteristic.handle), "read failed"))
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
         with _att_errors():
-            return bytearray(await self._need_peer().read_value(descriptor.handle))
+            return bytearray(await self._on_link(self._need_peer().read_value(descriptor.handle), "read failed"))
 
     async def write_gatt_char(
         self, characteristic: BleakGATTCharacteristic, data: SizedBuffer, response: bool
     ) -> None:
         with _att_errors():
-            await self._need_peer().write_value(characteristic.handle, bytes(data), with_response=response)
+            await self._on_link(self._need_peer().write_value(characteristic.handle, bytes(data), with_response=response),
+                                "write failed")
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: SizedBuffer) -> None:
         with _att_errors():
-            await self._need_peer().write_value(descriptor.handle, bytes(data), with_response=True)
+            await self._on_link(self._need_peer().write_value(descriptor.handle, bytes(data), with_response=True),
+                                "write failed")
 
     async def start_notify(
         self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
