@@ -15,9 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-import yarl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safebox.hub import cellular as hub_cellular
@@ -234,10 +233,11 @@ def check_https_url(url: str) -> str:
     ValueError says why not.
 
     Shared by the config and the uplink so that neither can be handed a plain-http platform.
-    The normal form (RFC 3986 6.2.2: lower-case host, no default or zero-padded port, no
-    `.`/`..` segments, unreserved characters not percent-encoded) is what aiohttp sends, so it
-    is what the hub must sign (RFC 9421 2.2.3, 2.2.6): the URL as written in the config could
-    differ, and the platform would refuse every signature.
+    The normal form (RFC 3986 6.2: lower-case host, no default or zero-padded port, no
+    `.`/`..` segments, unreserved characters not percent-encoded, upper-case hex in the rest)
+    is what the uplink sends (hub/uplink/https.py) and so what the hub must sign (RFC 9421
+    2.2.3, 2.2.6): the URL as written in the config could differ, and the platform would
+    refuse every signature.
     """
     parts = urlsplit(url)
     if parts.scheme != "https":
@@ -252,10 +252,48 @@ def check_https_url(url: str) -> str:
         parts.port
     except ValueError:
         raise ValueError(f"bad port in {url!r}") from None
+    return _normal_form(parts, url)
+
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PATH_CHARS = _UNRESERVED | frozenset("!$&'()*+,;=:@/")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _normal_form(parts: SplitResult, url: str) -> str:
+    host = parts.hostname or ""
     try:
-        return str(yarl.URL(url))
-    except ValueError as exc:
-        raise ValueError(f"not a usable URL: {url!r} ({exc})") from None
+        host = host.encode("ascii").decode() if host.isascii() else host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"not a usable host name in {url!r}") from None
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    port = parts.port
+    authority = host if port in (None, 443) else f"{host}:{port}"
+    path = _PERCENT.sub(lambda m: chr(int(m[1], 16)) if chr(int(m[1], 16)) in _UNRESERVED else f"%{m[1].upper()}",
+                        parts.path)
+    if any(c not in _PATH_CHARS for c in _PERCENT.sub("", path)):
+        raise ValueError(f"the path of {url!r} has characters a URL must percent-encode")
+    return f"https://{authority}{_without_dot_segments(path)}"
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4, for an absolute path."""
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == ".":
+            if last:
+                out.append("")
+        elif segment == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "".join("/" + segment for segment in out)
 
 
 def _check_ids(hub_id: str, home_id: str) -> None:

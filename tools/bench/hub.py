@@ -146,7 +146,7 @@ async def _latency_and_memory(workdir: Path, presses: int, rss_s: float) -> tupl
          [f"16 devices paired and advertising, after {rss_s:.0f} s ({frames} new frames, repeats every 100 ms)",
           f"{busy_rss:.1f} MiB", f"{busy_hwm:.1f} MiB"]],
         [f"machine: {machine_line()}", f"devices the hub reports as heard: {heard} of {DAY_DEVICES + 1}",
-         "the hub process includes bleak, aiohttp, cryptography and the bumble HCI client of the simulator"])
+         "the hub process includes bleak, h11, cryptography and the bumble HCI client of the simulator"])
     return latency, memory
 
 
