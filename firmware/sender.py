@@ -11,12 +11,11 @@
 #
 # After kind 1 (heard) the event leaves the store, and the device LINGERS:
 # it keeps advertising that same frame (same counter, byte for byte) every
-# LINGER_INTERVAL_MS for up to linger_ms (pendant 30 s, doors 2 s), so the hub
-# can connect again and write kind 2 (delivered). Kind 2 or 3 ends the linger;
-# so does a newer event, which is sent at once. A door sensor lingers only
-# briefly (nobody watches it): long enough for a platform that answers at once,
-# so the hub does not go looking for it later; otherwise the hub writes kind 2
-# with its next frame.
+# LINGER_INTERVAL_MS for up to linger_ms (pendant 30 s), so the hub can connect
+# again and write kind 2 (delivered). Kind 2 or 3 ends the linger; so does a
+# newer event, which is sent at once. A door sensor does not linger (linger_ms
+# 0): the hub owes it nothing after kind 1 (SPEC 1.7), so it stops advertising
+# and sleeps as soon as kind 1 is taken.
 #
 # Acks are taken whenever they come, for any counter: the hub writes acks it
 # owes (kind 2, 3) when it next hears this device, so every frame (heartbeats

@@ -62,6 +62,9 @@ async def test_door_deep_sleeps_wakes_on_the_contact_and_every_change_arrives_on
         assert events[0]["counter"] < events[1]["counter"] < events[2]["counter"]  # a higher mark each boot
         exactly_once(events)
         assert not any("watchdog" in line or "crash" in line or "self-test:" in line for line in fw.lines)
+        # the hub owes a door nothing after kind 1 (SPEC 1.7): each change taken at kind 1, no linger
+        assert sum(line.startswith("acked ") and line.endswith(" kind 1") for line in fw.lines) >= 4, fw.lines
+        assert not any(line.startswith("linger") for line in fw.lines), [x for x in fw.lines if "linger" in x]
 
 
 async def test_door_heartbeat_after_a_timer_wake_from_deep_sleep(tmp_path):

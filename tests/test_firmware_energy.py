@@ -135,9 +135,8 @@ def test_the_benchmark_json_shows_every_role_on_the_esp32_lasting_two_years(tmp_
     assert {"role", "chip", "sleep", "built", "days"} <= set(rows[0])
     esp32 = {r["role"]: r for r in rows if r["built"] and r["chip"] == energy.ESP32.name}
     assert set(esp32) == {"pendant", "front_door", "toilet_door"}
-    assert esp32["pendant"]["sleep"] == "deep" and esp32["pendant"]["days"] >= 730, esp32["pendant"]
-    # the doors are measured the same way, with less margin (the toilet door's 24 wakes a day put
-    # it at 736-746 days here): on a loaded machine their awake times stretch, so only sanity
+    # the goal (issue 13): two years on one cell for every role at its stated profile, the toilet
+    # door's 24 changes a day included
     for role, r in esp32.items():
-        assert r["sleep"] == "deep" and r["days"] >= 600, (role, r)
+        assert r["sleep"] == "deep" and r["days"] >= 730, (role, r)
     assert doc["boot_ms"] and all(0 < decided for _first_line, decided in doc["boot_ms"])
