@@ -78,6 +78,16 @@ async def test_door_heartbeat_after_a_timer_wake_from_deep_sleep(tmp_path):
         beat = await fw.wait_for_line(r"^heartbeat \d+ ", timeout=5, start=mark)
         assert "(26, 0)" in beat  # door closed (BTHome 0x1A)
         await deep_asleep(door, 1)  # and back to sleep until the next one
+        # a quick heartbeat (firmware/sender.py): owed nothing, the door sends its 10 advertisements
+        # at the burst's 30 ms and is off the air 0.3 s later, not after the 1 s window; and the
+        # hub heard it (its status names the heartbeat's counter)
+        on = [a for a in fw.bridge.advertising if a.interval_us]
+        off = [a for a in fw.bridge.advertising if not a.interval_us and a.t > on[-1].t]
+        assert on[-1].interval_us == 30_000 and off and off[0].t - on[-1].t < 0.6, (on[-1], off[:1])
+        counter = int(beat.split()[1])
+        async with asyncio.timeout(10):
+            while (await home.hub_status())["devices"][0]["last_counter"] != counter:
+                await asyncio.sleep(0.2)
         assert not any(line.startswith("event ") for line in fw.lines)
         assert not any("watchdog" in line for line in fw.lines)
 
