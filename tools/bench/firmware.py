@@ -299,6 +299,19 @@ def battery_rows(m: Measured) -> list[dict[str, Any]]:
     return rows
 
 
+def slow_hub_days(m: Measured) -> dict[str, float]:
+    """The doors' days on the ESP32 as built if every event waited its whole burst for kind 1."""
+    from safebox.tools.sim import energy
+
+    out = {}
+    for profile in energy.PROFILES:
+        if profile.role in m.event and profile.role in energy.DEEP_SLEEP_ROLES:
+            day = energy.per_day(profile, energy.full_burst(m.event[profile.role]), m.heartbeat[profile.role],
+                                 energy.ESP32, energy.built_mode(profile.role, energy.ESP32))
+            out[profile.role] = round(energy.battery_days(day), 1)
+    return out
+
+
 def tables(m: Measured, quick: bool = False) -> list[Any]:
     from safebox.tools.bench import Table, percentile
     from safebox.tools.sim import energy
@@ -364,8 +377,13 @@ def tables(m: Measured, quick: bool = False) -> list[Any]:
         t4.rows.append([r["role"], r["chip"], label, f"{r['events_per_day']:g}", f"{r['mah_per_day']:.2f}",
                         f"{r['asleep_share']:.0%}", f"{r['days']:.0f}", f"{r['days'] / 365:.1f}"])
     t4.notes += [f"{p.role}: {p.note}; {p.heartbeats_per_day:g} heartbeats a day" for p in energy.PROFILES]
+    slow = slow_hub_days(m)
+    if slow:
+        t4.notes.append("a slow hub (kind 1 only at the end of each 1.5 s burst, every event; as built, ESP32): "
+                        + ", ".join(f"{role} {days:.0f} days" for role, days in slow.items()))
     t4.notes += ["as built: the doors deep-sleep on the ESP32 (EXT0 on the contact, timer at the heartbeat; 10 s of "
-                 "light sleep after each change counted), the pendant deep-sleeps on both chips (ESP32: EXT1 "
+                 "light sleep after each change counted; no linger after kind 1; heartbeats of 10 advertisements at "
+                 "30 ms), the pendant deep-sleeps on both chips (ESP32: EXT1 "
                  "ANY_HIGH on its buttons; C3: GPIO wake, with MicroPython 1.29+'s machine.wake_pins()); doors on "
                  "the C3 light-sleep and poll every 30 ms (no EXT0); a 350 ms boot per deep-sleep wake",
                  "ESP32 light sleep is 0.8 mA (datasheet), deep sleep 10 uA; board: low-Iq LDO 4 uA, divider 2 uA, "
@@ -393,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
         m = asyncio.run(measure(Path(tmp), args.quick))
     if args.json:
         print(json.dumps({"latency_ms": m.latencies_ms, "boot_ms": m.boot_ms, "heap_live": m.heap_live,
-                          "heap_shims": m.heap_shims, "min_heap_kib": m.min_heap_kib, "battery": battery_rows(m)},
+                          "heap_shims": m.heap_shims, "min_heap_kib": m.min_heap_kib, "battery": battery_rows(m),
+                          "slow_hub_days": slow_hub_days(m)},
                          indent=1))
         return
     print_tables(tables(m, args.quick))
