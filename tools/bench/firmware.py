@@ -208,7 +208,8 @@ async def _door(workdir: Path, role: str, out: Measured) -> None:
     pins = BOARDS[BOARD]
     # As built, a door deep-sleeps (ESP32, EXT0): each change below wakes it from deep sleep and
     # the measure runs, as the pendant's, from the firmware's boot line to the next sleep (the ROM
-    # and bootloader before it are the model's deep_boot_s, not counted twice); the light-sleep
+    # and bootloader before it are the model's deep_boot_s; the simulator boots a door at once on
+    # EXT0, so from the pin it is only the unix process start more, ~0.03 s); the light-sleep
     # window after a change (awake_after_event_ms) is set to 0 here and modelled in
     # tools/sim/energy.py instead. The stand-in answers kind 1 only, as the hub does a door
     # sensor (SPEC 1.7: kinds 2 and 3 are owed to pendants).
