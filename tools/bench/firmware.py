@@ -206,13 +206,10 @@ async def _door(workdir: Path, role: str, out: Measured) -> None:
     from safebox.tools.sim import energy
 
     pins = BOARDS[BOARD]
-    # As built, a door deep-sleeps (ESP32, EXT0): each change below wakes it from deep sleep and
-    # the measure runs, as the pendant's, from the firmware's boot line to the next sleep (the ROM
-    # and bootloader before it are the model's deep_boot_s; the simulator boots a door at once on
-    # EXT0, so from the pin it is only the unix process start more, ~0.03 s); the light-sleep
-    # window after a change (awake_after_event_ms) is set to 0 here and modelled in
-    # tools/sim/energy.py instead. The stand-in answers kind 1 only, as the hub does a door
-    # sensor (SPEC 1.7: kinds 2 and 3 are owed to pendants).
+    # As built, a door deep-sleeps (ESP32, EXT0): each change below wakes it, measured as the pendant
+    # is from the boot line to the next sleep (the ROM and bootloader are the model's deep_boot_s).
+    # The window after a change (awake_after_event_ms) is 0 here, modelled in tools/sim/energy.py.
+    # The stand-in answers a door kind 1 only, as the hub does (SPEC 1.7: kinds 2, 3 go to pendants).
     settings = {"heartbeat_s": 4, "awake_after_event_ms": 0, **({"pir": 1} if role == "toilet_door" else {})}
     asleep = r"^(deep)?sleep \d+ idle"
     async with bench_device(workdir, role, settings=settings) as (fw, _hub):
@@ -301,16 +298,9 @@ def battery_rows(m: Measured) -> list[dict[str, Any]]:
 
 
 def slow_hub_days(m: Measured) -> dict[str, float]:
-    """The doors' days on the ESP32 as built if every event waited its whole burst for kind 1."""
     from safebox.tools.sim import energy
 
-    out = {}
-    for profile in energy.PROFILES:
-        if profile.role in m.event and profile.role in energy.DEEP_SLEEP_ROLES:
-            day = energy.per_day(profile, energy.full_burst(m.event[profile.role]), m.heartbeat[profile.role],
-                                 energy.ESP32, energy.built_mode(profile.role, energy.ESP32))
-            out[profile.role] = round(energy.battery_days(day), 1)
-    return out
+    return energy.slow_hub_days(m.event, m.heartbeat)
 
 
 def tables(m: Measured, quick: bool = False) -> list[Any]:

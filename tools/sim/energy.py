@@ -335,3 +335,14 @@ def battery_days(day: Day, cell: Cell = Cell()) -> float:
     """Days until the usable charge is gone, counting self-discharge of the full capacity."""
     daily = day.total_mah + cell.capacity_mah * cell.self_discharge_per_month / 30.0
     return cell.capacity_mah * cell.usable / daily
+
+
+def slow_hub_days(events: dict[str, Activity], heartbeats: dict[str, Activity]) -> dict[str, float]:
+    """The doors' days on the ESP32 as built if every event waited its whole burst for kind 1."""
+    out = {}
+    for profile in PROFILES:
+        if profile.role in events and profile.role in DEEP_SLEEP_ROLES:
+            day = per_day(profile, full_burst(events[profile.role]), heartbeats[profile.role], ESP32,
+                          built_mode(profile.role, ESP32))
+            out[profile.role] = round(battery_days(day), 1)
+    return out
