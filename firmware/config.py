@@ -28,8 +28,10 @@ _SETTINGS = {
     "awake_after_event_ms": (10000, 0, 600000),  # doors: light sleep only, this long after a change
 }
 # After "heard", a pendant waits up to 30 s for "the platform has it"; door
-# sensors have nobody watching them and wait 2 s (a platform answering at once
-# is done by then); otherwise they get that ack with their next frame.
+# sensors do not wait at all: the hub owes a door nothing after kind 1 (SPEC
+# 1.7: kinds 2 and 3 are owed to pendants only, the devices that show them),
+# so a door that lingered would keep its radio and CPU on for an ack that
+# never comes (2 s a change: a fifth of the toilet door's battery).
 _LINGER_MS = bthome.LINGER_MS  # the hub counts on these (SPEC 1.7)
 
 

@@ -86,6 +86,18 @@ def test_a_day_and_the_battery_life():
     assert energy.battery_days(deep, cell) > 5 * days
 
 
+def test_a_slow_hub_keeps_a_door_in_its_whole_burst():
+    event = energy.Activity(span_s=0.2, awake_s=0.2, radio_ups=1, adv_events=4, connections=1)
+    slow = energy.full_burst(event)
+    assert slow.awake_s == pytest.approx(1.5) and slow.span_s == pytest.approx(1.5)
+    assert slow.adv_events == pytest.approx(4 + 1.3 / 0.030) and slow.connections == 1
+    assert energy.full_burst(slow).awake_s == pytest.approx(1.5)  # never shorter, never longer twice
+    beat = energy.Activity(span_s=0.3, awake_s=0.3, radio_ups=1, adv_events=11)
+    m = bench.Measured(event={"toilet_door": event}, heartbeat={"toilet_door": beat})
+    built = {r["role"]: r["days"] for r in bench.battery_rows(m) if r["built"] and r["chip"] == energy.ESP32.name}
+    assert 0 < bench.slow_hub_days(m)["toilet_door"] < built["toilet_door"]
+
+
 def test_an_activity_is_read_off_the_firmware_lines_and_the_radio_records():
     fw = SimpleNamespace(log=logging.getLogger("test.energy.fw"))
     rec = energy.LineRecorder(fw)
@@ -135,9 +147,9 @@ def test_the_benchmark_json_shows_every_role_on_the_esp32_lasting_two_years(tmp_
     assert {"role", "chip", "sleep", "built", "days"} <= set(rows[0])
     esp32 = {r["role"]: r for r in rows if r["built"] and r["chip"] == energy.ESP32.name}
     assert set(esp32) == {"pendant", "front_door", "toilet_door"}
-    assert esp32["pendant"]["sleep"] == "deep" and esp32["pendant"]["days"] >= 730, esp32["pendant"]
-    # the doors are measured the same way, with less margin (the toilet door's 24 wakes a day put
-    # it at 736-746 days here): on a loaded machine their awake times stretch, so only sanity
+    # the goal (issue 13): two years on one cell for every role at its stated profile, the toilet
+    # door's 24 changes a day included
     for role, r in esp32.items():
-        assert r["sleep"] == "deep" and r["days"] >= 600, (role, r)
+        assert r["sleep"] == "deep" and r["days"] >= 730, (role, r)
+    assert set(doc["slow_hub_days"]) == {"front_door", "toilet_door"}  # printed beside, for a slower hub
     assert doc["boot_ms"] and all(0 < decided for _first_line, decided in doc["boot_ms"])
