@@ -301,6 +301,8 @@ class Radio:
     async def write_acks(self, address: str, next_ack: Callable[[], bytes | None], *, quick: bool = False) -> int:
         """Connect to `address` once and write every ack `next_ack()` gives (each made once the
         link is up, so it says the most the hub knows by then) until it gives None; disconnect.
+        `next_ack()` is called again only once the ack it gave before is written (its write
+        response came): the caller records it as written then.
         Returns how many were written (0, logged, when the link could not be made: the device
         re-sends its frame and the hub answers that repeat). One connection for all a device is
         owed: a device leaves the air soon after it is answered, and a second connection made

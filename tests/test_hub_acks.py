@@ -113,6 +113,7 @@ class FakeRadio:
         self.windows: list[tuple[str, float]] = []  # what the ack policy told the radio to expect
         self.links: list[list[tuple[int, int]]] = []  # (kind, counter) written, per connection
         self.unmade = 0  # this many next connections fail to be made (nothing written)
+        self.after_write = None  # (ack number) -> None: what happens as the device takes an ack
 
     def heard_recently(self, address: str, within_s: float) -> bool:
         return address in self.recent
@@ -134,6 +135,10 @@ class FakeRadio:
             kind, counter, _hub_time, number = bthome.unseal_ack(device.key, device.mac, frame)
             written.append((address, kind, counter, quick))
             self.numbers.append(number)
+            if self.after_write is not None:
+                self.after_write(number)
+            if self.fail:
+                break  # its write failed: the radio asks for no more
         self.written += written
         self.links.append([(kind, counter) for _a, kind, counter, _q in written])
         return 0 if self.fail else len(written)
@@ -326,6 +331,23 @@ async def test_a_frame_heard_while_a_link_fails_gets_its_acks_in_a_new_link(tmp_
         await _settle(acks)
         assert radio.links == [[], [], [(OPERATOR, 1)]]
         _receipts(acks, radio, device)
+        assert store.owed_acks(device.id, time.time()) == []
+
+
+async def test_a_receipt_heard_before_its_write_is_recorded_still_confirms_it(tmp_path) -> None:
+    """The device advertises its receipt as soon as it took kind 2; the hub heard it before its
+    write's response was handled, when the ack was not yet recorded as written, and the receipt
+    confirmed nothing: kind 2 stayed owed (the hub benchmark waited for the confirmation in vain)."""
+    device = Device.new("24:0A:C4:00:00:0D", "pendant")
+    with HubStore.open(tmp_path / "hub.db") as store:
+        store.owe_ack(device.id, 7, DELIVERED, f"{device.id}-7", until=time.time() + 900)
+        radio = FakeRadio()
+        radio.recent.add(device.address)
+        acks = _policy(radio, store, [device])
+        radio.after_write = lambda number: acks.receipt(device, number)
+        acks.heard(device)
+        await _settle(acks)
+        assert radio.written == [(device.address, DELIVERED, 7, True)]
         assert store.owed_acks(device.id, time.time()) == []
 
 

@@ -53,6 +53,7 @@ class AckPolicy:
         self._ttl_s = ttl_s
         self._advertising_s = advertising_s
         self._owed_devices: set[str] | None = None  # device ids with acks owed; loaded lazily
+        self._early: dict[str, int] = {}  # device id -> the ack number its last receipt named, not yet recorded
         self.writer: AckWriter | None = None
 
     def attach(self, radio: Radio, clock: Clock = SYSTEM) -> AckWriter:
@@ -144,8 +145,12 @@ class AckPolicy:
             log.error("%s: receipt of ack %d not recorded: %s", device.address, number, exc)
             return
         if not confirmed:
-            log.debug("%s: receipt of ack %d: nothing awaited it", device.address, number)
+            # Perhaps not yet recorded as written: the device advertises its receipt as soon as
+            # it took the ack, and the hub may hear that before its write's response is handled.
+            self._early[device.id] = number
+            log.debug("%s: receipt of ack %d: nothing awaited it (yet)", device.address, number)
             return
+        self._early.pop(device.id, None)
         for counter, kind in confirmed:
             if self.writer is not None:
                 self.writer.confirmed(device, counter, kind)
@@ -195,3 +200,5 @@ class AckPolicy:
                           device.address, kind, counter, exc)
         log.info("%s: ack kind %d for counter %d written in %d ms (ack %d%s)", device.address, kind, counter, ms,
                  number, "; owed until the device confirms it" if kind >= bthome.ACK_DELIVERED else "")
+        if kind >= bthome.ACK_DELIVERED and self._early.get(device.id) == number:
+            self.receipt(device, number)  # its receipt came before the write's response was handled

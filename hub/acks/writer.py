@@ -86,9 +86,21 @@ class AckWriter:
         queue = self._queues[device.address]
         self._asked_again.discard(device.address)
         sent: list[tuple[int, int, int]] = []  # (counter, kind, number) sealed, in order written
+        recorded = 0  # how many of `sent` are recorded as written
         link_kinds: dict[int, int] = {}  # counter -> highest kind sealed in this connection
+        started = self._clock.monotonic()
+
+        def record(upto: int) -> None:
+            # At once, not when the link has ended: the device may advertise its receipt for an
+            # ack as soon as it took it, and a receipt naming an ack not yet recorded confirms nothing.
+            nonlocal recorded
+            ms = (self._clock.monotonic() - started) * 1000
+            for counter, kind, number in sent[recorded:upto]:
+                self._record(device, counter, kind, number, sent[0][2], ms)
+            recorded = max(recorded, upto)
 
         def next_ack() -> bytes | None:
+            record(len(sent))  # the radio asks for the next ack once the last one is written
             while queue:
                 _address, counter, kind = key = queue.pop(0)
                 self._busy.discard(key)
@@ -102,7 +114,6 @@ class AckWriter:
                 return ack
             return None
 
-        started = self._clock.monotonic()
         try:
             quick = all(kind >= bthome.ACK_DELIVERED for _a, _c, kind in queue)
             written = await self._radio.write_acks(device.address, next_ack, quick=quick)
@@ -115,15 +126,16 @@ class AckWriter:
             queue.clear()
             for key in late:
                 self._busy.discard(key)
-        ms = (self._clock.monotonic() - started) * 1000
-        for counter, kind, number in sent[:written]:
-            self._record(device, counter, kind, number, sent[0][2], ms)
+        record(written)
         # The device took what it was given: what came too late gets its own connection. Or the
         # link failed but the device was heard asking again meanwhile (a new frame, so it is on
         # the air now): try once more. Else owed acks stay owed (written with the next frame heard).
         if written or device.address in self._asked_again:
             self._asked_again.discard(device.address)
             unwritten = [] if written else [(device.address, counter, kind) for counter, kind, _n in sent]
+            if not written:
+                log.info("%s: heard again while its link failed: another link (%s)", device.address,
+                         [k for _a, _c, k in unwritten + late])
             for _address, counter, kind in unwritten + late:
                 self.request(device, counter, kind)
 

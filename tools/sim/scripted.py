@@ -60,6 +60,7 @@ class ScriptedDevice:
         self._adv: bytes | None = None
         self._advertising = False
         self._ack_written = asyncio.Event()
+        self._adv_lock = asyncio.Lock()
 
     @property
     def address(self) -> str:
@@ -120,15 +121,20 @@ class ScriptedDevice:
     async def _advertise(self, adv: bytes) -> None:
         radio = self._radio
         assert radio is not None, "start() first"
-        self._adv = adv
-        if self._advertising:
-            await radio.stop_advertising()
-            self._advertising = False
-        radio.advertising_data = adv
-        await radio.start_advertising(own_address_type=OwnAddressType.PUBLIC,
-                                      advertising_interval_min=self.interval_ms,
-                                      advertising_interval_max=self.interval_ms)
-        self._advertising = True
+        # One change of advertising at a time: a receipt is advertised as the hub's link ends,
+        # and the link's end resumes advertising too; interleaved, the two could leave the
+        # device silent (a stop landing after the other's start), and its receipt unheard.
+        async with self._adv_lock:
+            self._adv = adv
+            if self._advertising:
+                with contextlib.suppress(Exception):  # a central may have just stopped it
+                    await radio.stop_advertising()
+                self._advertising = False
+            radio.advertising_data = adv
+            await radio.start_advertising(own_address_type=OwnAddressType.PUBLIC,
+                                          advertising_interval_min=self.interval_ms,
+                                          advertising_interval_max=self.interval_ms)
+            self._advertising = True
 
     def _objects(self, button: str | None, door_open: bool | None) -> list[tuple[int, int]]:
         if self.device.role == "pendant":
@@ -172,10 +178,11 @@ class ScriptedDevice:
 
     async def go_quiet(self) -> None:
         """Stop advertising (asleep): acks owed wait until the next frame."""
-        self._adv = None
-        if self._advertising and self._radio is not None:
-            await self._radio.stop_advertising()
-        self._advertising = False
+        async with self._adv_lock:
+            self._adv = None
+            if self._advertising and self._radio is not None:
+                await self._radio.stop_advertising()
+            self._advertising = False
 
     def has_ack(self, counter: int, kind: int) -> bool:
         return (kind, counter) in self.acks
