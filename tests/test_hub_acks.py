@@ -156,6 +156,14 @@ def _policy(radio: FakeRadio, store: HubStore, devices: list[Device], **kwargs) 
     return policy
 
 
+def _owing(store: HubStore, device: Device, counter: int, kind: int) -> tuple[FakeRadio, AckPolicy]:
+    """`device`, on the air now, is owed ack `kind` for `counter`."""
+    store.owe_ack(device.id, counter, kind, f"{device.id}-{counter}", until=time.time() + 900)
+    radio = FakeRadio()
+    radio.recent.add(device.address)
+    return radio, _policy(radio, store, [device])
+
+
 async def _settle(acks: AckPolicy) -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -315,10 +323,7 @@ async def test_a_frame_heard_while_a_link_fails_gets_its_acks_in_a_new_link(tmp_
     one more link. With no frame heard meanwhile, the ack waits for the next one."""
     device = Device.new("24:0A:C4:00:00:0C", "pendant")
     with HubStore.open(tmp_path / "hub.db") as store:
-        store.owe_ack(device.id, 1, OPERATOR, f"{device.id}-1", until=time.time() + 900)
-        radio = FakeRadio()
-        radio.recent.add(device.address)
-        acks = _policy(radio, store, [device])
+        radio, acks = _owing(store, device, 1, OPERATOR)
         radio.unmade = 1
         acks.heard(device)
         await _settle(acks)
@@ -340,10 +345,7 @@ async def test_a_receipt_heard_before_its_write_is_recorded_still_confirms_it(tm
     confirmed nothing: kind 2 stayed owed (the hub benchmark waited for the confirmation in vain)."""
     device = Device.new("24:0A:C4:00:00:0D", "pendant")
     with HubStore.open(tmp_path / "hub.db") as store:
-        store.owe_ack(device.id, 7, DELIVERED, f"{device.id}-7", until=time.time() + 900)
-        radio = FakeRadio()
-        radio.recent.add(device.address)
-        acks = _policy(radio, store, [device])
+        radio, acks = _owing(store, device, 7, DELIVERED)
         radio.after_write = lambda number: acks.receipt(device, number)
         acks.heard(device)
         await _settle(acks)

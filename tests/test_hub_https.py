@@ -17,7 +17,7 @@ import trustme
 
 from safebox.hub.uplink.https import Answer, HttpError, HttpsConnection
 
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Script = Callable[["Server", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
 
 
@@ -34,28 +34,27 @@ async def serving(script: Script, names: tuple[str, ...] = ("127.0.0.1",)) -> As
     ca = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*names).configure_cert(server_tls)
+    client_ssl = ssl.create_default_context()
+    ca.configure_trust(client_ssl)
     handlers: set[asyncio.Task[None]] = set()
-    box: list[Server] = []
+    site = Server("", client_ssl)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        box[0].connections += 1
+        site.connections += 1
         handlers.add(asyncio.current_task())  # type: ignore[arg-type]
         try:
-            await script(reader, writer)
+            await script(site, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
-    port = server.sockets[0].getsockname()[1]
-    client_ssl = ssl.create_default_context()
-    ca.configure_trust(client_ssl)
-    box.append(Server(f"https://127.0.0.1:{port}", client_ssl))
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+    site.url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
     try:
-        yield box[0]
+        yield site
     finally:
-        server.close()
+        listener.close()
         for task in handlers:
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
@@ -89,16 +88,13 @@ async def conn_for() -> AsyncIterator[Callable[[Server], HttpsConnection]]:
 
 
 async def test_the_request_goes_out_as_signed_and_the_connection_is_kept(conn_for) -> None:
-    box: list[Server] = []
-
-    async def platform(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def platform(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            await read_request(reader, box[0])
+            await read_request(reader, server)
             writer.write(OK)
             await writer.drain()
 
     async with serving(platform) as server:
-        box.append(server)
         conn = conn_for(server)
         answers = [await post(conn, server) for _ in range(3)]
         got = await conn.request("GET", server.url + "/v1/hubs/h/operator-acks?since=7", {}, None, limit=1024)
@@ -118,15 +114,12 @@ async def test_the_request_goes_out_as_signed_and_the_connection_is_kept(conn_fo
 async def test_a_kept_connection_the_server_closed_is_replaced_and_the_request_sent_once(conn_for) -> None:
     """The platform's idle timeout closed the kept connection; the next request finds it dead
     before any answer, and goes once on a new connection."""
-    box: list[Server] = []
-
-    async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader, box[0])
+    async def one_then_close(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, server)
         writer.write(OK)
         await writer.drain()
 
     async with serving(one_then_close) as server:
-        box.append(server)
         conn = conn_for(server)
         assert (await post(conn, server)).status == 201
         await asyncio.sleep(0.2)  # the server's close reaches the hub's socket
@@ -135,24 +128,22 @@ async def test_a_kept_connection_the_server_closed_is_replaced_and_the_request_s
 
 
 async def test_a_chunked_answer_is_read_whole_and_a_long_one_is_cut_at_the_limit(conn_for) -> None:
-    box: list[Server] = []
     big = b"x" * 5000
 
-    async def chunked_then_long(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader, box[0])
+    async def chunked_then_long(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, server)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 5\r\n\r\n")
         for part in (b'{"results":', b"[1,2,3]", b"}"):
             writer.write(b"%x\r\n%s\r\n" % (len(part), part))
             await writer.drain()
             await asyncio.sleep(0.01)  # arrives in several TLS records
         writer.write(b"0\r\n\r\n")
-        await read_request(reader, box[0])
+        await read_request(reader, server)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big))
         await writer.drain()
         await reader.read()  # until the hub hangs up
 
     async with serving(chunked_then_long) as server:
-        box.append(server)
         conn = conn_for(server)
         first = await post(conn, server)
         cut = await post(conn, server, limit=1000)
@@ -162,20 +153,18 @@ async def test_a_chunked_answer_is_read_whole_and_a_long_one_is_cut_at_the_limit
 
 
 async def test_malformed_and_cut_answers_are_errors_and_the_next_request_starts_clean(conn_for) -> None:
-    box: list[Server] = []
     answers = [b"HTP/1.1 200 OK\r\n\r\n",  # not HTTP
                b"HTTP/1.1 201 Created\r\nContent-Length: 50\r\n\r\n{\"ok\"",  # closed mid-body
                b"HTTP/1.1 201 Created\r\nContent-Length: 11\r\nContent-Length: 12\r\n\r\n{\"ok\":true}",  # ambiguous
                OK]
 
-    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader, box[0])
-        writer.write(answers[box[0].connections - 1])
+    async def broken(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, server)
+        writer.write(answers[server.connections - 1])
         await writer.drain()
         await asyncio.sleep(0.05)
 
     async with serving(broken) as server:
-        box.append(server)
         conn = conn_for(server)
         errors = []
         for _ in range(3):
@@ -189,13 +178,10 @@ async def test_malformed_and_cut_answers_are_errors_and_the_next_request_starts_
 
 
 async def test_a_server_that_closes_without_answering_a_new_connection_is_an_error(conn_for) -> None:
-    box: list[Server] = []
-
-    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader, box[0])
+    async def mute(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, server)
 
     async with serving(mute) as server:
-        box.append(server)
         conn = conn_for(server)
         with pytest.raises(HttpError, match="without an answer"):
             await post(conn, server)
@@ -205,12 +191,10 @@ async def test_a_server_that_closes_without_answering_a_new_connection_is_an_err
 async def test_a_cancelled_request_closes_its_connection(conn_for) -> None:
     """The caller's timeout (or the relay abandoning an attempt at shutdown): the answer that
     may still come must not be read as the next request's."""
-    box: list[Server] = []
-
-    async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def slow_first(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            await read_request(reader, box[0])
-            if len(box[0].requests) == 1:
+            await read_request(reader, server)
+            if len(server.requests) == 1:
                 await asyncio.sleep(1.0)
                 writer.write(b"HTTP/1.1 500 Late\r\nContent-Length: 0\r\n\r\n")
             else:
@@ -218,7 +202,6 @@ async def test_a_cancelled_request_closes_its_connection(conn_for) -> None:
             await writer.drain()
 
     async with serving(slow_first) as server:
-        box.append(server)
         conn = conn_for(server)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):
@@ -228,7 +211,7 @@ async def test_a_cancelled_request_closes_its_connection(conn_for) -> None:
 
 
 async def test_a_certificate_for_another_authority_is_refused(conn_for) -> None:
-    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def never(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
     async with serving(never) as server:
