@@ -1,4 +1,5 @@
-"""Reading an HTTP body whole: the one way the hub and the receiver read one.
+"""Reading an HTTP body whole: the one way the receiver reads one (the hub's uplink reads its
+answers through h11, whole, in hub/uplink/https.py).
 
 `read(n)` on a stream returns what has arrived so far, which for a body that came in two
 TCP segments (or two TLS records) is only its first part: a signed body read that way fails
