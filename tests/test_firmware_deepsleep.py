@@ -62,8 +62,11 @@ async def test_door_deep_sleeps_wakes_on_the_contact_and_every_change_arrives_on
         assert events[0]["counter"] < events[1]["counter"] < events[2]["counter"]  # a higher mark each boot
         exactly_once(events)
         assert not any("watchdog" in line or "crash" in line or "self-test:" in line for line in fw.lines)
-        # the hub owes a door nothing after kind 1 (SPEC 1.7): each change taken at kind 1, no linger
-        assert sum(line.startswith("acked ") and line.endswith(" kind 1") for line in fw.lines) >= 4, fw.lines
+        # the hub owes a door nothing after kind 1 (SPEC 1.7): each change taken at kind 1 (the
+        # last one's a moment after the hub stored it: the hub stores, then writes), no linger
+        async with asyncio.timeout(10):
+            while sum(line.startswith("acked ") and line.endswith(" kind 1") for line in fw.lines) < 4:
+                await asyncio.sleep(0.05)
         assert not any(line.startswith("linger") for line in fw.lines), [x for x in fw.lines if "linger" in x]
 
 
@@ -79,11 +82,11 @@ async def test_door_heartbeat_after_a_timer_wake_from_deep_sleep(tmp_path):
         assert "(26, 0)" in beat  # door closed (BTHome 0x1A)
         await deep_asleep(door, 1)  # and back to sleep until the next one
         # a quick heartbeat (firmware/sender.py): owed nothing, the door sends its 10 advertisements
-        # at the burst's 30 ms and is off the air 0.3 s later, not after the 1 s window; and the
-        # hub heard it (its status names the heartbeat's counter)
+        # at the burst's 30 ms and is off the air 0.3 s later (0.9 allowed: a loaded machine), not
+        # after the 1 s window; and the hub heard it (its status names the heartbeat's counter)
         on = [a for a in fw.bridge.advertising if a.interval_us]
         off = [a for a in fw.bridge.advertising if not a.interval_us and a.t > on[-1].t]
-        assert on[-1].interval_us == 30_000 and off and off[0].t - on[-1].t < 0.6, (on[-1], off[:1])
+        assert on[-1].interval_us == 30_000 and off and off[0].t - on[-1].t < 0.9, (on[-1], off[:1])
         counter = int(beat.split()[1])
         async with asyncio.timeout(10):
             while (await home.hub_status())["devices"][0]["last_counter"] != counter:
