@@ -18,7 +18,7 @@ import pytest
 
 from safebox.firmware.boards import BOARDS
 from safebox.protocol import bthome
-from safebox.tools.bench.firmware import bench_device, tap
+from safebox.tools.bench.device import bench_device, tap
 from safebox.tools.sim.firmware_process import WDT_RESET
 
 PINS = BOARDS["esp32-devkitc"]
@@ -257,7 +257,7 @@ async def test_a_device_whose_counter_file_is_unreadable_refuses_to_send(tmp_pat
     known to be unused. The device says so on its console, shows the fault pattern and sends
     nothing (restarting at 1 would seal other bytes under used nonces, and the hub would refuse
     it all as replays); it tries again in an hour (a re-pair with a fresh key fixes it)."""
-    from safebox.tools.bench.firmware import flash_dir
+    from safebox.tools.bench.device import flash_dir
     from safebox.tools.sim.air import Air
     from safebox.tools.sim.firmware_process import FirmwareProcess
 

@@ -95,7 +95,7 @@ def test_a_slow_hub_keeps_a_door_in_its_whole_burst():
     beat = energy.Activity(span_s=0.3, awake_s=0.3, radio_ups=1, adv_events=11)
     m = bench.Measured(event={"toilet_door": event}, heartbeat={"toilet_door": beat})
     built = {r["role"]: r["days"] for r in bench.battery_rows(m) if r["built"] and r["chip"] == energy.ESP32.name}
-    assert 0 < bench.slow_hub_days(m)["toilet_door"] < built["toilet_door"]
+    assert 0 < energy.slow_hub_days(m.event, m.heartbeat)["toilet_door"] < built["toilet_door"]
 
 
 def test_an_activity_is_read_off_the_firmware_lines_and_the_radio_records():

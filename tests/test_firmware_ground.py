@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from safebox.protocol import bthome
-from safebox.tools.bench.firmware import bench_device, tap
+from safebox.tools.bench.device import bench_device, tap
 
 LINGER = {"linger_ms": 8000, "deep_sleep": 0}  # one boot; long enough to connect during the linger
 
