@@ -187,7 +187,7 @@ class Woke(_Line):
 
 @dataclass(frozen=True)
 class Heap(_Line):
-    """`heap shims <bytes>` / `heap live <bytes> free <bytes>`: the bench's heap report (tools/bench/firmware.py)."""
+    """`heap shims <bytes>` / `heap live <bytes> free <bytes>`: the bench's heap report (tools/bench/device.py)."""
 
     TEMPLATE = r"heap {what} {bytes}"
     FIELDS = {"what": r"shims|live", "bytes": _INT}
