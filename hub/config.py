@@ -263,7 +263,7 @@ _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 def _normal_form(parts: SplitResult, url: str) -> str:
     host = parts.hostname or ""
     try:
-        host = host.encode("ascii").decode() if host.isascii() else host.encode("idna").decode("ascii")
+        host = host if host.isascii() else host.encode("idna").decode("ascii")
     except UnicodeError:
         raise ValueError(f"not a usable host name in {url!r}") from None
     if ":" in host:

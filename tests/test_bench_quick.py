@@ -110,3 +110,16 @@ def test_only_some_modules_written_keeps_the_others_figures():
     assert merged.index("old codec table") < merged.index("new hub table") < merged.index("old firmware table")
     assert "Run now: hub; the figures of codec, firmware are from their last run." in merged
     assert runner.keep_others("", now).count("### ") == 1
+
+
+@pytest.mark.parametrize("burst, acked", [([2.9, 36.0, 69.1], "3 of 16"), ([], "0 of 16")])
+def test_the_pi_tables_say_how_many_pendants_took_an_ack(burst, acked):
+    """The virtual Pi's figures (tools/bench/pi.py, which needs the VM to measure): the burst
+    table counts the pendants that took an ack, and one with none raises nothing."""
+    from safebox.tools.bench import pi
+    side = {"hub_stored_ms": [186.0], "platform_stored_ms": [191.0], "kind1_ms": [237.0], "kind2_ms": [237.0]}
+    vm = {**side, "vm_loop_s": 2.5, "host_loop_s": 0.4, "rss_kib": 46_000, "burst_acked_s": burst,
+          "radio": {"kernel": "6.1", "bluez": "5.66", "scanning": "passive", "init": "systemd"}}
+    latency, acks, memory = pi.tables({"presses": 1, "bumble": side, "vm": vm})
+    assert acks.rows[0][0] == acked and len(acks.rows[0]) == len(acks.columns)
+    assert "44.9 MiB" in memory.text() and "first ack" in latency.text()

@@ -30,10 +30,10 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(script: Script, names: tuple[str, ...] = ("127.0.0.1",)) -> AsyncIterator[Server]:
+async def serving(script: Script) -> AsyncIterator[Server]:
     ca = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*names).configure_cert(server_tls)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
     client_ssl = ssl.create_default_context()
     ca.configure_trust(client_ssl)
     handlers: set[asyncio.Task[None]] = set()

@@ -200,5 +200,5 @@ class AckPolicy:
                           device.address, kind, counter, exc)
         log.info("%s: ack kind %d for counter %d written in %d ms (ack %d%s)", device.address, kind, counter, ms,
                  number, "; owed until the device confirms it" if kind >= bthome.ACK_DELIVERED else "")
-        if kind >= bthome.ACK_DELIVERED and self._early.get(device.id) == number:
+        if self._early.get(device.id) == number:  # any kind: a receipt names the last ack taken
             self.receipt(device, number)  # its receipt came before the write's response was handled

@@ -134,7 +134,7 @@ class AckWriter:
             self._asked_again.discard(device.address)
             unwritten = [] if written else [(device.address, counter, kind) for counter, kind, _n in sent]
             if not written:
-                log.info("%s: heard again while its link failed: another link (%s)", device.address,
+                log.info("%s: asked for again while its link failed: another link (%s)", device.address,
                          [k for _a, _c, k in unwritten + late])
             for _address, counter, kind in unwritten + late:
                 self.request(device, counter, kind)
