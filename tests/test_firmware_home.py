@@ -150,6 +150,8 @@ async def test_full_store_keeps_the_emergency_and_the_newest_and_each_arrives_on
             # the next press once this one is counted: 100 ms apart, a loaded machine can run the
             # release debounce late enough to merge two presses into one (an edge restarts it)
             await fw.wait_for_line(rf"^event {n} community_service press$", timeout=10)
+        # the firmware says what it dropped on the line after the event: wait for it as well
+        await fw.wait_for_line(r"^store full: dropped \[3\]$", timeout=10)
         dropped = [line for line in fw.lines if line.startswith("store full: dropped")]
         assert dropped == ["store full: dropped [2]", "store full: dropped [3]"]
         home.air.drop_filter = None
