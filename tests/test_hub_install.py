@@ -21,12 +21,13 @@ from .conftest import ROOT
 
 INSTALLER = ROOT / "packaging" / "hub" / "install.sh"
 # The hub's unit tests that need only the hub package (no simulator, receiver or tools).
-HUB_ONLY = ["test_hub_boot_frame.py", "test_hub_config.py", "test_hub_https.py", "test_hub_ingest.py", "test_hub_store.py",
-            "test_hub_uplink.py", "test_hub_walk_test.py", "test_rules_engine.py", "test_rules_front_door.py",
-            "test_rules_supervision.py", "test_rules_toilet.py", "test_signing.py"]
+HUB_ONLY = ["test_hub_boot_frame.py", "test_hub_config.py", "test_hub_https.py", "test_hub_ingest.py",
+            "test_hub_store.py", "test_hub_uplink.py", "test_hub_uplink_backlog.py", "test_hub_walk_test.py",
+            "test_rules_engine.py", "test_rules_front_door.py", "test_rules_supervision.py", "test_rules_toilet.py",
+            "test_signing.py"]
 TEST_DEPS = ["pytest==9.2.0", "pytest-asyncio==1.5.0", "pytest-mock==3.17.0", "hypothesis==6.170.17",
              "trustme==1.2.1",  # as pyproject.toml's test extra pins them
-             "aiohttp==3.14.5"]  # the stand-in platform's server in test_hub_uplink (the hub has no aiohttp)
+             "aiohttp==3.14.5"]  # the stand-in platform's server (tests/uplink_platform.py; the hub has no aiohttp)
 
 
 def _python313() -> str:

@@ -34,7 +34,7 @@ from safebox.tools.sim.receiver_faults import fault_middleware
 from safebox.tools.receiver.store import Store
 from safebox.tools.sim.home import parse_time
 from tests.relay_kit import RelayRig, run_until
-from tests.test_hub_uplink import HUB, KEY, START, FakeTime, store_event
+from tests.uplink_platform import HUB, KEY, START, FakeTime, store_event
 
 HOME = "home-0001"
 
