@@ -21,6 +21,7 @@ import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -318,18 +319,30 @@ class SimHome:
         return stored
 
     # -- someone else on the air ---------------------------------------------------------
-    async def transmit(self, mac: str, adv_data: bytes, duration_s: float = 0.3, interval_ms: int = 30) -> None:
+    async def transmit(self, mac: str, adv_data: bytes, duration_s: float = 0.3, interval_ms: int = 30, *,
+                       until: Awaitable[Any] | None = None) -> Any:
         """Advertise `adv_data` from a bumble device claiming address `mac` (an attacker,
-        or a neighbour's device) for `duration_s`, then leave the air."""
+        or a neighbour's device) for `duration_s`, then leave the air.
+
+        With `until` (say, the hub's line refusing it), advertise until it is done, at most
+        `duration_s` (TimeoutError then), and give its result: a hub on Linux hears nothing while
+        it makes a connection (an ack to a device), so a short burst can pass a busy hub unheard."""
         from bumble.device import Device as BumbleDevice
         from bumble.hci import Address, OwnAddressType
 
         controller = self.air.plug_device(f"transmitter-{mac}", mac)
         radio = BumbleDevice.with_hci(f"transmitter-{mac}", Address(mac), controller, controller)
-        await radio.power_on()
-        radio.advertising_data = adv_data
-        await radio.start_advertising(own_address_type=OwnAddressType.PUBLIC, advertising_interval_min=interval_ms,
-                                      advertising_interval_max=interval_ms)
-        await asyncio.sleep(duration_s)
-        await radio.stop_advertising()
-        self.air.unplug(controller)
+        try:
+            await radio.power_on()
+            radio.advertising_data = adv_data
+            await radio.start_advertising(own_address_type=OwnAddressType.PUBLIC, advertising_interval_min=interval_ms,
+                                          advertising_interval_max=interval_ms)
+            if until is None:
+                await asyncio.sleep(duration_s)
+                return None
+            async with asyncio.timeout(duration_s):
+                return await until
+        finally:
+            if radio.is_advertising:
+                await radio.stop_advertising()
+            self.air.unplug(controller)
