@@ -104,8 +104,9 @@ class PlatformClient:
                  timeout_s: float = 10.0, clock: Callable[[], float] = time.time,
                  health: PlatformHealth | None = None, on_change: Callable[[], None] | None = None,
                  follow_platform_clock: bool = False, on_offset: Callable[[float], None] | None = None) -> None:
-        """`on_offset(s)` is told the platform's clock offset when it changes by a second or
-        more (the hub keeps it across restarts)."""
+        """`on_offset(s)` is told the platform's clock offset when it is a second or more from
+        the one it was told last (the hub keeps it across restarts); the Date header has whole
+        seconds, so answers from one clock differ by less."""
         url = check_https_url(url)
         if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
             raise ValueError("ssl_context must verify the platform's certificate and host name "
@@ -123,6 +124,7 @@ class PlatformClient:
         self._on_change = on_change
         self._follow = follow_platform_clock
         self._on_offset = on_offset
+        self._offset_told: float | None = None
         self._clock_warned_at = -math.inf
         self._session: HttpsConnection | None = None
         self._inflight: asyncio.Future[_Raw] | None = None
@@ -239,9 +241,9 @@ class PlatformClient:
             offset = email.utils.parsedate_to_datetime(date).timestamp() - now
         except (TypeError, ValueError):
             return
-        before = self.health.clock_offset_s
         self.health.clock_offset_s = round(offset, 1)
-        if self._on_offset is not None and (before is None or abs(offset - before) >= 1.0):
+        if self._on_offset is not None and (self._offset_told is None or abs(offset - self._offset_told) >= 1.0):
+            self._offset_told = offset
             self._on_offset(self.health.clock_offset_s)
         if self._follow and abs(offset) > CLOCK_OFF_S and now - self._clock_warned_at >= CLOCK_WARN_EVERY_S:
             self._clock_warned_at = now
