@@ -68,8 +68,10 @@ async def test_login_live_alarm_take_up_to_the_pendant_toilet_board_and_chinese(
             await b.wait_text("#queue", "Nothing waiting.")
 
             # the toilet board: the door shuts behind the resident, then opens as they come out
+            shut_at = len(toilet.firmware.lines)
             toilet.set_door(True)
-            await asyncio.sleep(0.6)
+            # opened again once the board (woken from deep sleep by the first edge) counted it
+            await toilet.firmware.wait_for_line(r"^event \d+ door open$", timeout=15, start=shut_at)
             toilet.set_door(False)
             await b.wait_for(lambda: b.driver.find_elements("css selector", "tr.toilet"), timeout=20,
                              what="the toilet line")

@@ -46,10 +46,13 @@ async def test_door_deep_sleeps_wakes_on_the_contact_and_every_change_arrives_on
         assert fw.bridge.deep_sleeps[-1][2][:2] == [door.pin("contact"), 1]  # now: wake when it closes
         assert (fw.fs_dir / "door_state").read_text() == "0"  # open, as last reported
 
-        # opened and closed within half a second, the first edge while deep asleep: the boot
+        # closed and opened again at once, the first edge while deep asleep: the boot
         # reads the contact against the saved state, the running firmware catches the second
+        closed_at = len(fw.lines)
         door.set_door(False)
-        await asyncio.sleep(0.5)
+        # the boot must read it closed first (a slow boot reading it open again sees no change):
+        # opened again once the woken firmware counted the close
+        await fw.wait_for_line(r"^event \d+ door closed$", timeout=15, start=closed_at)
         door.set_door(True)
         moved = len(fw.lines)
         await device_events(home, door, 3)

@@ -89,8 +89,10 @@ async def test_a_blank_board_is_flashed_paired_enrolled_and_walk_tested(tmp_path
         walk = asyncio.create_task(_run("walk-test", "--hub-config", config, "--report-dir", str(reports),
                                         "--timeout", "30", "--installer", "W. Zhang"))
         await _started(said("walk_start"))
+        pressed_at = len(lab._fw.lines)  # noqa: SLF001 (the lab board's output)
         await lab.press("emergency")
-        await asyncio.sleep(0.5)
+        # the press woke the board from deep sleep: the next ones once it has booted and counted it
+        await lab._fw.wait_for_line(r"^event \d+ emergency press$", timeout=15, start=pressed_at)  # noqa: SLF001
         await asyncio.to_thread(cli.main, ["lab-press", "--dir", str(tmp_path / "lab"), "--gap", "0.5",
                                            "community_service", "life_service"])
         assert await asyncio.wait_for(walk, 30) == 0
