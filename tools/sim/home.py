@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
