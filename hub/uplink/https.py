@@ -1,10 +1,10 @@
 """One HTTPS/1.1 connection to the platform: what the hub's uplink sends, and nothing more.
 
 The hub sends small signed requests to one host and reads short answers. A general-purpose
-client is more than that needs (aiohttp and its libraries were 12.3 MiB at import; with this
-module instead the hub on the virtual Pi went from 55.3 to 45.5 MiB: tools/bench/pi.py);
-this is h11 (the HTTP/1.1 state machine, no I/O of its own, 0.5 MiB) over an asyncio TLS
-stream. What it does:
+client is more than that needs (with this module instead of aiohttp, the hub's memory on the
+virtual Pi went from 55.3 to 45.7 MiB: RESULTS.md, `python -m safebox.tools.bench.pi`);
+this is h11 (the HTTP/1.1 state machine, no I/O of its own) over an asyncio TLS stream.
+What it does:
 
 * TLS with the caller's context (the client refuses one that does not verify), SNI and the
   certificate checked against the URL's host.

@@ -67,7 +67,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from safebox.tools.sim import lines as console
@@ -327,8 +327,8 @@ def full_burst(event: Activity, burst_s: float = 1.5, interval_s: float = 0.030)
     """`event` as if kind 1 had come only at the end of the burst (firmware/sender.py BURST_MS,
     BURST_INTERVAL_MS): awake and advertising at the burst's interval for the rest of it."""
     more = max(0.0, burst_s - event.awake_s)
-    return Activity(**{**event.__dict__, "span_s": event.span_s + more, "awake_s": event.awake_s + more,
-                       "adv_events": event.adv_events + more / interval_s})
+    return replace(event, span_s=event.span_s + more, awake_s=event.awake_s + more,
+                   adv_events=event.adv_events + more / interval_s)
 
 
 def battery_days(day: Day, cell: Cell = Cell()) -> float:
